@@ -1,0 +1,36 @@
+"""Datasets as one uint8 NCHW tensor + labels, found offline first, and their batch order.
+
+    from raygan.data import load_dataset, EpochSampler
+    ds = load_dataset("fashion-mnist", resolution=32)        # ImageDataset, uint8 (N, 1, 32, 32)
+    sampler = EpochSampler(len(ds), batch_size=64, seed=0)
+    batch = ds.images[sampler.next()]
+
+Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder); see
+raygan.data.sources for where each looks and raygan.data.dataset for the fitting rules.
+Augmentation lives in raygan.augment, not here.
+"""
+from raygan.data.dataset import ImageDataset, fit, fit_channels, fit_resolution
+from raygan.data.idx import read_idx, write_idx
+from raygan.data.sampler import EpochSampler
+from raygan.data.sources import (
+    ENV_VAR,
+    SOURCES,
+    SPLITS,
+    describe,
+    load_dataset,
+)
+
+__all__ = [
+    "SOURCES",
+    "SPLITS",
+    "ENV_VAR",
+    "ImageDataset",
+    "EpochSampler",
+    "load_dataset",
+    "describe",
+    "fit",
+    "fit_resolution",
+    "fit_channels",
+    "read_idx",
+    "write_idx",
+]

@@ -1,0 +1,156 @@
+"""One GAN iteration: n_critic discriminator steps, then one generator step.
+
+The step knows nothing about which loss, regulariser or augmentation it runs: each is a
+registered piece with a small interface (losses.d_loss/g_loss, reg.penalty/after_d_step,
+diffaugment(x)). Statistics accumulate on the device and are read once per tick, so the
+step never forces a host sync.
+
+Under DDP, G and D are each wrapped; the fake batch for the D step is drawn from the
+unwrapped G without grad, and the G step runs through the unwrapped D with its
+parameters frozen, so each backward all-reduces exactly one network's gradients.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from raygan.engine.ema import ema_beta, update_ema
+
+STAT_NAMES = ("loss_d", "loss_g", "reg", "d_real", "d_fake")
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside a DDP (or compile) wrapper; the module itself otherwise."""
+    inner = getattr(module, "module", None)
+    if isinstance(inner, nn.Module) and type(module).__name__ in ("DistributedDataParallel", "DataParallel"):
+        module = inner
+    return getattr(module, "_orig_mod", module)
+
+
+class GANStep:
+    def __init__(self, *, G: nn.Module, D: nn.Module, loss, regularizer, diffaugment: Optional[Callable],
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, n_critic: int,
+                 z_dim: int, num_classes: int, device: torch.device, amp: str = "none",
+                 G_ema: Optional[nn.Module] = None, ema_half_life_kimg: float = 0.0,
+                 ema_rampup: Optional[float] = None, global_batch: int = 0):
+        self.G, self.D = G, D
+        self.G_plain, self.D_plain = unwrap(G), unwrap(D)
+        self.loss, self.reg, self.diffaugment = loss, regularizer, diffaugment
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.n_critic = n_critic
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.device = device
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
+        fp16 = self.amp_dtype is torch.float16
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.G_ema = G_ema
+        self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
+        self.global_batch = global_batch
+        self.d_steps = 0  # counts D updates, drives the lazy-regulariser phase
+        self.stats = torch.zeros(len(STAT_NAMES) + 2, dtype=torch.float64, device=device)
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def sample_latents(self, n: int, generator: Optional[torch.Generator] = None
+                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        z = torch.randn(n, self.z_dim, device=self.device, generator=generator)
+        y = None
+        if self.num_classes > 0:
+            y = torch.randint(0, self.num_classes, (n,), device=self.device, generator=generator)
+        return z, y
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return self.diffaugment(x) if self.diffaugment is not None else x
+
+    # ------------------------------------------------------------------ phases
+    def d_step(self, real: torch.Tensor, y_real: Optional[torch.Tensor],
+               z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None) -> None:
+        n = real.shape[0]
+        if z is None:
+            z, y_fake = self.sample_latents(n)
+        with torch.no_grad(), self._autocast():
+            fake = self.G_plain(z, y_fake)
+        self.D.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        real_aug, fake_aug = self._aug(real), self._aug(fake.float())
+        with self._autocast():
+            d_real = self.D(real_aug, y_real).float()
+            d_fake = self.D(fake_aug, y_fake).float()
+            loss = self.loss.d_loss(d_real, d_fake)
+        reg_value = torch.zeros((), device=self.device)
+        lazy = self.reg.every > 1
+        if not lazy:  # e.g. WGAN-GP: penalty in the same backward, computed in float32 (AMP-safe)
+            pen = self.reg.penalty(self.D, real_aug, fake_aug, y_real)
+            if pen is not None:
+                reg_value = pen
+                loss = loss + pen
+        self.scaler_d.scale(loss).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
+        self.d_steps += 1
+        if lazy and self.d_steps % self.reg.every == 0:  # lazy R1: its own phase, every k steps
+            self.opt_d.zero_grad(set_to_none=True)
+            pen = self.reg.penalty(self.D, real_aug.detach(), fake_aug.detach(), y_real)
+            if pen is not None:
+                pen.backward()
+                self.opt_d.step()
+                reg_value = pen.detach()
+        self.reg.after_d_step(self.D_plain)
+        self.stats[0] += loss.detach().double()
+        self.stats[2] += reg_value.detach().double()
+        self.stats[3] += d_real.detach().mean().double()
+        self.stats[4] += d_fake.detach().mean().double()
+        self.stats[5] += 1  # D-step count
+
+    def g_step(self, n: int, z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None) -> None:
+        if z is None:
+            z, y_fake = self.sample_latents(n)
+        self.D_plain.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            fake = self.G(z, y_fake)
+            d_fake = self.D_plain(self._aug(fake), y_fake).float()
+            loss = self.loss.g_loss(d_fake)
+        self.scaler_g.scale(loss).backward()
+        self.scaler_g.step(self.opt_g)
+        self.scaler_g.update()
+        self.D_plain.requires_grad_(True)
+        self.stats[1] += loss.detach().double()
+        self.stats[6] += 1  # G-step count
+
+    def step(self, next_real: Callable[[], Tuple[torch.Tensor, Optional[torch.Tensor]]], cur_nimg: int) -> None:
+        """n_critic D steps on fresh real batches, one G step, then the EMA update."""
+        n = 0
+        for _ in range(self.n_critic):
+            real, y = next_real()
+            n = real.shape[0]
+            self.d_step(real, y)
+        self.g_step(n)
+        if self.G_ema is not None:
+            beta = ema_beta(self.global_batch, self.ema_half_life_kimg, cur_nimg, self.ema_rampup)
+            update_ema(self.G_ema, self.G_plain, beta)
+
+    # ------------------------------------------------------------------ stats
+    def read_stats(self, reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, float]:
+        """Mean of each statistic since the last read (one host sync), then reset."""
+        s = self.stats.clone()
+        if reduce is not None:
+            s = reduce(s)
+        self.stats.zero_()
+        vals = s.tolist()
+        nd, ng = max(vals[5], 1.0), max(vals[6], 1.0)
+        out = {"loss_d": vals[0] / nd, "loss_g": vals[1] / ng, "reg": vals[2] / nd,
+               "d_real": vals[3] / nd, "d_fake": vals[4] / nd}
+        return out
+
+
+def param_groups_for(module: nn.Module) -> List[torch.nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]

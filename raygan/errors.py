@@ -1,0 +1,30 @@
+"""User-facing errors: the CLI prints them as one line and exits with code 2.
+
+Anything a user can cause (bad config, missing data, a checkpoint that does not fit)
+raises a subclass of RayganError with a message that names the problem and, where it
+helps, what to do. Bugs stay ordinary exceptions with tracebacks.
+"""
+
+
+class RayganError(Exception):
+    """A problem with the user's input or environment, reported without a traceback."""
+
+
+class ConfigError(RayganError):
+    """Invalid config, unknown key, unknown registry name."""
+
+
+class DataError(RayganError):
+    """Dataset missing or unreadable."""
+
+
+class CheckpointError(RayganError):
+    """Checkpoint corrupt, missing, or made for another model."""
+
+
+class DivergenceError(RayganError):
+    """Losses stayed non-finite for several ticks."""
+
+
+class RunDirError(RayganError):
+    """A run directory that already holds a run, or none where one is expected."""

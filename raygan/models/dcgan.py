@@ -1,0 +1,121 @@
+"""DCGAN (Radford et al. 2016) laid out as in pytorch/examples `dcgan/main.py`: the readable
+baseline, same layers, same N(0, 0.02) init, so its known results carry over.
+
+Resolution sets the stack: 28 px generates 7->14->28, 32 px 4->8->16->32,
+64 px 4->8->16->32->64; the discriminator mirrors it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raygan.errors import ConfigError
+from raygan.models.layers import (
+    ConditionalBatchNorm,
+    Projection,
+    apply_spectral_norm,
+    pair_factory,
+    require_labels,
+)
+
+# resolution -> (spatial size at the bottom of the stack, number of 2x steps)
+_PLAN = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
+
+
+def _width(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"architecture 'dcgan': {name} must be a positive int, got {value!r}")
+    return value
+
+
+def init_weights(m: nn.Module) -> None:
+    """pytorch/examples init: conv N(0, 0.02); BN weight N(1, 0.02), bias 0."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d) and m.weight is not None:
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, ConditionalBatchNorm) and m.num_classes:
+        nn.init.normal_(m.gamma.weight, 1.0, 0.02)
+        nn.init.zeros_(m.beta.weight)
+
+
+class Generator(nn.Module):
+    """ConvTranspose + BN + ReLU stack halving the width at each 2x step; tanh output."""
+
+    def __init__(self, *, resolution: int, channels: int, z_dim: int, num_classes: int = 0, ngf: int = 64):
+        super().__init__()
+        ngf = _width(ngf, "ngf")
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.resolution, self.channels = resolution, channels
+        start, steps = _PLAN[resolution]
+        widths = [ngf * 2 ** (steps - 1 - i) for i in range(steps)]  # 64 px: 8, 4, 2, 1 x ngf
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(z_dim, widths[0], start, 1, 0, bias=False)])
+        self.convs.extend(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(widths, widths[1:]))
+        self.norms = nn.ModuleList(ConditionalBatchNorm(w, num_classes) for w in widths)
+        self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        require_labels(y, self.num_classes, "dcgan generator")
+        h = z.view(z.shape[0], self.z_dim, 1, 1)
+        for conv, norm in zip(self.convs, self.norms):
+            h = F.relu(norm(conv(h), y))
+        return torch.tanh(self.to_image(h))
+
+
+class Discriminator(nn.Module):
+    """Strided conv + (BN) + LeakyReLU(0.2) stack doubling the width; a valid conv gives
+    the logit. `norm` defaults to "bn", and to "none" under spectral norm."""
+
+    def __init__(
+        self,
+        *,
+        resolution: int,
+        channels: int,
+        num_classes: int = 0,
+        spectral_norm: bool = False,
+        ndf: int = 64,
+        norm: Optional[str] = None,
+    ):
+        super().__init__()
+        ndf = _width(ndf, "ndf")
+        if norm is None:
+            norm = "none" if spectral_norm else "bn"
+        if norm not in ("bn", "none"):
+            raise ConfigError(f"architecture 'dcgan': discriminator norm must be 'bn' or 'none', got {norm!r}")
+        if norm == "bn" and spectral_norm:
+            raise ConfigError("architecture 'dcgan': discriminator norm 'bn' cannot be combined with spectral_norm")
+        self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
+        start, steps = _PLAN[resolution]
+        widths = [ndf * 2**i for i in range(steps)]  # 64 px: 1, 2, 4, 8 x ndf
+        bias = norm == "none"  # with BN a conv bias is redundant (pytorch/examples has none)
+        self.convs = nn.ModuleList([nn.Conv2d(channels, widths[0], 4, 2, 1, bias=bias)])
+        self.convs.extend(nn.Conv2d(a, b, 4, 2, 1, bias=bias) for a, b in zip(widths, widths[1:]))
+        # as in pytorch/examples, no BN on the first layer (it would normalise raw pixels)
+        self.norms = nn.ModuleList(
+            nn.BatchNorm2d(w) if norm == "bn" and i > 0 else nn.Identity() for i, w in enumerate(widths)
+        )
+        self.head = nn.Conv2d(widths[-1], 1, start, 1, 0, bias=bias)
+        self.projection = Projection(num_classes, widths[-1]) if num_classes else None
+        self.apply(init_weights)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        require_labels(y, self.num_classes, "dcgan discriminator")
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = F.leaky_relu(norm(conv(h)), 0.2)
+        out = self.head(h).flatten()
+        if self.projection is not None:
+            out = out + self.projection(h.sum(dim=(2, 3)), y)
+        return out.float()
+
+
+make = pair_factory("dcgan", Generator, Discriminator)

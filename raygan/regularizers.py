@@ -1,0 +1,105 @@
+"""Discriminator regularisers by name, as separate phases (StyleGAN2-ADA style).
+
+The trainer runs `penalty(D, real, fake, y)` every `every` D steps and backpropagates it
+(already weighted), and calls `after_d_step(D)` after each D optimiser step. D may be
+DDP-wrapped: it is only ever called, never looked into. Spectral norm is a model option
+(`spectral_norm=True`), not a regulariser.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from raygan.errors import ConfigError
+from raygan.registry import Registry
+
+REGULARIZERS = Registry("regularizer")
+
+
+def _positive(name: str, key: str, value: float, allow_zero: bool = True) -> float:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        raise ConfigError(f"regularizer '{name}': {key} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return float(value)
+
+
+def _input_grad(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+    """d sum(D(x)) / dx, kept in the graph so the penalty trains D (double backward)."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x, y).sum(), x, create_graph=True)
+    return grad.flatten(1)
+
+
+class Regularizer:
+    every: int = 1
+
+    def penalty(
+        self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor] = None
+    ) -> Optional[torch.Tensor]:
+        return None
+
+    def after_d_step(self, D: nn.Module) -> None:
+        return None
+
+
+@REGULARIZERS.register("none")
+class NoRegularizer(Regularizer):
+    def __repr__(self) -> str:
+        return "none()"
+
+
+@REGULARIZERS.register("wgan-gp")
+class GradientPenalty(Regularizer):
+    """Gulrajani et al. 2017: weight * E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates
+    x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1) per sample (torch's global RNG).
+    `y` labels the interpolates, so real and fake should share labels when conditional."""
+
+    def __init__(self, weight: float = 10.0):
+        self.weight = _positive("wgan-gp", "weight", weight)
+
+    def penalty(self, D, real, fake, y=None):
+        eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+        x_hat = eps * real.detach() + (1 - eps) * fake.detach()
+        norm = _input_grad(D, x_hat, y).norm(2, dim=1)
+        return self.weight * (norm - 1).square().mean()
+
+    def __repr__(self) -> str:
+        return f"wgan-gp(weight={self.weight})"
+
+
+@REGULARIZERS.register("r1")
+class R1(Regularizer):
+    """Mescheder et al. 2018: (gamma / 2) * E[||grad_x D(real)||^2], run lazily every `every`
+    D steps and multiplied by `every` (StyleGAN2), so the strength does not depend on it."""
+
+    def __init__(self, weight: float = 10.0, every: int = 16):
+        self.weight = _positive("r1", "weight", weight)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"regularizer 'r1': every must be an int >= 1, got {every!r}")
+        self.every = every
+
+    def penalty(self, D, real, fake, y=None):
+        sq = _input_grad(D, real, y).square().sum(dim=1)
+        return (0.5 * self.weight * self.every) * sq.mean()
+
+    def __repr__(self) -> str:
+        return f"r1(weight={self.weight}, every={self.every})"
+
+
+@REGULARIZERS.register("clip")
+class WeightClip(Regularizer):
+    """Arjovsky et al. 2017: clamp every D parameter to [-value, value] after each D step,
+    a crude Lipschitz bound for the WGAN critic."""
+
+    def __init__(self, value: float = 0.01):
+        self.value = _positive("clip", "value", value, allow_zero=False)
+
+    @torch.no_grad()
+    def after_d_step(self, D):
+        for p in D.parameters():
+            p.clamp_(-self.value, self.value)
+
+    def __repr__(self) -> str:
+        return f"clip(value={self.value})"

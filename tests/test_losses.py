@@ -1,0 +1,104 @@
+import math
+
+import pytest
+import torch
+
+from raygan.errors import ConfigError
+from raygan.losses import LOSSES
+
+# real logits r = [0, 2], fake logits f = [0, -1]
+R = [0.0, 2.0]
+F_ = [0.0, -1.0]
+LN2 = math.log(2.0)
+
+
+def sp(v):  # softplus, by hand
+    return math.log1p(math.exp(v))
+
+
+EXPECTED = {
+    # name: (d_loss, g_loss)
+    "minimax": ((LN2 + sp(-2)) / 2 + (LN2 + sp(-1)) / 2, -(LN2 + sp(-1)) / 2),
+    "ns": ((LN2 + sp(-2)) / 2 + (LN2 + sp(-1)) / 2, (LN2 + sp(1)) / 2),
+    "lsgan": (0.5 * ((1 + 1) / 2 + (0 + 1) / 2), 0.5 * (1 + 4) / 2),  # 0.75, 1.25
+    "wgan": (-0.5 - 1.0, 0.5),
+    "hinge": ((1 + 0) / 2 + (1 + 0) / 2, 0.5),
+}
+
+
+def test_names_and_critic_flag():
+    assert LOSSES.names() == ["hinge", "lsgan", "minimax", "ns", "wgan"]
+    assert {n for n in LOSSES.names() if LOSSES.build(n).critic} == {"wgan"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_values(name):
+    loss = LOSSES.build(name)
+    d, g = EXPECTED[name]
+    r, f = torch.tensor(R), torch.tensor(F_)
+    assert loss.d_loss(r, f).item() == pytest.approx(d, abs=1e-6)
+    assert loss.g_loss(f).item() == pytest.approx(g, abs=1e-6)
+    assert loss.d_loss(r, f).shape == () and loss.g_loss(f).shape == ()
+
+
+def test_hand_numbers():
+    # the closed forms above, spelled out once as plain numbers
+    assert EXPECTED["minimax"][0] == pytest.approx(0.9132420, abs=1e-6)
+    assert EXPECTED["ns"][1] == pytest.approx(1.0032044, abs=1e-6)
+    assert EXPECTED["minimax"][1] == pytest.approx(-0.5032044, abs=1e-6)
+
+
+GRADS = {
+    # at r = f = 0.5 (batch of 2): (dD/dr_i, dD/df_i, dG/df_i), each / batch size
+    "minimax": (-1 / (1 + math.exp(0.5)) / 2, 1 / (1 + math.exp(-0.5)) / 2, -1 / (1 + math.exp(-0.5)) / 2),
+    "ns": (-1 / (1 + math.exp(0.5)) / 2, 1 / (1 + math.exp(-0.5)) / 2, -1 / (1 + math.exp(0.5)) / 2),
+    "lsgan": ((0.5 - 1) / 2, 0.5 / 2, (0.5 - 1) / 2),
+    "wgan": (-0.5, 0.5, -0.5),
+    "hinge": (-0.5, 0.5, -0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADS))
+def test_gradient_signs_and_values(name):
+    """D pushes real logits up and fake down; G pushes fake logits up."""
+    loss = LOSSES.build(name)
+    r = torch.full((2,), 0.5, requires_grad=True)
+    f = torch.full((2,), 0.5, requires_grad=True)
+    loss.d_loss(r, f).backward()
+    dr, df, dg = GRADS[name]
+    assert (r.grad < 0).all() and (f.grad > 0).all()
+    torch.testing.assert_close(r.grad, torch.full((2,), dr))
+    torch.testing.assert_close(f.grad, torch.full((2,), df))
+    f2 = torch.full((2,), 0.5, requires_grad=True)
+    loss.g_loss(f2).backward()
+    assert (f2.grad < 0).all()
+    torch.testing.assert_close(f2.grad, torch.full((2,), dg))
+
+
+def test_saturation_minimax_vs_ns():
+    """The reason `ns` exists: at a confident D (f = -10) minimax's G gradient vanishes."""
+    f = torch.tensor([-10.0], requires_grad=True)
+    LOSSES.build("minimax").g_loss(f).backward()
+    assert abs(f.grad.item()) < 1e-4
+    f = torch.tensor([-10.0], requires_grad=True)
+    LOSSES.build("ns").g_loss(f).backward()
+    assert f.grad.item() == pytest.approx(-1.0, abs=1e-4)
+
+
+def test_hinge_margin_zero_gradient():
+    r = torch.tensor([1.5], requires_grad=True)
+    f = torch.tensor([-1.5], requires_grad=True)
+    loss = LOSSES.build("hinge").d_loss(r, f)
+    loss.backward()
+    assert loss.item() == 0.0 and r.grad.item() == 0.0 and f.grad.item() == 0.0
+
+
+def test_different_batch_sizes_and_low_precision():
+    loss = LOSSES.build("ns")
+    out = loss.d_loss(torch.zeros(3, dtype=torch.bfloat16), torch.zeros(5, dtype=torch.bfloat16))
+    assert out.dtype == torch.float32 and out.item() == pytest.approx(2 * LN2, abs=1e-6)
+
+
+def test_unknown_loss():
+    with pytest.raises(ConfigError, match="unknown loss 'bce'; choose one of: hinge, lsgan, minimax, ns, wgan"):
+        LOSSES.build("bce")

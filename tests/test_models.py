@@ -1,0 +1,190 @@
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from raygan.errors import ConfigError
+from raygan.models import ARCHITECTURES, build_models
+
+Z = 8
+SMALL = {  # tiny widths keep the whole grid fast on CPU
+    "mlp": dict(g={"hidden": [16, 16]}, d={"hidden": [16, 8]}),
+    "dcgan": dict(g={"ngf": 4}, d={"ndf": 4}),
+    "resnet": dict(g={"ch": 4}, d={"ch": 4}),
+}
+
+
+def small(arch, **kw):
+    return build_models(arch, z_dim=Z, **{**SMALL[arch], **kw})
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_registry_names():
+    assert ARCHITECTURES.names() == ["dcgan", "mlp", "resnet"]
+
+
+@pytest.mark.parametrize(
+    "arch,resolution,channels,num_classes",
+    list(itertools.product(["mlp", "dcgan", "resnet"], [28, 32, 64], [1, 3], [0, 5])),
+)
+def test_shapes_and_range(arch, resolution, channels, num_classes):
+    torch.manual_seed(0)
+    G, D = small(arch, resolution=resolution, channels=channels, num_classes=num_classes)
+    assert (G.z_dim, G.num_classes, G.resolution, G.channels) == (Z, num_classes, resolution, channels)
+    assert D.num_classes == num_classes
+    y = torch.tensor([0, 4, 2]) if num_classes else None
+    x = G(torch.randn(3, Z) * 10, y)  # large z pushes tanh towards its limits
+    assert x.shape == (3, channels, resolution, resolution)
+    assert x.min() >= -1 and x.max() <= 1
+    logits = D(x, y)
+    assert logits.shape == (3,) and logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
+def test_spectral_norm_applied_and_no_batchnorm(arch):
+    _, D = small(arch, resolution=32, channels=3, num_classes=5, spectral_norm=True)
+    weighted = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert weighted and all(parametrize.is_parametrized(m, "weight") for m in weighted)
+    assert any(isinstance(m, nn.Embedding) for m in weighted)  # the projection embedding too
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    _, D_plain = small(arch, resolution=32, channels=3)
+    assert not any(parametrize.is_parametrized(m) for m in D_plain.modules())
+
+
+def test_spectral_norm_bounds_layer_gain():
+    torch.manual_seed(0)
+    _, D = small("mlp", resolution=28, channels=1, spectral_norm=True)
+    layer = D.linears[0]
+    for _ in range(100):  # power iteration runs once per training-mode forward
+        D(torch.randn(2, 1, 28, 28))
+    D.eval()
+    assert torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item() == pytest.approx(1.0, abs=2e-3)
+
+
+def test_dcgan_discriminator_batchnorm_default_and_none():
+    _, D = small("dcgan", resolution=64, channels=3)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in D.modules()) == 3  # not on the first layer
+    _, D = small("dcgan", resolution=64, channels=3, d={"ndf": 4, "norm": "none"})
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
+def test_conditional_discriminator_depends_on_labels(arch):
+    torch.manual_seed(0)
+    _, D = small(arch, resolution=28, channels=1, num_classes=5)
+    D.eval()
+    x = torch.randn(4, 1, 28, 28)
+    a, b = D(x, torch.zeros(4, dtype=torch.long)), D(x, torch.full((4,), 3))
+    assert (a - b).abs().min() > 1e-4
+    with pytest.raises(ValueError, match="class-conditional"):
+        D(x)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
+def test_conditional_generator_depends_on_labels(arch):
+    torch.manual_seed(0)
+    G, _ = small(arch, resolution=28, channels=1, num_classes=5)
+    if arch != "mlp":  # cBN gammas start at ~1: give them distinct values per class
+        for m in G.modules():
+            if hasattr(m, "gamma"):
+                nn.init.normal_(m.gamma.weight, 1.0, 0.5)
+    G.eval()
+    z = torch.randn(4, Z)
+    a, b = G(z, torch.zeros(4, dtype=torch.long)), G(z, torch.full((4,), 3))
+    assert (a - b).abs().max() > 0.1 * a.abs().max()
+    with pytest.raises(ValueError, match="class-conditional"):
+        G(z)
+
+
+def test_mlp_has_no_batch_statistics():
+    G, D = build_models("mlp", resolution=28, channels=1, z_dim=100)
+    for m in itertools.chain(G.modules(), D.modules()):
+        assert not isinstance(m, nn.modules.batchnorm._BatchNorm)
+    # classic sizes: G 100-256-512-1024-784, D 784-512-256-1
+    assert n_params(G) == (100 * 256 + 256) + (256 * 512 + 512) + (512 * 1024 + 1024) + (1024 * 784 + 784)
+    assert n_params(D) == (784 * 512 + 512) + (512 * 256 + 256) + (256 + 1)
+    G_bn, _ = build_models("mlp", resolution=28, channels=1, z_dim=100, g={"norm": "bn"})
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in G_bn.modules()) == 3
+
+
+def test_mlp_per_sample_independence():
+    """No batch statistics: a sample's output does not depend on the rest of the batch."""
+    torch.manual_seed(0)
+    G, D = small("mlp", resolution=28, channels=1)
+    z = torch.randn(4, Z)
+    torch.testing.assert_close(G(z)[:1], G(z[:1]))
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(D(x)[:1], D(x[:1]))
+
+
+def test_dcgan_parameter_counts_match_pytorch_examples():
+    G, D = build_models("dcgan", resolution=64, channels=3, z_dim=100)
+    assert n_params(G) == 3_576_704  # pytorch/examples dcgan netG (nz=100, ngf=64, nc=3)
+    assert n_params(D) == 2_765_568  # pytorch/examples dcgan netD (ndf=64)
+
+
+def test_dcgan_init():
+    torch.manual_seed(0)
+    G, _ = build_models("dcgan", resolution=64, channels=3, z_dim=100)
+    w = G.convs[1].weight  # 512 x 256 x 4 x 4 draws
+    assert abs(w.mean().item()) < 1e-3 and w.std().item() == pytest.approx(0.02, rel=0.01)
+    bn = G.norms[0].bn
+    assert bn.weight.std().item() == pytest.approx(0.02, rel=0.2) and torch.all(bn.bias == 0)
+
+
+def test_resnet_sngan32_parameter_counts():
+    # mimicry SNGAN-32: G ngf=256, D ndf=128, nz=128
+    G, D = build_models("resnet", resolution=32, channels=3, z_dim=128, g={"ch": 256}, d={"ch": 128})
+    gblock = 2 * (256 * 256 * 9 + 256) + (256 * 256 + 256) + 2 * 2 * 256  # two convs, shortcut, two BNs
+    assert n_params(G) == (128 * 16 * 256 + 16 * 256) + 3 * gblock + 2 * 256 + (256 * 3 * 9 + 3)
+    opt = (3 * 128 * 9 + 128) + (128 * 128 * 9 + 128) + (3 * 128 + 128)
+    down = 2 * (128 * 128 * 9 + 128) + (128 * 128 + 128)
+    plain = 2 * (128 * 128 * 9 + 128)
+    assert n_params(D) == opt + down + 2 * plain + (128 + 1)
+
+
+def test_resnet_discriminator_has_no_batchnorm():
+    _, D = small("resnet", resolution=64, channels=3)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+
+
+def test_deterministic_on_cpu():
+    def run():
+        torch.manual_seed(1)
+        G, D = small("resnet", resolution=32, channels=3, num_classes=3, spectral_norm=True)
+        y = torch.tensor([0, 1, 2])
+        out = D(G(torch.randn(3, Z), y), y).sum()
+        out.backward()
+        return out.detach(), [p.grad.clone() for p in D.parameters()]
+
+    (a, ga), (b, gb) = run(), run()
+    assert torch.equal(a, b) and all(torch.equal(x, y) for x, y in zip(ga, gb))
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match=r"resolution 48 not supported; choose one of: 28, 32, 64"):
+        build_models("dcgan", resolution=48, channels=3, z_dim=8)
+    with pytest.raises(ConfigError, match=r"2 channels not supported; choose one of: 1, 3"):
+        build_models("mlp", resolution=28, channels=2, z_dim=8)
+    with pytest.raises(ConfigError, match=r"unknown generator option\(s\) width; valid: ngf"):
+        build_models("dcgan", resolution=32, channels=3, z_dim=8, g={"width": 4})
+    with pytest.raises(ConfigError, match=r"unknown discriminator option\(s\) ngf; valid: ndf, norm"):
+        build_models("dcgan", resolution=32, channels=3, z_dim=8, d={"ngf": 4})
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) depth"):
+        build_models("resnet", resolution=32, channels=3, z_dim=8, depth=3)
+    with pytest.raises(ConfigError, match=r"unknown architecture 'vit'; choose one of: dcgan, mlp, resnet"):
+        build_models("vit", resolution=32, channels=3, z_dim=8)
+    with pytest.raises(ConfigError, match="cannot be combined with spectral_norm"):
+        build_models("dcgan", resolution=32, channels=3, z_dim=8, spectral_norm=True, d={"norm": "bn"})
+    with pytest.raises(ConfigError, match="norm must be 'none' or 'bn'"):
+        build_models("mlp", resolution=28, channels=1, z_dim=8, g={"norm": "ln"})
+    with pytest.raises(ConfigError, match="ch must be a positive int"):
+        build_models("resnet", resolution=28, channels=1, z_dim=8, g={"ch": 0})
+    with pytest.raises(ConfigError) as e:
+        build_models("mlp", resolution=28, channels=1, z_dim=8, g={"nope": 1})
+    assert str(e.value) == "architecture 'mlp': unknown generator option(s) nope; valid: hidden, norm"
