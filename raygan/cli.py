@@ -25,6 +25,22 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    ray = p.add_argument_group("Ray Train (with --workers)")
+    ray.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="train on Ray Train with N DDP workers (without it: in this process)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per worker (nccl); 0: CPU (gloo)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="CPUs reserved per worker")
+    ray.add_argument("--storage", metavar="PATH|URI",
+                     help="where checkpoints live: a local/NFS path or s3://... (default $RAYGAN_STORAGE or ./runs)")
+    ray.add_argument("--name", help="the run's name under --storage (default <preset>-<time>; --resume needs it)")
+    ray.add_argument("--max-failures", type=int, default=0, metavar="K",
+                     help="restart the worker group from the latest checkpoint up to K times (-1: always)")
+    ray.add_argument("--address", help="a running cluster: HOST:6379, ray://HOST:10001 or auto (default: "
+                                       "$RAY_ADDRESS, else a local one)")
+    ray.add_argument("--keep", choices=["last", "best"], default="last",
+                     help="checkpoints kept: the newest train.keep_checkpoints, or the best by FID (+ the newest)")
+    ray.add_argument("--resource-wait", type=float, default=0.0, metavar="S",
+                     help="on an autoscaling cluster, wait up to S seconds for the workers' resources")
     p.set_defaults(func=cmd_train)
 
 
@@ -42,6 +58,13 @@ def _resolve_train_config(args):
 
 
 def cmd_train(args) -> int:
+    if args.workers is not None:
+        from raygan.distributed.cli import train_on_ray
+
+        return train_on_ray(args, _print_summary)
+    for flag in ("storage", "name", "address"):
+        if getattr(args, flag):
+            raise RayganError(f"--{flag} is for training on Ray: add --workers N")
     cfg = _resolve_train_config(args)
     if args.dry_run:
         print(cfg.to_yaml(), end="")
@@ -255,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _EXTENSIONS: list = []  # the Ray layers add `tune`, `submit`, `runs` here
+import raygan.distributed.cli  # noqa: E402,F401  (registers `raygan submit`)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

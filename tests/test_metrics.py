@@ -160,6 +160,17 @@ def _sampler(images):
     return sample
 
 
+def _sampler_float(x):
+    state = {"i": 0}
+
+    def sample(n):
+        out = x[state["i"] : state["i"] + n]
+        state["i"] += n
+        return out
+
+    return sample
+
+
 def test_to_uint8_rounds():
     x = torch.tensor([-1.0, -0.999, 0.0, 0.0039, 1.0, 1.5])
     assert to_uint8(x).tolist() == [0, 0, 128, 128, 255, 255]  # 127.5 -> 128 (round half to even: 128)
@@ -214,7 +225,7 @@ def test_compute_metrics_unknown_name_and_registry():
 def test_generate_features_rounds_before_extracting():
     ext = build_extractor("fmnist-cnn")
     x = torch.rand(10, 1, 32, 32) * 2 - 1
-    feats, logits = generate_features(lambda n: x[:n], 10, ext, batch_size=4)
+    feats, logits = generate_features(_sampler_float(x), 10, ext, batch_size=4)  # batches 4, 4, 2
     direct = ext(to_uint8(x))
     assert feats.shape == (10, 128) and logits.shape == (10, 10)
     torch.testing.assert_close(feats, direct["features"])

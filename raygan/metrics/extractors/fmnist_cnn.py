@@ -1,7 +1,8 @@
 """`fmnist-cnn`: a small Fashion-MNIST classifier whose pooled features give a domain FID on CPU.
 
-Network: conv3x3(1->32)-BN-ReLU, maxpool2, conv3x3(32->64)-BN-ReLU, maxpool2,
-conv3x3(64->128)-BN-ReLU, global average pool -> 128-d `features` -> linear -> 10 `logits`.
+Network (240k parameters, ~1 MB): conv3x3(1->32)-BN-ReLU, maxpool2, conv3x3(32->64)-BN-ReLU,
+maxpool2, conv3x3(64->128)-BN-ReLU, conv3x3(128->128)-BN-ReLU, global average pool -> 128-d
+`features` -> linear -> 10 `logits`.
 
 Input transform: uint8 gray (RGB is converted by ITU-R 601 luminance 0.299/0.587/0.114);
 32x32 images are centre-cropped to 28x28 (raygan pads Fashion-MNIST 28 -> 32 with 2 px per
@@ -45,7 +46,9 @@ class FMNISTNet(nn.Module):
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
-        self.body = nn.Sequential(block(1, 32), nn.MaxPool2d(2), block(32, 64), nn.MaxPool2d(2), block(64, 128))
+        self.body = nn.Sequential(
+            block(1, 32), nn.MaxPool2d(2), block(32, 64), nn.MaxPool2d(2), block(64, 128), block(128, 128)
+        )
         self.fc = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -196,11 +199,11 @@ def train_fmnist_cnn(
     try:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        net = FMNISTNet()
+        net = FMNISTNet().to(memory_format=torch.channels_last)  # ~1.5x faster convs on CPU
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
         steps_per_epoch = train_x.shape[0] // batch_size
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2)
-        train_xf = normalize(train_x.float())
+        train_xf = normalize(train_x.float()).contiguous(memory_format=torch.channels_last)
         t0 = time.time()
         for epoch in range(epochs):
             net.train()

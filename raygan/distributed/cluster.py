@@ -1,0 +1,264 @@
+"""Connecting to Ray, checking that a run fits the cluster, and checking its storage.
+
+Every check here runs on the driver *before* anything waits on Ray, so that a typo in an
+address, a request for more workers or GPUs than the cluster has, or a storage path nobody
+can write becomes one line on the console instead of a hang:
+
+- an address with a host and port is probed with a plain TCP connect (a few seconds);
+- the workers' resource bundles are packed onto the alive nodes (what Ray's placement
+  group would have to do); with ``wait_s`` an autoscaling cluster is asked for them
+  (``request_resources``) and given that long to grow;
+- the storage path is created and a probe file written and deleted (a URI's filesystem
+  must be known to pyarrow: s3://, gs://, abfs://, hdfs://, file://).
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlparse
+
+from raygan.errors import RayganError
+
+
+class ClusterError(RayganError):
+    """No cluster where one was expected, or a cluster too small for the run."""
+
+
+class StorageError(RayganError):
+    """A storage path that cannot be used for checkpoints."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def with_timeout(fn: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Run fn in a daemon thread; raise ClusterError when it takes longer than `seconds`."""
+    box: Dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise ClusterError(f"{what}: no answer within {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def host_port(address: str, default_port: Optional[int] = None) -> Optional[Tuple[str, int]]:
+    """(host, port) of 'host:port', 'ray://host:port' or 'http://host:port'; None for 'auto'."""
+    if not address or address in ("auto", "local"):
+        return None
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if not parsed.hostname:
+        return None
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ClusterError(f"cannot read a port from address {address!r}") from None
+    if port is None:
+        port = default_port or {"http": 80, "https": 443, "ray": 10001}.get(parsed.scheme)
+    if port is None:
+        return None
+    return parsed.hostname, port
+
+
+def check_reachable(address: str, default_port: Optional[int] = None, timeout: float = 5.0,
+                    hint: str = "") -> None:
+    """A TCP connect to the address: fails in seconds where Ray itself would retry for minutes."""
+    hp = host_port(address, default_port)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        if isinstance(e, socket.timeout):
+            reason = f"no answer within {timeout:.0f} s"
+        raise ClusterError(f"no Ray cluster at {address} ({reason}){hint}") from None
+
+
+# ---------------------------------------------------------------------------- connect
+def connect(address: Optional[str] = None, *, log_to_driver: bool = True, quiet: bool = True) -> None:
+    """ray.init once: to `address` (host:port, ray://host:port, auto), to $RAY_ADDRESS (inside a
+    Ray job), or to a fresh local cluster. A no-op when Ray is already initialised."""
+    import ray
+
+    target = address or (None if ray.is_initialized() else os.environ.get("RAY_ADDRESS"))
+    if target:
+        check_reachable(target, default_port=6379,
+                        hint="; start one with `ray start --head` or `ray up cluster.yaml`, "
+                             "or leave out --address for a local one")
+    if ray.is_initialized():
+        return
+    kwargs: Dict[str, Any] = {"log_to_driver": log_to_driver}
+    if quiet:
+        import logging
+
+        kwargs["logging_level"] = logging.WARNING
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        where = address or target or "a local cluster"
+        raise ClusterError(f"cannot connect to Ray at {where}: {first}") from None
+
+
+# ---------------------------------------------------------------------------- resources
+def worker_bundle(cpus_per_worker: float, gpus_per_worker: float) -> Dict[str, float]:
+    bundle = {"CPU": float(cpus_per_worker)}
+    if gpus_per_worker:
+        bundle["GPU"] = float(gpus_per_worker)
+    return bundle
+
+
+def _alive_nodes() -> List[Dict[str, float]]:
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def bundles_that_fit(nodes: List[Dict[str, float]], bundle: Dict[str, float]) -> int:
+    """How many copies of `bundle` the nodes hold in total (each copy on one node)."""
+    total = 0
+    for res in nodes:
+        fits = math.inf
+        for k, need in bundle.items():
+            if need <= 0:
+                continue
+            fits = min(fits, math.floor(res.get(k, 0.0) / need + 1e-9))
+        total += 0 if fits == math.inf else int(fits)
+    return total
+
+
+def _describe(nodes: List[Dict[str, float]]) -> str:
+    cpus = sum(n.get("CPU", 0.0) for n in nodes)
+    gpus = sum(n.get("GPU", 0.0) for n in nodes)
+    return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''} with {cpus:g} CPUs and {gpus:g} GPUs in all"
+
+
+def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float, wait_s: float = 0.0,
+                    nodes_fn: Callable[[], List[Dict[str, float]]] = _alive_nodes) -> None:
+    """Fail fast unless `workers` bundles of {CPU, GPU} fit on the cluster's nodes.
+
+    Ray would otherwise wait for them forever (or until an autoscaler that may never
+    come adds nodes). With wait_s > 0 an autoscaling cluster is asked for the bundles and
+    polled until they fit or the time is up."""
+    bundle = worker_bundle(cpus_per_worker, gpus_per_worker)
+    need = f"{workers} worker{'s' if workers != 1 else ''} x {bundle}"
+    nodes = nodes_fn()
+    if bundles_that_fit(nodes, bundle) >= workers:
+        return
+    if wait_s > 0:
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=[bundle] * workers)
+        except Exception:  # no autoscaler: polling still catches nodes added by hand
+            pass
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            time.sleep(min(5.0, max(0.1, deadline - time.time())))
+            nodes = nodes_fn()
+            if bundles_that_fit(nodes, bundle) >= workers:
+                return
+    waited = f" after waiting {wait_s:.0f} s" if wait_s > 0 else ""
+    raise ClusterError(
+        f"the cluster cannot place {need}: it has {_describe(nodes)}{waited}; use fewer --workers, "
+        f"smaller --cpus-per-worker/--gpus-per-worker, or on an autoscaling cluster --resource-wait SECONDS")
+
+
+# ---------------------------------------------------------------------------- storage
+_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def resolve_storage(path: Optional[str]) -> str:
+    """An absolute local path or a URI: Ray moves workers' working directories, so no
+    relative paths. Default: $RAYGAN_STORAGE, else ./runs."""
+    path = path or os.environ.get("RAYGAN_STORAGE") or "runs"
+    if is_uri(path):
+        scheme = path.split("://", 1)[0].lower()
+        if scheme not in _SCHEMES:
+            raise StorageError(f"storage {path}: unknown scheme '{scheme}://'; use a local or shared path "
+                               f"(NFS) or one of {', '.join(s + '://' for s in _SCHEMES)}")
+        if scheme == "file":
+            return os.path.abspath(path[len("file://"):])
+        return path.rstrip("/")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def filesystem(storage: str):
+    """(pyarrow filesystem, path inside it) for a resolved storage path."""
+    import pyarrow.fs
+
+    if not is_uri(storage):
+        return pyarrow.fs.LocalFileSystem(), storage
+    try:
+        return pyarrow.fs.FileSystem.from_uri(storage)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise StorageError(f"storage {storage}: {first}") from None
+
+
+def check_storage(storage: str, timeout: float = 30.0) -> None:
+    """Create the storage dir and write + delete a probe file in it."""
+    fs, root = filesystem(storage)
+    probe = f"{root.rstrip('/')}/.raygan-probe-{uuid.uuid4().hex[:8]}"
+
+    def run():
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+
+    try:
+        with_timeout(run, timeout, f"storage {storage}")
+    except ClusterError as e:
+        raise StorageError(str(e)) from None
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise StorageError(f"storage {storage} is not writable: {first}") from None
+
+
+def read_text(storage: str, relpath: str) -> Optional[str]:
+    fs, root = filesystem(storage)
+    import pyarrow.fs
+
+    path = f"{root.rstrip('/')}/{relpath}"
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text(storage: str, relpath: str, text: str) -> None:
+    fs, root = filesystem(storage)
+    path = f"{root.rstrip('/')}/{relpath}"
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def exists(storage: str, relpath: str) -> bool:
+    import pyarrow.fs
+
+    fs, root = filesystem(storage)
+    return fs.get_file_info(f"{root.rstrip('/')}/{relpath}").type != pyarrow.fs.FileType.NotFound
+
+
+def join(storage: str, *parts: str) -> str:
+    return "/".join([storage.rstrip("/"), *parts])

@@ -1,0 +1,289 @@
+"""Ray Train host: DDP really averages gradients, a killed worker is survived, --resume
+continues the same run, and bad input fails in seconds with one line.
+
+One local Ray instance (2 CPUs) serves the whole module; each training uses 2 CPU workers on
+gloo with one torch thread each."""
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from raygan.cli import main  # noqa: E402
+from raygan.config import load_config  # noqa: E402
+from raygan.distributed import cluster  # noqa: E402
+from raygan.distributed.train import FAULT_ENV, SCORE_ATTR, RayOptions, RayReporter, train_ray  # noqa: E402
+
+TICK = 0.128  # kimg: 4 steps of 32 images
+
+
+def tiny(tmp_path, *extra):
+    """--set overrides for a seconds-long run on digits (offline), MLflow in tmp."""
+    return [
+        "data.name=digits", "data.resolution=28", "model.arch=mlp", "model.z_dim=16",
+        "model.g={hidden: [32]}", "model.d={hidden: [32]}", "optim.batch_size=32", "ema.half_life_kimg=0.5",
+        f"train.tick_kimg={TICK}", "train.snapshot_ticks=2", "train.sample_ticks=2", "train.eval_ticks=0",
+        "train.threads=1", "eval.final_num_samples=128", "eval.batch_size=128", "eval.inception_weights=random",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "tracking.register_model=null", *extra]
+
+
+def sets(overrides):
+    out = []
+    for o in overrides:
+        out += ["--set", o]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    if ray.is_initialized():
+        ray.shutdown()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))  # forwarded to the workers
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(FAULT_ENV, raising=False)
+    return tmp_path
+
+
+def mlflow_runs(uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("raygan")
+    return client, client.search_runs([exp.experiment_id])
+
+
+# ---------------------------------------------------------------------------- correctness
+def _ddp_equivalence_worker(config):
+    """Several D and G steps on the same global batches and latents, each rank taking its slice."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from raygan.config import build_config
+    from raygan.engine.loop import Trainer
+
+    torch.set_num_threads(1)
+    cfg = build_config(config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    tr = Trainer(cfg, None, prepare_model=ray.train.torch.prepare_model, device=torch.device("cpu"), evaluator=None)
+    B = cfg.optim.batch_size
+    b = B // world
+    assert tr.batch == b
+    gen = torch.Generator().manual_seed(1234)
+    n = len(tr.data.labels)
+    mine = slice(rank * b, (rank + 1) * b)
+    for _ in range(config["steps"]):
+        idx = torch.randperm(n, generator=gen)[:B]
+        real = tr.data.images[idx].float().div(127.5).sub(1.0)
+        z_d = torch.randn(B, cfg.model.z_dim, generator=gen)
+        z_g = torch.randn(B, cfg.model.z_dim, generator=gen)
+        tr.step.d_step(real[mine], None, z=z_d[mine])
+        tr.step.g_step(b, z=z_g[mine])
+    torch.save({"G": tr.G_plain.state_dict(), "D": tr.D_plain.state_dict(),
+                "wrapped": [type(tr.G).__name__, type(tr.D).__name__]},
+               Path(config["out"]) / f"world{world}-rank{rank}.pt")
+
+
+def _fit(fn, config, workers, tmp_path, name):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    TorchTrainer(fn, train_loop_config=config, torch_config=TorchConfig(backend="gloo"),
+                 scaling_config=ScalingConfig(num_workers=workers),
+                 run_config=RunConfig(name=name, storage_path=str(tmp_path / "ray"))).fit()
+
+
+def test_two_workers_average_gradients_like_one_worker_with_double_batch(ray_local, env):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not importable by workers
+    cfg = load_config(None, None, tiny(env, "model.g={hidden: [32, 32]}", "model.d={hidden: [32, 32]}",
+                                       "optim.g_lr=0.001", "optim.d_lr=0.001"))
+    out = env / "params"
+    out.mkdir()
+    config = {"cfg": cfg.to_dict(), "steps": 5, "out": str(out)}
+    _fit(_ddp_equivalence_worker, config, 1, env, "one")
+    _fit(_ddp_equivalence_worker, config, 2, env, "two")
+    one = torch.load(out / "world1-rank0.pt")
+    r0, r1 = torch.load(out / "world2-rank0.pt"), torch.load(out / "world2-rank1.pt")
+    assert r0["wrapped"] == ["DistributedDataParallel"] * 2 and one["wrapped"] == ["Generator", "Discriminator"]
+    moved = 0
+    init = load_config(None, None, tiny(env))
+    for net in ("G", "D"):
+        for k, v in one[net].items():
+            assert torch.equal(r0[net][k], r1[net][k]), f"{net}.{k} differs across ranks"
+            assert torch.allclose(r0[net][k], v, rtol=1e-4, atol=1e-6), \
+                f"{net}.{k}: 2 workers x 16 differs from 1 worker x 32 by {(r0[net][k] - v).abs().max():.2e}"
+            moved += int(not torch.allclose(v, torch.zeros_like(v)))
+    assert moved and init  # params exist and are not trivially zero
+
+
+# ---------------------------------------------------------------------------- faults
+def test_killed_worker_restarts_from_checkpoint_in_the_same_mlflow_run(ray_local, env, monkeypatch):
+    marker = env / "killed.json"
+    # checkpoints every 2 ticks (0.256 kimg); rank 1 SIGKILLs itself at tick 3, after the first one
+    monkeypatch.setenv(FAULT_ENV, f"rank=1,kimg={3 * TICK},marker={marker}")
+    total = 6 * TICK
+    cfg = load_config(None, None, tiny(env, f"train.total_kimg={total}"))
+    summary = train_ray(cfg, RayOptions(workers=2, storage=str(env / "store"), name="fault", max_failures=1,
+                                        progress=False))
+    killed = json.loads(marker.read_text())
+    assert killed["rank"] == 1 and killed["kimg"] == pytest.approx(3 * TICK)
+    # 1. the run finished at the requested kimg, on the restarted group
+    assert summary["kimg"] == pytest.approx(total) and summary["world_size"] == 2
+    assert Path(summary["checkpoint"]).name == f"ckpt-{round(total * 1000):010d}"
+    assert (Path(summary["checkpoint"]) / "state.pt").is_file()
+    # 2. one MLflow run, finished, its metric history reaching the final kimg
+    client, runs = mlflow_runs(f"sqlite:///{env}/mlflow.db")
+    assert len(runs) == 1 and runs[0].info.run_id == summary["mlflow_run_id"]
+    assert runs[0].info.status == "FINISHED"
+    run_id = runs[0].info.run_id
+    restart = client.get_metric_history(run_id, "restart_kimg")
+    assert len(restart) == 1
+    restart_kimg = restart[0].value
+    # 3. resumed from the latest checkpoint: at most one checkpoint interval (2 ticks) lost
+    assert restart_kimg == pytest.approx(2 * TICK)
+    assert killed["kimg"] - restart_kimg <= 2 * TICK + 1e-9
+    steps = sorted((m.timestamp, m.step) for m in client.get_metric_history(run_id, "kimg"))
+    assert max(s for _, s in steps) == round(total * 1000)
+    after = [s for t, s in steps if t >= restart[0].timestamp]
+    before = [s for t, s in steps if t < restart[0].timestamp]
+    assert min(after) == round((restart_kimg + TICK) * 1000)  # continues right after the checkpoint
+    assert max(before) <= round(killed["kimg"] * 1000)
+
+
+# ---------------------------------------------------------------------------- resume via the CLI
+def test_cli_fresh_name_clash_resume_and_eval(ray_local, env, capsys):
+    store = env / "store"
+    first = ["train", "--preset", "digits", *sets(tiny(env, f"train.total_kimg={2 * TICK}")),
+             "--workers", "2", "--storage", str(store), "--name", "r", "--no-progress"]
+    assert main(first) == 0
+    run = store / "r"
+    assert (run / "config.yaml").is_file() and (run / "run.json").is_file()
+    ckpt = run / "checkpoints" / f"ckpt-{round(2 * TICK * 1000):010d}"
+    assert {p.name for p in ckpt.iterdir()} >= {"state.pt", "meta.json", "rng-rank0.pt", "rng-rank1.pt"}
+    run_id = json.loads((run / "run.json").read_text())["run_id"]
+    capsys.readouterr()
+
+    # a fresh run must not silently continue an old one of the same name
+    assert main(first) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+
+    # --resume: same name + storage, the run's own config plus --set
+    assert main(["train", "--workers", "2", "--storage", str(store), "--name", "r", "--resume", "--no-progress",
+                 "--set", f"train.total_kimg={4 * TICK}"]) == 0
+    assert (run / "checkpoints" / f"ckpt-{round(4 * TICK * 1000):010d}" / "state.pt").is_file()
+    client, runs = mlflow_runs(f"sqlite:///{env}/mlflow.db")
+    assert [r.info.run_id for r in runs] == [run_id]
+    assert max(m.step for m in client.get_metric_history(run_id, "kimg")) == round(4 * TICK * 1000)
+    assert [m.value for m in client.get_metric_history(run_id, "restart_kimg")] == [pytest.approx(2 * TICK)]
+
+    # the stored run has a local run's layout: `raygan eval --run-dir` reads it
+    capsys.readouterr()
+    assert main(["eval", "--run-dir", str(run), "--num-samples", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checkpoint"].endswith(f"ckpt-{round(4 * TICK * 1000):010d}") and "fid" in out["values"]
+
+
+# ---------------------------------------------------------------------------- bad input
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--workers", "4"], "cannot place 4 workers"),
+    (["--workers", "1", "--gpus-per-worker", "1"], "'GPU': 1.0"),
+    (["--workers", "2", "--cpus-per-worker", "2"], "cannot place 2 workers"),
+    (["--workers", "2", "--storage", "/proc/raygan-nope"], "not writable"),
+    (["--workers", "2", "--storage", "foo://bucket/x"], "unknown scheme"),
+    (["--workers", "2", "--address", "127.0.0.1:{port}"], "no Ray cluster at 127.0.0.1"),
+    (["--storage", "/tmp/x"], "add --workers"),
+    (["--workers", "3", "--set", "optim.batch_size=32"], "does not split evenly"),
+])
+def test_bad_input_is_one_line_and_fast(ray_local, env, capsys, extra, expect):
+    extra = [e.format(port=_free_port()) for e in extra]
+    if "--storage" not in extra:
+        extra += ["--storage", str(env / "store")]
+    t0 = time.time()
+    rc = main(["train", "--preset", "digits", *sets(tiny(env)), "--name", "bad", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert expect in err and len(err.splitlines()) == 1, err
+    assert time.time() - t0 < 15
+    assert not (env / "store" / "bad").exists()  # nothing written for a run that cannot start
+
+
+def test_resume_of_unknown_run_is_an_error(env, capsys):
+    assert main(["train", "--workers", "2", "--storage", str(env / "store"), "--name", "nope", "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- pieces
+def test_bundles_fit_per_node_not_in_total():
+    two_small = [{"CPU": 2.0}, {"CPU": 2.0}]
+    assert cluster.bundles_that_fit(two_small, {"CPU": 1.0}) == 4
+    assert cluster.bundles_that_fit(two_small, {"CPU": 3.0}) == 0  # 4 CPUs in all, but no node has 3
+    assert cluster.bundles_that_fit([{"CPU": 8.0, "GPU": 2.0}], {"CPU": 1.0, "GPU": 1.0}) == 2
+    cluster.check_resources(4, 1, 0, nodes_fn=lambda: two_small)
+    with pytest.raises(cluster.ClusterError, match="2 nodes with 4 CPUs and 0 GPUs"):
+        cluster.check_resources(1, 1, 1, nodes_fn=lambda: two_small)
+
+
+def test_resource_wait_sees_nodes_that_join():
+    calls = []
+
+    def nodes():
+        calls.append(1)
+        return [{"CPU": 2.0}] * (1 if len(calls) < 2 else 2)
+
+    cluster.check_resources(3, 1, 0, wait_s=5, nodes_fn=nodes)
+    assert len(calls) >= 2
+
+
+def test_checkpointed_reports_always_carry_the_score(monkeypatch, tmp_path):
+    import ray.train
+
+    sent = []
+    monkeypatch.setattr(ray.train, "report", lambda m, checkpoint=None, checkpoint_dir_name=None:
+                        sent.append((m, checkpoint_dir_name)))
+    rep = RayReporter(rank=1, score_metric="fid")
+    ckpt = tmp_path / "c"
+    ckpt.mkdir()
+    rep.report({"kimg": 0.256, "loss_d": 1.0, "protocol": {"x": "y"}}, str(ckpt))
+    rep.report({"kimg": 0.512, "fid": 12.5, "final": {"fid": 12.5}}, str(ckpt))
+    rep.report({"kimg": 0.640, "loss_d": 1.0})
+    (m1, n1), (m2, n2), (m3, n3) = sent
+    assert m1[SCORE_ATTR] == float("inf") and "protocol" not in m1 and n1 == "checkpoints/ckpt-0000000256"
+    assert m2[SCORE_ATTR] == 12.5 and m2["final_fid"] == 12.5
+    assert SCORE_ATTR not in m3 and n3 is None
+
+
+def test_storage_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAYGAN_STORAGE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cluster.resolve_storage(None) == str(tmp_path / "runs")
+    assert cluster.resolve_storage("s3://bucket/x/") == "s3://bucket/x"
+    assert cluster.resolve_storage("file:///tmp/y") == "/tmp/y"
+    monkeypatch.setenv("RAYGAN_STORAGE", "gs://b/p")
+    assert cluster.resolve_storage(None) == "gs://b/p"
+    cluster.check_storage(str(tmp_path / "deep" / "er"))
+    assert (tmp_path / "deep" / "er").is_dir() and not list((tmp_path / "deep" / "er").iterdir())
