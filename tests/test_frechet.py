@@ -50,31 +50,51 @@ def test_scaling_rotation_translation():
     assert frechet_distance(*feature_stats(x + t), *feature_stats(y + t)) == pytest.approx(base, rel=1e-9)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_self_distance_is_zero(backend):
+BACKENDS = [("numpy", "auto"), ("numpy", "eigh"), ("torch", "auto"), ("torch", "eigh")]
+
+
+@pytest.mark.parametrize("backend,method", BACKENDS)
+def test_self_distance_is_zero(backend, method):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((300, 64)) @ rng.standard_normal((64, 64))
     mu, sigma = feature_stats(x)
-    assert abs(frechet_distance(mu, sigma, mu, sigma, backend=backend)) < 1e-8
-
-
-def test_singular_covariances():
-    # fewer samples than dims: rank-deficient sigma, eigenvalues clipped, result finite and >= ~0
-    rng = np.random.default_rng(3)
-    x, y = rng.standard_normal((20, 64)), rng.standard_normal((20, 64)) + 0.5
-    fd = frechet_distance(*feature_stats(x), *feature_stats(y))
-    assert np.isfinite(fd) and fd > 0
+    assert abs(frechet_distance(mu, sigma, mu, sigma, backend=backend, method=method)) < 1e-8
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_matches_scipy_sqrtm(backend):
+def test_singular_covariance_closed_form(backend):
+    # S1 = B B^T of rank 10 in 64-d (Cholesky fails -> clipped eigh). The nonzero eigenvalues of
+    # S1^½ S2 S1^½ are those of B^T S2 B (10 x 10), an independent route to the trace term.
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((64, 10))
+    s1, s2 = b @ b.T, _rand_cov(rng, 64)
+    mu1, mu2 = rng.standard_normal(64), rng.standard_normal(64)
+    tr_sqrt = np.sqrt(np.linalg.eigvalsh(b.T @ s2 @ b)).sum()
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert frechet_distance(mu1, s1, mu2, s2, backend=backend) == pytest.approx(expected, rel=1e-9)
+    # fewer samples than dims on both sides: finite and positive
+    x, y = rng.standard_normal((20, 64)), rng.standard_normal((20, 64)) + 0.5
+    assert 0 < frechet_distance(*feature_stats(x), *feature_stats(y), backend=backend) < np.inf
+
+
+@pytest.mark.parametrize("backend,method", BACKENDS)
+def test_matches_scipy_sqrtm(backend, method):
     rng = np.random.default_rng(4)
     d = 64
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d) * 0.5
     s1, s2 = _rand_cov(rng, d), _rand_cov(rng, d) * 2
     ref = _scipy_fd(mu1, s1, mu2, s2)
-    ours = frechet_distance(mu1, s1, mu2, s2, backend=backend)
+    ours = frechet_distance(mu1, s1, mu2, s2, backend=backend, method=method)
     assert ours == pytest.approx(ref, rel=1e-6)
+    # the Cholesky fast path and the eigh path agree far below the 1e-6 goal
+    assert ours == pytest.approx(frechet_distance(mu1, s1, mu2, s2, method="eigh"), rel=1e-11)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="shapes"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="method"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(3), method="sqrtm")
 
 
 def test_feature_stats_unbiased():

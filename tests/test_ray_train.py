@@ -69,7 +69,11 @@ def mlflow_runs(uri):
 
 # ---------------------------------------------------------------------------- correctness
 def _ddp_equivalence_worker(config):
-    """Several D and G steps on the same global batches and latents, each rank taking its slice."""
+    """Several D and G steps on the same global batches and latents, each rank taking its slice.
+
+    Plain SGD instead of Adam: Adam's first step is lr * g / (|g| + eps), which turns the
+    float-rounding noise of a gradient that is ~0 into an lr-sized difference; with SGD a
+    parameter difference is a gradient difference, which is what this test is about."""
     import ray.train
     import ray.train.torch
     import torch
@@ -82,6 +86,10 @@ def _ddp_equivalence_worker(config):
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     tr = Trainer(cfg, None, prepare_model=ray.train.torch.prepare_model, device=torch.device("cpu"), evaluator=None)
+    tr.step.opt_d = torch.optim.SGD(tr.D_plain.parameters(), lr=config["lr"])
+    tr.step.opt_g = torch.optim.SGD(tr.G_plain.parameters(), lr=config["lr"])
+    init = {"G": {k: v.clone() for k, v in tr.G_plain.state_dict().items()},
+            "D": {k: v.clone() for k, v in tr.D_plain.state_dict().items()}}
     B = cfg.optim.batch_size
     b = B // world
     assert tr.batch == b
@@ -95,7 +103,7 @@ def _ddp_equivalence_worker(config):
         z_g = torch.randn(B, cfg.model.z_dim, generator=gen)
         tr.step.d_step(real[mine], None, z=z_d[mine])
         tr.step.g_step(b, z=z_g[mine])
-    torch.save({"G": tr.G_plain.state_dict(), "D": tr.D_plain.state_dict(),
+    torch.save({"G": tr.G_plain.state_dict(), "D": tr.D_plain.state_dict(), "init": init,
                 "wrapped": [type(tr.G).__name__, type(tr.D).__name__]},
                Path(config["out"]) / f"world{world}-rank{rank}.pt")
 
@@ -113,25 +121,22 @@ def test_two_workers_average_gradients_like_one_worker_with_double_batch(ray_loc
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not importable by workers
-    cfg = load_config(None, None, tiny(env, "model.g={hidden: [32, 32]}", "model.d={hidden: [32, 32]}",
-                                       "optim.g_lr=0.001", "optim.d_lr=0.001"))
+    cfg = load_config(None, None, tiny(env, "model.g={hidden: [32, 32]}", "model.d={hidden: [32, 32]}"))
     out = env / "params"
     out.mkdir()
-    config = {"cfg": cfg.to_dict(), "steps": 5, "out": str(out)}
-    _fit(_ddp_equivalence_worker, config, 1, env, "one")
-    _fit(_ddp_equivalence_worker, config, 2, env, "two")
+    config = {"cfg": cfg.to_dict(), "steps": 5, "lr": 0.05, "out": str(out)}
+    _fit(_ddp_equivalence_worker, config, 1, env, "one")  # 1 worker x batch 32
+    _fit(_ddp_equivalence_worker, config, 2, env, "two")  # 2 workers x batch 16
     one = torch.load(out / "world1-rank0.pt")
     r0, r1 = torch.load(out / "world2-rank0.pt"), torch.load(out / "world2-rank1.pt")
     assert r0["wrapped"] == ["DistributedDataParallel"] * 2 and one["wrapped"] == ["Generator", "Discriminator"]
-    moved = 0
-    init = load_config(None, None, tiny(env))
     for net in ("G", "D"):
         for k, v in one[net].items():
             assert torch.equal(r0[net][k], r1[net][k]), f"{net}.{k} differs across ranks"
-            assert torch.allclose(r0[net][k], v, rtol=1e-4, atol=1e-6), \
-                f"{net}.{k}: 2 workers x 16 differs from 1 worker x 32 by {(r0[net][k] - v).abs().max():.2e}"
-            moved += int(not torch.allclose(v, torch.zeros_like(v)))
-    assert moved and init  # params exist and are not trivially zero
+            moved = (v - one["init"][net][k]).abs().max()
+            assert moved > 1e-4, f"{net}.{k} did not train"
+            diff = (r0[net][k] - v).abs().max()
+            assert diff <= 1e-6 + 1e-4 * moved, f"{net}.{k}: 2 workers x 16 vs 1 worker x 32 differ by {diff:.2e}"
 
 
 # ---------------------------------------------------------------------------- faults
@@ -255,7 +260,7 @@ def test_resource_wait_sees_nodes_that_join():
         calls.append(1)
         return [{"CPU": 2.0}] * (1 if len(calls) < 2 else 2)
 
-    cluster.check_resources(3, 1, 0, wait_s=5, nodes_fn=nodes)
+    cluster.check_resources(3, 1, 0, wait_s=5, poll_s=0.05, nodes_fn=nodes)
     assert len(calls) >= 2
 
 

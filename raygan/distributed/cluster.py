@@ -148,6 +148,7 @@ def _describe(nodes: List[Dict[str, float]]) -> str:
 
 
 def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float, wait_s: float = 0.0,
+                    poll_s: float = 5.0,
                     nodes_fn: Callable[[], List[Dict[str, float]]] = _alive_nodes) -> None:
     """Fail fast unless `workers` bundles of {CPU, GPU} fit on the cluster's nodes.
 
@@ -168,7 +169,7 @@ def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float
             pass
         deadline = time.time() + wait_s
         while time.time() < deadline:
-            time.sleep(min(5.0, max(0.1, deadline - time.time())))
+            time.sleep(min(poll_s, max(0.05, deadline - time.time())))
             nodes = nodes_fn()
             if bundles_that_fit(nodes, bundle) >= workers:
                 return

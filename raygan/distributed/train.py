@@ -351,6 +351,14 @@ class RayReporter(Reporter):
         marker = Path(f["marker"])
         if marker.exists():
             return
+        # die only once the controller has registered the reports so far (the checkpoint
+        # included): a report still queued in this worker would die with it
+        import ray.train
+
+        try:
+            ray.train.get_all_reported_checkpoints(timeout_s=60)
+        except Exception:
+            pass
         marker.write_text(json.dumps({"rank": self.rank, "kimg": metrics["kimg"], "pid": os.getpid()}))
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -5,9 +5,9 @@ registered piece with a small interface (losses.d_loss/g_loss, reg.penalty/after
 diffaugment(x)). Statistics accumulate on the device and are read once per tick, so the
 step never forces a host sync.
 
-Under DDP, G and D are each wrapped; the fake batch for the D step is drawn from the
-unwrapped G without grad, and the G step runs through the unwrapped D with its
-parameters frozen, so each backward all-reduces exactly one network's gradients.
+Under DDP, G and D are each wrapped. D's loss sees only detached fakes, and the G step
+runs through the unwrapped D with its parameters frozen, so each backward all-reduces
+exactly one network's gradients.
 """
 from __future__ import annotations
 
@@ -72,12 +72,15 @@ class GANStep:
 
     # ------------------------------------------------------------------ phases
     def d_step(self, real: torch.Tensor, y_real: Optional[torch.Tensor],
-               z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None) -> None:
+               z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None,
+               fake: Optional[torch.Tensor] = None) -> None:
         n = real.shape[0]
-        if z is None:
-            z, y_fake = self.sample_latents(n)
-        with torch.no_grad(), self._autocast():
-            fake = self.G_plain(z, y_fake)
+        if fake is None:
+            if z is None:
+                z, y_fake = self.sample_latents(n)
+            with torch.no_grad(), self._autocast():
+                fake = self.G_plain(z, y_fake)
+        fake = fake.detach()
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
         real_aug, fake_aug = self._aug(real), self._aug(fake.float())
@@ -110,13 +113,16 @@ class GANStep:
         self.stats[4] += d_fake.detach().mean().double()
         self.stats[5] += 1  # D-step count
 
-    def g_step(self, n: int, z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None) -> None:
-        if z is None:
+    def g_step(self, n: int, z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None,
+               fake: Optional[torch.Tensor] = None) -> None:
+        """`fake`, when given, is a batch G produced with grad (the fused path in `step`)."""
+        if fake is None and z is None:
             z, y_fake = self.sample_latents(n)
         self.D_plain.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
-            fake = self.G(z, y_fake)
+            if fake is None:
+                fake = self.G(z, y_fake)
             d_fake = self.D_plain(self._aug(fake), y_fake).float()
             loss = self.loss.g_loss(d_fake)
         self.scaler_g.scale(loss).backward()
@@ -127,13 +133,26 @@ class GANStep:
         self.stats[6] += 1  # G-step count
 
     def step(self, next_real: Callable[[], Tuple[torch.Tensor, Optional[torch.Tensor]]], cur_nimg: int) -> None:
-        """n_critic D steps on fresh real batches, one G step, then the EMA update."""
-        n = 0
-        for _ in range(self.n_critic):
+        """n_critic D steps on fresh real batches, one G step, then the EMA update.
+
+        With n_critic == 1 the generator runs once per iteration, with grad: D trains on
+        the detached batch, then G's step reuses the same batch through the updated D (the
+        pytorch/examples DCGAN scheme). With n_critic > 1 each D step draws fresh noise.
+        """
+        if self.n_critic == 1:
             real, y = next_real()
-            n = real.shape[0]
-            self.d_step(real, y)
-        self.g_step(n)
+            z, y_fake = self.sample_latents(real.shape[0])
+            with self._autocast():
+                fake = self.G(z, y_fake)
+            self.d_step(real, y, fake=fake, y_fake=y_fake)
+            self.g_step(real.shape[0], fake=fake, y_fake=y_fake)
+        else:
+            n = 0
+            for _ in range(self.n_critic):
+                real, y = next_real()
+                n = real.shape[0]
+                self.d_step(real, y)
+            self.g_step(n)
         if self.G_ema is not None:
             beta = ema_beta(self.global_batch, self.ema_half_life_kimg, cur_nimg, self.ema_rampup)
             update_ema(self.G_ema, self.G_plain, beta)

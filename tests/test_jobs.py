@@ -1,0 +1,221 @@
+"""`raygan submit` end to end against a real local Ray head (token auth on, free ports).
+
+The head is a `ray start --head --block` child of this test in its own process group, so
+teardown stops exactly the processes it started (never `ray stop`, which would end every
+Ray on the machine). Every client call is a `raygan` subprocess, as a user would run it.
+"""
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from raygan.distributed import jobs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RAY_BIN = Path(sys.executable).parent / "ray"
+CLI = [sys.executable, "-c", "import sys; from raygan.cli import main; sys.exit(main())"]
+
+
+def _free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _get(url, token, timeout=5):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    if not RAY_BIN.exists():
+        pytest.skip("the ray CLI is not installed beside this python")
+    if ray.is_initialized():  # another module's in-process Ray: not needed here
+        ray.shutdown()
+    tmp = tmp_path_factory.mktemp("jobs")
+    temp_dir = tempfile.mkdtemp(prefix="rgh", dir="/tmp")  # short: Ray's unix socket paths
+    token = secrets.token_hex(32)
+    gcs, dash, client, agent, agent_grpc, renv, metrics, nm, om = _free_ports(9)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_AUTH_TOKEN_PATH")}
+    env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_DEDUP_LOGS": "0",
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "RAYGAN_CACHE": str(tmp / "cache"), "RAY_USAGE_STATS_ENABLED": "0"})
+    log = open(tmp / "head.log", "w")
+    proc = subprocess.Popen(
+        [str(RAY_BIN), "start", "--head", "--block", "--num-cpus", "2", "--include-dashboard", "true",
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--port", str(gcs),
+         "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
+         "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(renv),
+         "--metrics-export-port", str(metrics), "--node-manager-port", str(nm), "--object-manager-port", str(om),
+         "--temp-dir", temp_dir, "--disable-usage-stats"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with {proc.returncode}: {(tmp / 'head.log').read_text()[-2000:]}")
+            try:
+                if _get(f"{address}/api/jobs/", token)[0] == 200:
+                    break
+            except Exception:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"the head did not come up: {(tmp / 'head.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield {"address": address, "env": env, "tmp": tmp, "token": token}
+    finally:
+        proc.send_signal(signal.SIGTERM)  # --block: ray start stops the processes it started
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of ours still in its process group
+        except ProcessLookupError:
+            pass
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def raygan(head, *args, env=None, timeout=600):
+    return subprocess.run([*CLI, *args], cwd=REPO, env=env or head["env"], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tiny_train(head, name, *extra):
+    tmp = head["tmp"]
+    sets = ["data.name=digits", "data.resolution=28", "model.arch=mlp", "model.z_dim=16",
+            "model.g={hidden: [32]}", "model.d={hidden: [32]}", "optim.batch_size=32", "train.tick_kimg=0.128",
+            "train.total_kimg=0.256", "train.snapshot_ticks=2", "train.eval_ticks=0", "train.threads=1",
+            "eval.final_num_samples=128", "eval.batch_size=128", "eval.inception_weights=random",
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db", "tracking.register_model=null", *extra]
+    out = ["train", "--preset", "digits", "--workers", "2", "--storage", str(tmp / "store"), "--name", name,
+           "--no-progress"]
+    for s in sets:
+        out += ["--set", s]
+    return out
+
+
+def test_submit_tiny_two_worker_training_end_to_end(head):
+    r = raygan(head, "submit", "--address", head["address"], "--", *tiny_train(head, "e2e"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(r"submitted job \S+ to " + re.escape(head["address"]), r.stdout)
+    assert "SUCCEEDED" in r.stdout
+    assert "run dir:" in r.stdout and "mlflow run:" in r.stdout  # the job's own output, streamed
+    # a checkpoint on the storage path, with both ranks' RNG files
+    ckpt = head["tmp"] / "store" / "e2e" / "checkpoints" / "ckpt-0000000256"
+    assert {"state.pt", "rng-rank0.pt", "rng-rank1.pt"} <= {p.name for p in ckpt.iterdir()}
+    # and the MLflow run, finished, with the metrics and the generator
+    from mlflow.tracking import MlflowClient
+
+    run_id = json.loads((head["tmp"] / "store" / "e2e" / "run.json").read_text())["run_id"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{head['tmp']}/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["raygan.workers"] == "2"
+    assert max(m.step for m in client.get_metric_history(run_id, "kimg")) == 256
+    assert "fid" in run.data.metrics and "final_fid" in run.data.metrics
+
+
+def test_no_wait_status_logs_list_and_a_failing_jobs_exit_status(head):
+    addr = ["--address", head["address"]]
+    r = raygan(head, "submit", *addr, "--no-wait", "--", "presets")
+    assert r.returncode == 0, r.stderr
+    job_id = re.search(r"submitted job (\S+)", r.stdout).group(1)
+    deadline = time.time() + 120
+    while True:
+        st = raygan(head, "submit", *addr, "--status", job_id)
+        assert st.returncode == 0, st.stderr
+        if any(s in st.stdout for s in jobs.TERMINAL) or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert f"{job_id}  SUCCEEDED" in st.stdout
+    logs = raygan(head, "submit", *addr, "--logs", job_id)
+    assert "digits" in logs.stdout and "mlp" in logs.stdout
+    listed = raygan(head, "submit", *addr, "--list")
+    assert job_id in listed.stdout and "SUCCEEDED" in listed.stdout
+
+    # the job's own exit status comes back: an unknown preset exits 2 inside the job
+    bad = raygan(head, "submit", *addr, "--", "train", "--preset", "nope", "--workers", "1")
+    assert bad.returncode == 2, bad.stdout[-2000:] + bad.stderr[-2000:]
+    assert "unknown preset 'nope'" in bad.stdout and "FAILED" in bad.stderr
+
+
+def test_stop_a_running_job(head):
+    addr = ["--address", head["address"]]
+    long_run = tiny_train(head, "stopme", "train.total_kimg=1000")
+    r = raygan(head, "submit", *addr, "--no-wait", "--", *long_run)
+    assert r.returncode == 0, r.stderr
+    job_id = re.search(r"submitted job (\S+)", r.stdout).group(1)
+    stop = raygan(head, "submit", *addr, "--stop", job_id)
+    assert stop.returncode == 0 and job_id in stop.stdout
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        st = raygan(head, "submit", *addr, "--status", job_id).stdout
+        if any(s in st for s in jobs.TERMINAL):
+            break
+        time.sleep(1)
+    assert "STOPPED" in st
+
+
+def test_token_auth_missing_token_is_one_line(head):
+    env = {k: v for k, v in head["env"].items() if k != "RAY_AUTH_TOKEN"}
+    env["RAY_AUTH_MODE"] = "disabled"  # this client sends no token
+    env["HOME"] = str(head["tmp"] / "home")  # and finds none in ~/.ray/auth_token
+    r = raygan(head, "submit", "--address", head["address"], "--list", env=env, timeout=120)
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert "RAY_AUTH_MODE=token" in err and len(err.splitlines()) == 1, err
+
+
+def test_no_cluster_at_address_is_fast_and_one_line(tmp_path):
+    port = _free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    t0 = time.time()
+    r = subprocess.run([*CLI, "submit", "--address", f"http://127.0.0.1:{port}", "--", "presets"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and time.time() - t0 < 20
+    assert f"no Ray cluster at http://127.0.0.1:{port}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_entrypoints_and_excludes(tmp_path):
+    assert jobs.entrypoint(["train", "--preset", "digits", "--set", "a=b c"], str(REPO)) == \
+        "python jobs/train.py --preset digits --set 'a=b c'"
+    assert jobs.entrypoint(["tune", "--preset", "x"], str(REPO)).startswith("python jobs/tune.py ")
+    assert jobs.entrypoint(["train", "--preset", "digits"], str(tmp_path)).startswith("python -c ")
+    assert "from raygan.cli import main" in jobs.entrypoint(["presets"], str(REPO))
+    with pytest.raises(jobs.JobError):
+        jobs.entrypoint([], str(REPO))
+    # what travels: the code and the shipped weights, not runs, stores, venvs, data or checkpoints
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    excluded = _get_excludes(REPO, jobs.EXCLUDES)
+    for p in ("runs/x/ckpt/state.pt", "mlflow.db", "mlartifacts/1/a.png", ".venv/bin/python", "data/train.gz",
+              "model.pt", ".git/HEAD", "raygan/__pycache__/x.pyc"):
+        assert excluded(REPO / p), p
+    for p in ("raygan/cli.py", "jobs/train.py", "raygan/metrics/weights/fmnist_cnn.pt", "cluster.yaml"):
+        assert not excluded(REPO / p), p
+    renv = jobs.runtime_env(str(REPO), {"A": "1"})
+    assert renv["working_dir"] == str(REPO) and renv["env_vars"] == {"A": "1"}
