@@ -279,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _EXTENSIONS: list = []  # the Ray layers add `tune`, `submit`, `runs` here
 import raygan.distributed.cli  # noqa: E402,F401  (registers `raygan submit`)
+import raygan.distributed.tune_cli  # noqa: E402,F401  (registers `raygan tune` and `raygan runs`)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

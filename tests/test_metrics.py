@@ -216,6 +216,17 @@ def test_fid_real_vs_real_small_noise_large(tmp_path, fmnist):
     assert proto["resize"] == build_extractor("fmnist-cnn").resize and len(proto["weights_hash"]) == 64
 
 
+def test_protocol_keys():
+    from raygan.metrics import Protocol
+
+    p = Protocol("fmnist-cnn", "ab" * 32, 5000, "fashion-mnist:test", 10000, "gray-crop28|bilinear28", "f00d")
+    assert p.key() == Protocol(**p.as_dict()).key() and len(p.key()) == 16
+    q = Protocol(**{**p.as_dict(), "num_samples": 10000})
+    assert q.key() != p.key() and q.reference_key() == p.reference_key()
+    r = Protocol(**{**p.as_dict(), "weights_hash": "random"})
+    assert r.reference_key() != p.reference_key()
+
+
 def test_compute_metrics_unknown_name_and_registry():
     assert METRICS.names() == ["dc", "fid", "is", "kid", "pr"]
     with pytest.raises(ConfigError, match="unknown metric 'fld'"):

@@ -138,8 +138,8 @@ def cmd_submit(args) -> int:
 
     if command[0] == "train" and "--storage" not in command and "--run-dir" not in command \
             and "RAYGAN_STORAGE" not in env:
-        print("raygan: note: no --storage: the run's checkpoints go to the job's working dir on the cluster, "
-              "which Ray deletes later; pass --storage s3://... or a shared path", file=sys.stderr)
+        print("raygan: note: no --storage: checkpoints go to $RAYGAN_STORAGE on the cluster if it is set "
+              "(cluster.yaml sets it), else into the job's working dir, which Ray deletes later", file=sys.stderr)
     job_id = jobs.submit(client, command, args.working_dir, env, args.job_id)
     address = jobs.resolve_address(args.address)
     print(f"submitted job {job_id} to {address}", flush=True)
