@@ -213,7 +213,10 @@ def test_train_fmnist_cnn_smoke_and_deterministic(tmp_path):
 
 
 def test_fmnist_missing_data_is_one_line(tmp_path, monkeypatch):
+    import raygan.data.sources as sources
+
     monkeypatch.setenv("RAYGAN_DATA", str(tmp_path))
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian"))
     with pytest.raises(fmnist_cnn.DataError) as e:
         load_fashion_mnist("train", str(tmp_path / "nope"))
-    assert "\n" not in str(e.value) and "nope" in str(e.value)
+    assert "\n" not in str(e.value) and "fashion-mnist" in str(e.value) and str(tmp_path) in str(e.value)

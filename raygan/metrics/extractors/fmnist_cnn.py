@@ -17,10 +17,8 @@ epochs, test accuracy, torch version and the sha256 that loading checks.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import struct
 import time
 from typing import Callable, Dict, Optional, Tuple
 
@@ -34,7 +32,6 @@ from raygan.metrics.extractors import EXTRACTORS, Extractor, sha256_file
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 SHIPPED_WEIGHTS = os.path.join(WEIGHTS_DIR, "fmnist_cnn.pt")
-DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 TRAIN_COMMAND = "raygan extractor train"
 DEFAULT_EPOCHS = 12
 
@@ -57,46 +54,13 @@ class FMNISTNet(nn.Module):
 
 
 # ---------------------------------------------------------------------------- data
-def read_idx(path: str) -> np.ndarray:
-    """Read an IDX file (optionally .gz) of unsigned bytes into a numpy array."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file")
-    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _find_data_dir(data_dir: Optional[str]) -> str:
-    want = "train-images-idx3-ubyte.gz"
-    candidates = [data_dir] if data_dir else []
-    env = os.environ.get("RAYGAN_DATA")
-    if not data_dir and env:
-        candidates += [os.path.join(env, "fashion-mnist"), env]
-    if not data_dir:
-        candidates.append(DEFAULT_DATA_DIR)
-    for d in candidates:
-        if os.path.isfile(os.path.join(d, want)) or os.path.isfile(os.path.join(d, want[:-3])):
-            return d
-    raise DataError(
-        f"Fashion-MNIST IDX files not found in {', '.join(candidates)}; "
-        "install Debian's dataset-fashion-mnist or set $RAYGAN_DATA"
-    )
-
-
 def load_fashion_mnist(split: str = "train", data_dir: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 (N, 1, 28, 28), labels int64 (N,)) of the 'train' or 't10k'/'test' split."""
-    d = _find_data_dir(data_dir)
-    prefix = {"train": "train", "test": "t10k", "t10k": "t10k"}[split]
-    paths = []
-    for kind in ("images-idx3", "labels-idx1"):
-        p = os.path.join(d, f"{prefix}-{kind}-ubyte.gz")
-        paths.append(p if os.path.isfile(p) else p[:-3])
-    images = torch.from_numpy(read_idx(paths[0]).copy()).unsqueeze(1)
-    labels = torch.from_numpy(read_idx(paths[1]).astype(np.int64))
-    return images, labels
+    """(images uint8 (N, 1, 28, 28), labels int64 (N,)) of the 'train' or 'test' split,
+    looked up like any raygan dataset (data_dir, $RAYGAN_DATA, Debian's package)."""
+    from raygan.data import load_dataset
+
+    ds = load_dataset("fashion-mnist", root=data_dir, split={"t10k": "test"}.get(split, split))
+    return ds.images, ds.labels
 
 
 # ---------------------------------------------------------------------------- extractor
