@@ -103,7 +103,7 @@ def _print_summary(summary) -> None:
 def _protocol_text(p) -> str:
     if not p:
         return "no protocol"
-    return (f"extractor {p.get('extractor')}@{p.get('weights_hash')}, {p.get('num_samples')} generated vs "
+    return (f"extractor {p.get('extractor')}@{str(p.get('weights_hash'))[:12]}, {p.get('num_samples')} generated vs "
             f"{p.get('reference_count')} {p.get('reference')}, resize {p.get('resize')}")
 
 

@@ -105,7 +105,7 @@ class ConsoleReporter(Reporter):
 
     def progress(self, nimg):
         if self.bar is not None:
-            kimg = nimg / 1000.0
+            kimg = min(nimg / 1000.0, self.total_kimg)  # the last step may overshoot the total
             self.bar.update(kimg - self._shown)
             self._shown = kimg
 

@@ -29,10 +29,14 @@ def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
 
 
 def _client(uri: str):
+    import logging
+
     import mlflow
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)
 
@@ -143,6 +147,7 @@ class MLflowReporter(Reporter):
 
     def log_generator(self, generator, example, final: Dict[str, float]) -> Optional[str]:
         import copy
+        import logging
 
         import mlflow
         import mlflow.pytorch
@@ -151,6 +156,8 @@ class MLflowReporter(Reporter):
         kwargs: Dict[str, Any] = {}
         if example is not None and not getattr(G, "num_classes", 0):
             kwargs["input_example"] = example.numpy()
+        # the pickle format is chosen on purpose (a generator takes (z, y)); don't warn each run
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.pytorch.log_model(G, name="generator", serialization_format="pickle",
                                             registered_model_name=self.register_model,
