@@ -212,3 +212,27 @@ def test_trainer_on_fashion_mnist_with_real_evaluator(in_tmp):
     assert proto["num_samples"] == 300 and proto["extractor"] == "fmnist-cnn"
     assert proto["reference"] == "fashion-mnist:test@32px" and proto["reference_count"] == 10000
     assert (in_tmp / "run" / "samples").is_dir()
+
+
+@pytest.mark.parametrize("variant", [
+    ["model.arch=resnet", "model.g={ch: 8}", "model.d={ch: 8}", "model.spectral_norm=true", "model.conditional=true",
+     "loss.name=hinge", "optim.n_critic=2"],
+    ["model.arch=mlp", "model.g={hidden: [32]}", "model.d={hidden: [32]}", "loss.name=wgan",
+     "regularizer.name=clip", "regularizer.kwargs={value: 0.01}", "optim.n_critic=3"],
+    ["loss.name=lsgan", "regularizer.name=wgan-gp", "regularizer.kwargs={weight: 10}", "model.d={ndf: 8, norm: none}"],
+    ["loss.name=minimax", "model.conditional=true", "regularizer.name=r1", "regularizer.kwargs={weight: 0.1, every: 2}"],
+])
+def test_every_variant_trains_with_finite_losses(variant):
+    cfg = tiny("train.total_kimg=0.256", "train.tick_kimg=0.128", "ema.half_life_kimg=0", *variant)
+    t = Trainer(cfg, None, evaluator=None)
+    g0, d0 = params(t.G_plain), params(t.D_plain)
+    seen = []
+    t.reporter.report = lambda m, checkpoint_dir=None: seen.append(m)
+    t.run()
+    assert len(seen) == 2 and all(all(map(lambda v: v == v and abs(v) < 1e6, (m["loss_d"], m["loss_g"]))) for m in seen)
+    assert any(not torch.equal(a, b) for a, b in zip(g0.values(), params(t.G_plain).values()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0.values(), params(t.D_plain).values()))
+    if cfg.regularizer.name == "clip":
+        assert max(p.abs().max().item() for p in t.D_plain.parameters()) <= 0.01 + 1e-7
+    if cfg.regularizer.name in ("wgan-gp", "r1"):
+        assert seen[-1]["reg"] > 0
