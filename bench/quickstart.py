@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="raygan-quickstart-"))
-    cmd = [sys.executable, "-m", "raygan.cli", "train", "--preset", "quickstart", "--run-dir", str(work / "run"),
+    cmd = [sys.executable, "-m", "raygan", "train", "--preset", "quickstart", "--run-dir", str(work / "run"),
            "--no-progress"]
     for o in args.overrides:
         cmd += ["--set", o]

@@ -71,7 +71,7 @@ def start_ray(num_cpus: int = 2):
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+        ray.init(num_cpus=num_cpus, log_to_driver=False, logging_level=logging.WARNING)  # dashboard on: see test_ray_train
 
 
 def table(rows, cols):
@@ -109,17 +109,22 @@ def main(argv=None):
     start_ray()
     rows.append(run_ray(cfg, tmp))
     rows.append(run_local(cfg, tmp / "again"))  # the machine may be shared: a second local run shows drift
+    # the machine may be shared: compare with the mean of the two in-process runs around the
+    # Ray run, and (conservatively) with the faster of them
     local = (rows[0]["img_per_s"] + rows[2]["img_per_s"]) / 2
+    best = max(rows[0]["img_per_s"], rows[2]["img_per_s"])
     for r in rows:
         r["ratio_vs_local"] = r["img_per_s"] / local
     cols = [("host", "host", "{}"), ("workers", "workers", "{}"), ("threads/worker", "threads_per_worker", "{}"),
-            ("steady img/s", "img_per_s", "{:.0f}"), ("ratio vs in-process", "ratio_vs_local", "{:.3f}"),
+            ("steady img/s", "img_per_s", "{:.0f}"), ("ratio vs in-process mean", "ratio_vs_local", "{:.3f}"),
             ("ticks", "ticks", "{}"), ("wall s (start-up + final eval incl.)", "wall_s", "{:.1f}"),
             ("end-to-end img/s", "e2e_img_per_s", "{:.0f}")]
     print(f"\nRay Train overhead: digits 32px dcgan ngf=ndf=32, batch 64, {args.kimg:g} kimg per run, "
           f"{args.threads} torch thread(s); machine {info}")
     print(table(rows, cols))
-    print(f"\nRay / in-process (steady): {rows[1]['img_per_s'] / local:.3f} (goal >= 0.95)")
+    info["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(f"\nRay / in-process (steady): {rows[1]['img_per_s'] / local:.3f} vs their mean, "
+          f"{rows[1]['img_per_s'] / best:.3f} vs the faster (goal >= 0.95); load at end {info['load_avg_1m_at_end']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": info, "kimg": args.kimg, "rows": rows}, indent=1))
     return 0

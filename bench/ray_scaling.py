@@ -1,6 +1,6 @@
 """Scaling on this machine: 1 vs 2 Ray Train CPU workers (gloo), threads per worker stated.
 
-    python bench/ray_scaling.py [--kimg 48] [--out bench/out/ray_scaling.json]
+    python bench/ray_scaling.py [--kimg 32] [--out bench/out/ray_scaling.json]
 
 Same global batch (64) in every row, so 2 workers each compute 32 per step and all-reduce
 G's and D's gradients once per G/D step. Rows: 1 worker x 1 thread (baseline), 2 workers x
@@ -51,7 +51,7 @@ def allreduce_bytes():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--kimg", type=float, default=48.0)
+    p.add_argument("--kimg", type=float, default=32.0)
     p.add_argument("--out", default="bench/out/ray_scaling.json")
     args = p.parse_args(argv)
 

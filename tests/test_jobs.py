@@ -89,7 +89,7 @@ def head(tmp_path_factory):
     finally:
         proc.send_signal(signal.SIGTERM)  # --block: ray start stops the processes it started
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=8)
         except subprocess.TimeoutExpired:
             pass
         try:

@@ -46,7 +46,9 @@ def ray_local():
     if ray.is_initialized():
         ray.shutdown()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False)
+    # the dashboard stays on: without it Ray Train's placement-group cleaner may ask another Ray
+    # instance's State API on this host whether our controller lives, and kill our workers
+    ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
 
@@ -199,6 +201,11 @@ def test_cli_fresh_name_clash_resume_and_eval(ray_local, env, capsys):
     assert [r.info.run_id for r in runs] == [run_id]
     assert max(m.step for m in client.get_metric_history(run_id, "kimg")) == round(4 * TICK * 1000)
     assert [m.value for m in client.get_metric_history(run_id, "restart_kimg")] == [pytest.approx(2 * TICK)]
+    # rank 0 logged the sample grids, the resolved config and the generator as artifacts
+    arts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"samples", "config.yaml", "summary.json"} <= arts, arts
+    assert client.get_run(run_id).data.tags["raygan.model_uri"].startswith("models:/")
+    assert len(client.list_artifacts(run_id, "samples")) >= 2
 
     # the stored run has a local run's layout: `raygan eval --run-dir` reads it
     capsys.readouterr()

@@ -122,7 +122,7 @@ def _root_cause(e: BaseException) -> BaseException:
         if failures:
             e = failures[min(failures)]
             continue
-        for attr in ("controller_failure", "cause"):
+        for attr in ("controller_failure", "health_check_failure", "cause", "failure"):
             inner = getattr(e, attr, None)
             if isinstance(inner, BaseException):
                 e = inner
@@ -214,11 +214,17 @@ def train_ray(cfg: Config, opts: RayOptions) -> Dict[str, Any]:
     cluster.connect(opts.address)
     cluster.check_resources(opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.resource_wait_s)
 
-    cluster.write_text(storage, f"{name}/{CONFIG_FILE}", cfg.to_yaml())
     run: Optional[Dict[str, str]] = None
     if cfg.tracking.enabled:
         stored = cluster.read_text(storage, f"{name}/{RUN_FILE}") if opts.resume else None
-        run = json.loads(stored) if stored else _create_mlflow_run(cfg, name, run_path, opts.workers)
+        try:
+            run = json.loads(stored) if stored else _create_mlflow_run(cfg, name, run_path, opts.workers)
+        except RayganError:
+            raise
+        except Exception as e:
+            raise RayganError(f"MLflow at {cfg.tracking.uri}: {type(e).__name__}: {_first_line(e)}") from None
+    cluster.write_text(storage, f"{name}/{CONFIG_FILE}", cfg.to_yaml())
+    if run:
         cluster.write_text(storage, f"{name}/{RUN_FILE}", json.dumps(run, indent=1))
 
     trainer = _make_trainer(cfg, opts, storage, name, run)
@@ -370,6 +376,20 @@ def _parse_fault(text: str) -> Optional[Dict[str, Any]]:
     return {"rank": int(kv.get("rank", 1)), "kimg": float(kv.get("kimg", 0)), "marker": kv["marker"]}
 
 
+def _quiet_ray_train_worker() -> None:
+    """Ray 2.60 logs every report ("Reporting training result ...") at INFO from a logger named
+    after its file, which LoggingConfig(log_level) does not reach: lower that one logger."""
+    level = os.environ.get("RAYGAN_RAY_LOG_LEVEL", "WARNING").upper()
+    try:
+        import logging
+
+        from ray.train.v2._internal.execution import context as _ctx
+
+        logging.getLogger(_ctx.__file__).setLevel(getattr(logging, level, logging.WARNING))
+    except Exception:  # another Ray layout: leave its logging alone
+        pass
+
+
 def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """One Ray Train worker: the core loop with DDP-prepared G and D."""
     os.environ.update(config.get("env") or {})
@@ -379,6 +399,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     from raygan.engine import rundir
     from raygan.engine.loop import Trainer
 
+    _quiet_ray_train_worker()
     cfg = build_config(config["config"])
     rank = ray.train.get_context().get_world_rank()
     local_dir = Path(tempfile.mkdtemp(prefix=f"raygan-{config['name']}-rank{rank}-"))

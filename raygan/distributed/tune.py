@@ -35,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -83,6 +83,7 @@ class SweepOptions:
     address: Optional[str] = None
     max_failures: int = 0  # retries of a failed trial (from its last checkpoint)
     progress: bool = True  # one line per finished trial on stderr
+    finish: bool = True  # False: stop after the trials (no re-evaluation, no champion; benchmarks)
 
 
 # ---------------------------------------------------------------------------- options
@@ -123,8 +124,6 @@ def validate_options(cfg: Config, opts: SweepOptions) -> None:
         raise TuneError("--max-failures must be -1 (retry forever), 0 or more")
     if opts.gpus_per_worker == 0 and cfg.train.device.startswith("cuda"):
         raise TuneError(f"config: train.device is {cfg.train.device}, but no --gpus-per-worker were asked for")
-    if METRIC not in cfg.eval.metrics and cfg.eval.extractor is None:
-        raise TuneError("the sweep minimises FID: eval.extractor must be set")
 
 
 def budget_kimg(cfg: Config, opts: SweepOptions) -> float:
@@ -260,7 +259,6 @@ def applied_hparams(trainer) -> Dict[str, Any]:
     from torch.nn.utils import parametrize
 
     from raygan.losses import LOSSES
-    from raygan.models import ARCHITECTURES  # noqa: F401  (registry of architectures)
     from raygan.regularizers import REGULARIZERS
 
     g_group, d_group = trainer.opt_g.param_groups[0], trainer.opt_d.param_groups[0]
@@ -658,8 +656,8 @@ def _searcher(space: SearchSpace, opts: SweepOptions):
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = (optuna.samplers.TPESampler(seed=opts.seed) if opts.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=opts.seed))
+    sampler = (optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=tpe_startup(opts), constant_liar=True)
+               if opts.sampler == "tpe" else optuna.samplers.RandomSampler(seed=opts.seed))
     return OptunaSearch(space=space, metric=METRIC, mode="min", sampler=sampler)
 
 
@@ -680,8 +678,17 @@ def describe_scheduler(cfg: Config, opts: SweepOptions) -> str:
             f"{opts.reduction_factor:g}, max_t={budget_kimg(cfg, opts):g}, stop_last_trials=False)")
 
 
+def tpe_startup(opts: SweepOptions) -> int:
+    """Random trials before TPE models the results: Optuna's 10 would leave a small sweep
+    random all along; a quarter of the samples (3 to 10)."""
+    return max(3, min(10, opts.samples // 4))
+
+
 def describe_sampler(opts: SweepOptions) -> str:
-    return f"optuna {'TPESampler' if opts.sampler == 'tpe' else 'RandomSampler'}(seed={opts.seed})"
+    if opts.sampler == "tpe":
+        return (f"optuna TPESampler(seed={opts.seed}, n_startup_trials={tpe_startup(opts)}, "
+                f"constant_liar=True)")
+    return f"optuna RandomSampler(seed={opts.seed})"
 
 
 def _run_config(spec: Dict[str, Any], cfg: Config, opts: SweepOptions):
@@ -697,6 +704,12 @@ def _run_config(spec: Dict[str, Any], cfg: Config, opts: SweepOptions):
 
 
 # ---------------------------------------------------------------------------- the sweep
+def trial_name(trial) -> str:
+    """`trial-<id>`: the trial's Tune name, folder and MLflow run name (module level: pickled
+    with the Tuner for --resume)."""
+    return f"trial-{trial.trial_id}"
+
+
 def default_name(cfg: Config) -> str:
     return f"tune-{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -783,7 +796,9 @@ def run_sweep(cfg: Config, opts: SweepOptions, search_space: Optional[str] = Non
     tuner = tune.Tuner(
         _trainable(spec),
         tune_config=tune.TuneConfig(search_alg=_searcher(space, opts), scheduler=_scheduler(cfg, opts),
-                                    num_samples=opts.samples, max_concurrent_trials=max_concurrent),
+                                    num_samples=opts.samples, max_concurrent_trials=max_concurrent,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                    reuse_actors=opts.workers_per_trial == 1),  # no torch import per trial
         run_config=_run_config(spec, cfg, opts))
     return _fit_and_finish(tuner, spec)
 
@@ -886,7 +901,7 @@ def collect_trials(grid, spec: Dict[str, Any]) -> List[TrialRecord]:
         rec = TrialRecord(
             trial_id=t.trial_id, status=status, sampled=space.values(t.config), config=cfg, kimg=kimg,
             fid=r.get(METRIC), error=trial_error_reason(t) if status == "errored" else None, checkpoint=ckpt,
-            applied={k: v for k, v in r.items() if k.startswith("applied_")}, end_time=r.get("timestamp"),
+            applied={k: v for k, v in r.items() if k.startswith("applied_")}, end_time=getattr(getattr(t, "run_metadata", None), "last_result_time", None) or r.get("timestamp"),
             path=getattr(t, "path", None))
         if client is not None:
             try:
@@ -903,11 +918,22 @@ class _quiet_tune:
 
     _ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
+    _LOGGERS = ("ray.tune",)  # failed trials' tracebacks: raygan prints one line per trial instead
+
     def __enter__(self):
+        import logging
+
         self._old = {k: os.environ.get(k) for k in self._ENV}
         os.environ.update(self._ENV)
+        self._levels = {n: logging.getLogger(n).level for n in self._LOGGERS}
+        for n in self._LOGGERS:
+            logging.getLogger(n).setLevel(logging.CRITICAL)
 
     def __exit__(self, *exc):
+        import logging
+
+        for n, level in self._levels.items():
+            logging.getLogger(n).setLevel(level)
         for k, v in self._old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -933,7 +959,10 @@ def _fit_and_finish(tuner, spec: Dict[str, Any]) -> Dict[str, Any]:
         summary["interrupted"] = True
         _mark_parent(spec, "KILLED", interrupted=True)
         return summary
-    summary.update(finish_sweep(spec, trials))
+    if opts.finish:
+        summary.update(finish_sweep(spec, trials))
+    else:
+        _mark_parent(spec, "FINISHED")
     return summary
 
 
@@ -1013,9 +1042,13 @@ def log_champion(cfg_dict: Dict[str, Any], checkpoint: Any, tracking_uri: str, r
         kwargs["input_example"] = trainer.grid_z[:4].detach().cpu().numpy()
     client = _mlflow_client(tracking_uri)
     status = client.get_run(run_id).info.status
+    import logging
+
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format caution, every time
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(G, name="generator", serialization_format="pickle",
-                                        registered_model_name=register_model, await_registration_for=0, **kwargs)
+                                        registered_model_name=register_model, await_registration_for=0,
+                                        pip_requirements=_model_requirements(), **kwargs)
     if status != "FINISHED":
         client.set_terminated(run_id, status)
     client.set_tag(run_id, "raygan.model_uri", info.model_uri)
@@ -1029,6 +1062,19 @@ def log_champion(cfg_dict: Dict[str, Any], checkpoint: Any, tracking_uri: str, r
         out["registered"] = f"models:/{register_model}/{v}"
         out["champion_uri"] = f"models:/{register_model}@{CHAMPION}"
         out["version"] = v
+    return out
+
+
+def _model_requirements() -> List[str]:
+    """Given explicitly: MLflow's inference loads the model in a subprocess (seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in ("torch", "torchvision", "raygan"):
+        try:
+            out.append(f"{pkg}=={version(pkg).split('+')[0]}")
+        except PackageNotFoundError:
+            pass
     return out
 
 
@@ -1047,8 +1093,9 @@ def finish_sweep(spec: Dict[str, Any], trials: List[TrialRecord]) -> Dict[str, A
     import ray
 
     opts = SweepOptions(**spec["options"])
-    scored = sorted((t for t in trials if t.fid is not None and math.isfinite(t.fid) and t.checkpoint is not None),
-                    key=lambda t: t.fid)
+    # a trial that diverged is not a candidate, whatever its last FID before the NaNs
+    scored = sorted((t for t in trials if t.status != "errored" and t.fid is not None and math.isfinite(t.fid)
+                     and t.checkpoint is not None), key=lambda t: t.fid)
     top = scored[:opts.top_k]
     out: Dict[str, Any] = {"top": [], "winner": None}
     counts = {s: sum(t.status == s for t in trials) for s in ("finished", "stopped", "errored")}
@@ -1090,8 +1137,11 @@ def finish_sweep(spec: Dict[str, Any], trials: List[TrialRecord]) -> Dict[str, A
             tags = {"fid_mean": f"{winner['mean']:.4f}", "fid_std": f"{winner['std']:.4f}",
                     "sweep": spec["name"], "trial_id": wt.trial_id,
                     "protocol": json.dumps(winner["protocol"], default=str)}
-            champion = ray.get(_remote(log_champion, spec, gpu=False).remote(
-                wt.config, wt.checkpoint, spec["tracking_uri"], wt.run_id, spec.get("register_model"), tags))
+            args = (wt.config, wt.checkpoint, spec["tracking_uri"], wt.run_id, spec.get("register_model"), tags)
+            if spec["tracking_uri"].startswith("sqlite:"):  # a local store: this machine, no task needed
+                champion = log_champion(*args)
+            else:
+                champion = ray.get(_remote(log_champion, spec, gpu=False).remote(*args))
             out["champion"] = champion
         client.log_batch(pid, metrics=_metric_list({
             "best_fid_mean": winner["mean"], "best_fid_std": winner["std"], "best_proxy_fid": winner["proxy_fid"],

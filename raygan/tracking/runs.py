@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -159,8 +158,12 @@ def model_uris(client, run) -> List[str]:
         versions = []
     for v in versions:
         out.append(f"models:/{v.name}/{v.version}")
-        for a in getattr(v, "aliases", None) or []:
-            out.append(f"models:/{v.name}@{a}")
+        try:  # search results do not carry aliases; the version itself does
+            aliases = client.get_model_version(v.name, v.version).aliases or []
+        except Exception:
+            aliases = getattr(v, "aliases", None) or []
+        for a in aliases:
+            out.insert(0, f"models:/{v.name}@{a}")
     if not versions and tags.get("raygan.registered_model"):
         out.append(tags["raygan.registered_model"])
     return list(dict.fromkeys(out))

@@ -1,0 +1,156 @@
+"""`raygan runs` over an MLflow store written the way training and sweeps write it (no training
+here: runs are made with the MLflow reporter and a tiny registered generator), and
+`raygan sample --model-uri models:/NAME@champion`."""
+import re
+
+import pytest
+
+from raygan.cli import main
+from raygan.config import load_config
+
+PROTOCOL = {"extractor": "fmnist-cnn", "weights_hash": "4ee6f29081423406d181cfdf15fba006", "num_samples": 300,
+            "reference": "digits:test@28px", "reference_count": 359, "resize": "gray-crop28|bilinear28"}
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, pattern):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("raygan: error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def _run(uri, tmp, name, overrides, fids, experiment="e1", tags=None, parent=None):
+    from raygan.engine import rundir
+    from raygan.tracking.reporter import MLflowReporter
+
+    cfg = load_config("digits", None, overrides)
+    run_dir = tmp / name
+    run_dir.mkdir()
+    rundir.write_config(run_dir, cfg)
+    rep = MLflowReporter(cfg.to_dict(), run_dir, uri=uri, experiment=experiment, run_name=name, tags=tags,
+                         parent_run_id=parent)
+    rep.start({"world_size": 1})
+    for i, f in enumerate(fids[:-1], 1):
+        rep.report({"kimg": 0.5 * i, "tick": i, "loss_d": 1.0, "loss_g": 2.0, "fid": f, "protocol": PROTOCOL})
+    k = 0.5 * len(fids)
+    rep.report({"kimg": k, "tick": len(fids), "loss_d": 1.0, "loss_g": 2.0, "fid": fids[-1], "protocol": PROTOCOL,
+                "final": {"fid": fids[-1]}})
+    rep.finish({"kimg": k, "final": {"fid": fids[-1]}, "protocol": PROTOCOL})
+    return rep
+
+
+@pytest.fixture
+def store(in_tmp):
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from raygan.models import build_models
+
+    uri = f"sqlite:///{in_tmp}/mlflow.db"
+    a = _run(uri, in_tmp, "run-a", ["optim.g_lr=0.001", "loss.name=ns"], [50.0, 40.0])
+    b = _run(uri, in_tmp, "run-b", ["optim.g_lr=0.0002", "loss.name=hinge"], [45.0, 35.0])
+    parent = MlflowClient(uri).create_run(
+        MlflowClient(uri).get_experiment_by_name("e1").experiment_id, run_name="sweep-x",
+        tags={"raygan.role": "sweep"}).info.run_id
+    c = _run(uri, in_tmp, "trial-c", ["optim.g_lr=0.0004"], [60.0, 39.0], experiment="e2",
+             tags={"raygan.trial_id": "c", "raygan.sampled": '{"optim.g_lr": 0.0004}'})
+    d = _run(uri, in_tmp, "trial-d", ["optim.g_lr=0.0003"], [50.0, 37.0], experiment="e2",
+             tags={"raygan.trial_id": "d"})
+    client = MlflowClient(uri)
+    # the sweep's honest re-evaluation: c is better than d, whatever their proxies said
+    for rid, mean, std in ((c.run_id, 36.5, 0.4), (d.run_id, 38.2, 0.3)):
+        client.log_metric(rid, "reeval_fid_mean", mean)
+        client.log_metric(rid, "reeval_fid_std", std)
+        for k, v in {**PROTOCOL, "num_samples": 1000, "seeds": "[124, 125, 126]"}.items():
+            client.set_tag(rid, f"reeval.protocol.{k}", str(v))
+    # a tiny generator registered from run a, alias champion
+    G, _ = build_models("mlp", resolution=28, channels=1, z_dim=8, g={"hidden": [16]}, d={"hidden": [16]})
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=a.run_id):
+        info = mlflow.pytorch.log_model(G.eval(), name="generator", serialization_format="pickle",
+                                        registered_model_name="g-test", pip_requirements=["torch"],
+                                        input_example=torch.zeros(2, 8).numpy())
+    client.set_registered_model_alias("g-test", "champion", str(info.registered_model_version))
+    return {"uri": uri, "a": a.run_id, "b": b.run_id, "c": c.run_id, "d": d.run_id, "parent": parent}
+
+
+def test_list_sorts_filters_and_limits(store, capsys):
+    code, out, _ = run(capsys, "runs", "list")  # the default store: ./mlflow.db
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["run_id", "name", "experiment", "role"]
+    for rid in ("a", "b", "c", "d"):
+        assert store[rid] in out
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e1", "--sort", "fid", "--tracking-uri", store["uri"])
+    rows = [ln for ln in out.splitlines()[2:] if ln.strip()]
+    assert [r.split()[0] for r in rows] == [store["b"], store["a"], store["parent"]]  # 35 < 40 < no FID
+    assert "final_fid" in rows[0] and "35.00" in rows[0] and "experiment" not in out.splitlines()[0]
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e2", "--sort", "fid", "--limit", "1")
+    assert store["c"] in out and store["d"] not in out and "(1 more: --limit N)" in out
+    assert "36.50 ± 0.40" in out and "reeval_fid_mean" in out
+
+
+def test_show_prints_params_final_metrics_with_protocol_and_artifacts(store, capsys):
+    code, out, _ = run(capsys, "runs", "show", store["a"])
+    assert code == 0
+    assert f"run         {store['a']}  (run-a)" in out and "experiment  e1" in out and "status      FINISHED" in out
+    assert re.search(r"final_fid\s+40\.0000\s+fmnist-cnn@4ee6f290…, 300 generated vs 359 digits:test@28px", out)
+    assert re.search(r"optim\.g_lr\s+0\.001\n", out) and re.search(r"data\.name\s+digits", out)
+    assert re.search(r"file://\S+/artifacts/config\.yaml", out) and "/artifacts/summary.json" in out
+    assert "models:/g-test@champion" in out and "models:/g-test/1" in out
+    code, out, _ = run(capsys, "runs", "show", store["c"])
+    assert re.search(r"reeval_fid_mean\s+36\.5000 ± 0\.4000\s+fmnist-cnn@.*1000 generated.*seeds 124, 125, 126", out)
+
+
+def test_compare_shows_only_differing_params_and_metrics(store, capsys):
+    code, out, _ = run(capsys, "runs", "compare", store["a"], store["b"])
+    assert code == 0
+    lines = out.splitlines()
+    assert "run-a (" in lines[0] and "run-b (" in lines[0]
+    assert re.search(r"^optim\.g_lr\s+0\.001\s+0\.0002$", out, re.M)
+    assert re.search(r"^loss\.name\s+ns\s+hinge$", out, re.M)
+    assert re.search(r"^final_fid\s+40\s+35$", out, re.M)
+    assert not re.search(r"^data\.name", out, re.M) and not re.search(r"^tracking\.", out, re.M)
+    assert "(2 params differ," in out
+
+
+def test_best_prefers_the_honest_fid_and_prints_model_uris(store, capsys):
+    code, out, _ = run(capsys, "runs", "best", "--experiment", "e1")
+    assert code == 0 and out.startswith(f"best run    {store['b']}  (run-b)")
+    assert "35.0000  [final_fid]" in out and "model       none logged" in out
+    code, out, _ = run(capsys, "runs", "best", "--experiment", "e2")
+    # d's last proxy FID (37) beats c's (39), but c wins the re-evaluation (36.5 vs 38.2)
+    assert out.startswith(f"best run    {store['c']}") and "36.5000 ± 0.4000  [reeval_fid_mean]" in out
+    assert "seeds 124, 125, 126" in out and 'sampled     {"optim.g_lr": 0.0004}' in out
+
+
+def test_sample_loads_a_registered_model_by_alias(store, capsys):
+    code, out, err = run(capsys, "sample", "--model-uri", "models:/g-test@champion", "--num", "9", "--out", "g.png")
+    assert code == 0, err
+    from PIL import Image
+
+    assert Image.open("g.png").size[0] > 28
+
+
+def test_unknown_experiment_run_or_store_is_one_line(store, capsys, tmp_path):
+    code, _, err = run(capsys, "runs", "list", "--experiment", "nope")
+    one_line_error(code, err, r"no MLflow experiment named 'nope' in sqlite:///.*\(experiments: Default, e1, e2\)")
+    code, _, err = run(capsys, "runs", "best", "--experiment", "nope")
+    one_line_error(code, err, r"no MLflow experiment named 'nope'")
+    code, _, err = run(capsys, "runs", "show", "0123456789abcdef")
+    one_line_error(code, err, r"no run '0123456789abcdef' in sqlite:///")
+    code, _, err = run(capsys, "runs", "compare", store["a"], "deadbeef")
+    one_line_error(code, err, r"no run 'deadbeef'")
+    code, _, err = run(capsys, "runs", "compare", store["a"])
+    one_line_error(code, err, r"compare needs at least two run ids")
+    code, _, err = run(capsys, "runs", "list", "--tracking-uri", f"sqlite:///{tmp_path}/elsewhere/mlflow.db")
+    one_line_error(code, err, r"no MLflow store at .*elsewhere/mlflow\.db")
+    code, _, err = run(capsys, "sample", "--model-uri", "models:/g-test@nope", "--out", "x.png")
+    one_line_error(code, err, r"cannot load model models:/g-test@nope")
