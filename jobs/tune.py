@@ -1,7 +1,7 @@
 """Ray job entrypoint: `raygan tune` with the arguments given here.
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/tune.py --preset digits --trials 16 --storage s3://bucket/raygan
+        python jobs/tune.py --preset digits --samples 16 --storage s3://bucket/raygan
 
 The shipped working directory comes first on sys.path, so the job runs the raygan you
 submitted.

@@ -252,7 +252,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_local, 
     storage = str(tmp_path / "runs")
     args = [str(Path(sys.executable).parent / "raygan"), "tune", "--preset", "digits", "--address", "local",
             "--search-space", str(tmp_path / "space.yaml"), "--samples", "3", "--max-concurrent", "1",
-            "--budget-kimg", "1.024", "--scheduler", "fifo", "--tick-kimg", "0.128", "--top-k", "1",
+            "--budget-kimg", "1.536", "--scheduler", "fifo", "--tick-kimg", "0.128", "--top-k", "1",
             "--reeval-seeds", "1", "--storage", storage, "--name", "res", *sets(tiny(tmp_path))]
     env = {**os.environ, "RAYGAN_CACHE": str(ray_local), "RAY_DEDUP_LOGS": "0"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -264,9 +264,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_local, 
                 finished_line = line
                 break
         assert finished_line, "no trial finished"
-        time.sleep(1.5)
         interrupted_at = time.time()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # at once: two trials of ~12 evaluated ticks each are still to run
         out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -292,12 +291,12 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_local, 
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 3  # one run per trial, reused on resume
     first = next(r for r in after if r.data.tags["raygan.trial_id"] == first_trial)
     history = client.get_metric_history(first.info.run_id, "kimg")
-    assert [m.value for m in history] == pytest.approx([0.128 * i for i in range(1, 9)])  # trained once
+    assert [m.value for m in history] == pytest.approx([0.128 * i for i in range(1, 13)])  # trained once
     assert max(m.timestamp for m in history) / 1000 < interrupted_at
     assert "raygan.retried" not in first.data.tags
     for r in after:
         assert r.info.status == "FINISHED"
-        assert client.get_metric_history(r.info.run_id, "kimg")[-1].value == pytest.approx(1.024)
+        assert client.get_metric_history(r.info.run_id, "kimg")[-1].value == pytest.approx(1.536)
     parent = client.get_run(next(r for r in client.search_runs([exp.experiment_id])
                                  if r.data.tags.get("raygan.role") == "sweep").info.run_id)
     assert parent.info.status == "FINISHED" and "raygan.resumed" in parent.data.tags
