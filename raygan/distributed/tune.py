@@ -26,7 +26,6 @@ marks it errored (the reason is tagged on its MLflow run) and the sweep goes on.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -1026,29 +1025,18 @@ class _checkpoint_dir:
 def log_champion(cfg_dict: Dict[str, Any], checkpoint: Any, tracking_uri: str, run_id: str,
                  register_model: Optional[str], tags: Dict[str, str]) -> Dict[str, Optional[str]]:
     """Log the winner's generator to its child run, register it and point `champion` at it."""
-    import mlflow
-    import mlflow.pytorch
     import torch
 
     from raygan.engine.loop import Trainer
+    from raygan.tracking.reporter import log_generator_model
 
     cfg = build_config(cfg_dict)
     trainer = Trainer(cfg, None, evaluator=None, device=torch.device("cpu"))
     with _checkpoint_dir(checkpoint) as d:
         trainer.load(Path(d))
-    G = copy.deepcopy(trainer.G_eval).cpu().eval()
-    kwargs: Dict[str, Any] = {}
-    if not getattr(G, "num_classes", 0):
-        kwargs["input_example"] = trainer.grid_z[:4].detach().cpu().numpy()
     client = _mlflow_client(tracking_uri)
     status = client.get_run(run_id).info.status
-    import logging
-
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle-format caution, every time
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(G, name="generator", serialization_format="pickle",
-                                        registered_model_name=register_model, await_registration_for=0,
-                                        pip_requirements=_model_requirements(), **kwargs)
+    info = log_generator_model(run_id, trainer.G_eval, trainer.grid_z[:4].detach().cpu(), register_model)
     if status != "FINISHED":
         client.set_terminated(run_id, status)
     client.set_tag(run_id, "raygan.model_uri", info.model_uri)
@@ -1062,19 +1050,6 @@ def log_champion(cfg_dict: Dict[str, Any], checkpoint: Any, tracking_uri: str, r
         out["registered"] = f"models:/{register_model}/{v}"
         out["champion_uri"] = f"models:/{register_model}@{CHAMPION}"
         out["version"] = v
-    return out
-
-
-def _model_requirements() -> List[str]:
-    """Given explicitly: MLflow's inference loads the model in a subprocess (seconds)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for pkg in ("torch", "torchvision", "raygan"):
-        try:
-            out.append(f"{pkg}=={version(pkg).split('+')[0]}")
-        except PackageNotFoundError:
-            pass
     return out
 
 

@@ -146,22 +146,7 @@ class MLflowReporter(Reporter):
         self.finished = True
 
     def log_generator(self, generator, example, final: Dict[str, float]) -> Optional[str]:
-        import copy
-        import logging
-
-        import mlflow
-        import mlflow.pytorch
-
-        G = copy.deepcopy(generator).cpu().eval()
-        kwargs: Dict[str, Any] = {}
-        if example is not None and not getattr(G, "num_classes", 0):
-            kwargs["input_example"] = example.numpy()
-        # the pickle format is chosen on purpose (a generator takes (z, y)); don't warn each run
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pytorch.log_model(G, name="generator", serialization_format="pickle",
-                                            registered_model_name=self.register_model,
-                                            await_registration_for=0, **kwargs)
+        info = log_generator_model(self.run_id, generator, example, self.register_model)
         self.client.set_tag(self.run_id, "raygan.model_uri", info.model_uri)
         if self.register_model and info.registered_model_version is not None:
             v = str(info.registered_model_version)
@@ -204,3 +189,37 @@ class MLflowReporter(Reporter):
                 self.client.set_terminated(self.run_id, "FAILED")
             except Exception:
                 pass
+
+
+def model_requirements() -> List[str]:
+    """Given explicitly: MLflow's inference loads the model in a subprocess (seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in ("torch", "torchvision", "raygan"):
+        try:
+            out.append(f"{pkg}=={version(pkg).split('+')[0]}")
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def log_generator_model(run_id: str, generator, example=None, register_model: Optional[str] = None):
+    """Log a CPU copy of the generator to `run_id` (pickle format: G takes (z, y)); register it
+    under `register_model` when given. Returns MLflow's ModelInfo."""
+    import copy
+    import logging
+
+    import mlflow
+    import mlflow.pytorch
+
+    G = copy.deepcopy(generator).cpu().eval()
+    kwargs: Dict[str, Any] = {}
+    if example is not None and not getattr(G, "num_classes", 0):
+        kwargs["input_example"] = example.numpy() if hasattr(example, "numpy") else example
+    # the pickle format is chosen on purpose; don't repeat MLflow's caution for every run
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    with mlflow.start_run(run_id=run_id):
+        return mlflow.pytorch.log_model(G, name="generator", serialization_format="pickle",
+                                        registered_model_name=register_model, await_registration_for=0,
+                                        pip_requirements=model_requirements(), **kwargs)
