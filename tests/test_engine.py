@@ -236,3 +236,12 @@ def test_every_variant_trains_with_finite_losses(variant):
         assert max(p.abs().max().item() for p in t.D_plain.parameters()) <= 0.01 + 1e-7
     if cfg.regularizer.name in ("wgan-gp", "r1"):
         assert seen[-1]["reg"] > 0
+
+
+def test_inception_weights_option_only_touches_the_inception_extractor(in_tmp):
+    from raygan.engine.evaluation import Evaluator
+
+    cfg = tiny("eval.inception_weights=random")
+    ev = Evaluator(cfg, torch.device("cpu"), channels=1)
+    ev._setup()
+    assert ev._extractor.name == "fmnist-cnn" and ev._extractor.weights_hash != "random"

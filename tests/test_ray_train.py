@@ -299,3 +299,18 @@ def test_storage_resolution(tmp_path, monkeypatch):
     assert cluster.resolve_storage(None) == "gs://b/p"
     cluster.check_storage(str(tmp_path / "deep" / "er"))
     assert (tmp_path / "deep" / "er").is_dir() and not list((tmp_path / "deep" / "er").iterdir())
+
+
+def test_keep_best_keeps_the_lowest_fid_checkpoint_and_the_latest(ray_local, env):
+    store = env / "store"
+    overrides = tiny(env, f"train.total_kimg={5 * TICK}", "train.snapshot_ticks=1", "train.eval_ticks=1",
+                     "train.keep_checkpoints=1", "eval.num_samples=64", "eval.final_num_samples=64")
+    assert main(["train", "--preset", "digits", *sets(overrides), "--workers", "1", "--storage", str(store),
+                 "--name", "kb", "--keep", "best", "--no-progress"]) == 0
+    run_id = json.loads((store / "kb" / "run.json").read_text())["run_id"]
+    client, _ = mlflow_runs(f"sqlite:///{env}/mlflow.db")
+    fid = {m.step: m.value for m in client.get_metric_history(run_id, "fid")}
+    assert len(fid) == 5  # every tick was scored and checkpointed
+    best, last = min(fid, key=fid.get), max(fid)
+    kept = {p.name for p in (store / "kb" / "checkpoints").iterdir() if p.name.startswith("ckpt-")}
+    assert kept == {f"ckpt-{best:010d}", f"ckpt-{last:010d}"}, fid

@@ -40,7 +40,8 @@ class Evaluator:
         from raygan.metrics import build_extractor, reference_stats
 
         e, d = self.cfg.eval, self.cfg.data
-        self._extractor = build_extractor(e.extractor, weights=e.inception_weights, device=self.device)
+        weights = e.inception_weights if e.extractor == "inception" else None  # only Inception's
+        self._extractor = build_extractor(e.extractor, weights=weights, device=self.device)
         ref = load_dataset(d.name, root=d.root, split=e.reference_split, resolution=d.resolution,
                            channels=self.channels or d.channels, download=d.download)
         name = f"{d.name}:{e.reference_split}@{d.resolution}px"
