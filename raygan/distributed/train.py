@@ -287,6 +287,25 @@ def _make_trainer(cfg: Config, opts: RayOptions, storage: str, name: str, run: O
 
 
 # ---------------------------------------------------------------------------- workers
+def ray_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The numeric part of a tick's report, with the final evaluation as final_<name>."""
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out.update({f"final_{k}": v for k, v in (metrics.get("final") or {}).items()})
+    return out
+
+
+def ray_checkpoint(checkpoint_dir: Optional[str], kimg: float):
+    """(Checkpoint, its dir name under storage: checkpoints/ckpt-<nimg>), or (None, None)."""
+    if checkpoint_dir is None:
+        return None, None
+    from ray.train import Checkpoint
+
+    from raygan.engine.checkpoint import checkpoint_name
+
+    return (Checkpoint.from_directory(checkpoint_dir),
+            f"{CHECKPOINT_DIRNAME}/{checkpoint_name(int(round(kimg * 1000)))}")
+
+
 class RayReporter(Reporter):
     """Reports every tick to Ray (a barrier across ranks) with this rank's checkpoint files;
     rank 0 also reports to MLflow and the console."""
@@ -321,17 +340,9 @@ class RayReporter(Reporter):
         for r in self._local():
             r.report(metrics, checkpoint_dir)
         self._maybe_fault(metrics)
-        out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        out.update({f"final_{k}": v for k, v in (metrics.get("final") or {}).items()})
-        ckpt = None
-        name = None
-        if checkpoint_dir is not None:
-            from ray.train import Checkpoint
-
-            from raygan.engine.checkpoint import checkpoint_name
-
-            ckpt = Checkpoint.from_directory(checkpoint_dir)
-            name = f"{CHECKPOINT_DIRNAME}/{checkpoint_name(int(round(metrics['kimg'] * 1000)))}"
+        out = ray_metrics(metrics)
+        ckpt, name = ray_checkpoint(checkpoint_dir, metrics["kimg"])
+        if ckpt is not None:
             if self.score_metric:
                 value = metrics.get(self.score_metric)
                 out[SCORE_ATTR] = float(value) if value is not None and math.isfinite(value) else math.inf

@@ -320,9 +320,9 @@ class TuneReporter(Reporter):
             self.mlflow.report(metrics, checkpoint_dir)
         if METRIC not in metrics:  # a non-finite tick: not evaluated
             return
-        out = _numeric(metrics)
-        out.update({f"final_{k}": v for k, v in (metrics.get("final") or {}).items()})
-        out.update(self.applied)
+        from raygan.distributed.train import ray_metrics
+
+        out = {**ray_metrics(metrics), **self.applied}
         ckpt = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.tune.report(out, checkpoint=ckpt)
 
@@ -501,17 +501,10 @@ class _TuneWorkerReporter(Reporter):
             self.mlflow.report(metrics, checkpoint_dir)
         if METRIC not in metrics:
             return
-        out = _numeric(metrics)
-        out.update({f"final_{k}": v for k, v in (metrics.get("final") or {}).items()})
-        out.update(self.applied)
-        ckpt = name = None
-        if checkpoint_dir is not None:
-            from ray.train import Checkpoint
+        from raygan.distributed.train import ray_checkpoint, ray_metrics
 
-            from raygan.engine.checkpoint import checkpoint_name
-
-            ckpt = Checkpoint.from_directory(checkpoint_dir)
-            name = f"checkpoints/{checkpoint_name(int(round(metrics['kimg'] * 1000)))}"
+        out = {**ray_metrics(metrics), **self.applied}
+        ckpt, name = ray_checkpoint(checkpoint_dir, metrics["kimg"])
         ray.train.report(out, checkpoint=ckpt, checkpoint_dir_name=name)
 
     def artifact(self, path, subdir=None):
