@@ -77,8 +77,8 @@ def main() -> None:
             label = "default: cholesky+eigvalsh" if method == "auto" else "eigh+eigvalsh"
             rows.append((f"raygan {backend} ({label})", v, tv))
 
-    print(f"| method | FD | rel. diff vs scipy | time (s) | speed-up vs scipy |")
-    print(f"|---|---|---|---|---|")
+    print("| method | FD | rel. diff vs scipy | time (s) | speed-up vs scipy |")
+    print("|---|---|---|---|---|")
     for name, v, tv in rows:
         rel = abs(v - ref) / abs(ref)
         print(f"| {name} | {v:.10f} | {rel:.2e} | {tv:.3f} | {t_ref / tv:.1f}x |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import table

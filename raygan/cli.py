@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -71,7 +70,6 @@ def cmd_train(args) -> int:
         return 0
     from raygan.engine import rundir
     from raygan.local import train_local
-    from raygan.tracking.store import ui_command
 
     run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(cfg)
     summary = train_local(cfg, run_dir, resume=args.resume, progress=not args.no_progress)

@@ -1,6 +1,5 @@
 """The `raygan` command end to end on a tiny run, and every bad input as one line + exit 2."""
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ def trained(in_tmp, capsys):
 def test_train_end_to_end_prints_grid_fid_protocol_and_ui(trained):
     tmp, out = trained
     run_dir = tmp / "runs" / "a"
-    assert f"sample grid: runs/a/samples/grid-0000000768.png" in out
+    assert "sample grid: runs/a/samples/grid-0000000768.png" in out
     assert (run_dir / "samples" / "grid-0000000768.png").is_file()
     assert "FID " in out and "extractor fmnist-cnn@" in out and "300 generated vs 359 digits:test@28px" in out
     db = (tmp / "mlflow.db").resolve()

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raygan.errors import ConfigError, RayganError
+from raygan.errors import ConfigError, DataError, RayganError
 from raygan.metrics import EXTRACTORS, build_extractor
 from raygan.metrics.extractors import fmnist_cnn, inception
 from raygan.metrics.extractors.fmnist_cnn import SHIPPED_WEIGHTS, load_fashion_mnist, train_fmnist_cnn
@@ -217,6 +217,6 @@ def test_fmnist_missing_data_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setenv("RAYGAN_DATA", str(tmp_path))
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian"))
-    with pytest.raises(fmnist_cnn.DataError) as e:
+    with pytest.raises(DataError) as e:
         load_fashion_mnist("train", str(tmp_path / "nope"))
     assert "\n" not in str(e.value) and "fashion-mnist" in str(e.value) and str(tmp_path) in str(e.value)

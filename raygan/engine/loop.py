@@ -26,7 +26,7 @@ from raygan.config import Config
 from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
 from raygan.engine import dist
-from raygan.engine.checkpoint import (load_checkpoint, load_state_dict_checked, prune, save_checkpoint,
+from raygan.engine.checkpoint import (load_checkpoint, load_state_dict_checked, save_checkpoint,
                                       write_checkpoint_dir)
 from raygan.engine.ema import make_ema
 from raygan.engine.reporter import Reporter

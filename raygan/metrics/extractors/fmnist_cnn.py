@@ -22,12 +22,11 @@ import os
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygan.errors import DataError, RayganError
+from raygan.errors import RayganError
 from raygan.metrics.extractors import EXTRACTORS, Extractor, sha256_file
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
