@@ -314,15 +314,17 @@ class TuneReporter(Reporter):
             self.mlflow.start(info)
 
     def report(self, metrics, checkpoint_dir=None):
-        import ray.tune
-
         if self.mlflow is not None:
             self.mlflow.report(metrics, checkpoint_dir)
         if METRIC not in metrics:  # a non-finite tick: not evaluated
             return
         from raygan.distributed.train import ray_metrics
 
-        out = {**ray_metrics(metrics), **self.applied}
+        self._emit({**ray_metrics(metrics), **self.applied}, checkpoint_dir, metrics["kimg"])
+
+    def _emit(self, out: Dict[str, Any], checkpoint_dir: Optional[str], kimg: float) -> None:
+        import ray.tune
+
         ckpt = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.tune.report(out, checkpoint=ckpt)
 
@@ -478,42 +480,22 @@ def tune_worker_loop(config: Dict[str, Any]) -> None:
         shutil.rmtree(local_dir, ignore_errors=True)
 
 
-class _TuneWorkerReporter(Reporter):
+class _TuneWorkerReporter(TuneReporter):
     """Rank r of a W>1 trial: every evaluated tick goes to `ray.train.report` (a barrier across
     ranks; all ranks skip the same non-finite ticks, their statistics are all-reduced) with this
     rank's checkpoint files; rank 0 also logs to MLflow. No model is logged per trial."""
 
-    persists_checkpoints = True
-
     def __init__(self, rank: int, mlflow_rep=None):
+        super().__init__(mlflow_rep if rank == 0 else None)
         self.rank = rank
-        self.mlflow = mlflow_rep if rank == 0 else None
-        self.applied: Dict[str, Any] = {}
 
-    def start(self, info):
-        if self.mlflow is not None:
-            self.mlflow.start(info)
-
-    def report(self, metrics, checkpoint_dir=None):
+    def _emit(self, out: Dict[str, Any], checkpoint_dir: Optional[str], kimg: float) -> None:
         import ray.train
 
-        if self.mlflow is not None:
-            self.mlflow.report(metrics, checkpoint_dir)
-        if METRIC not in metrics:
-            return
-        from raygan.distributed.train import ray_checkpoint, ray_metrics
+        from raygan.distributed.train import ray_checkpoint
 
-        out = {**ray_metrics(metrics), **self.applied}
-        ckpt, name = ray_checkpoint(checkpoint_dir, metrics["kimg"])
+        ckpt, name = ray_checkpoint(checkpoint_dir, kimg)
         ray.train.report(out, checkpoint=ckpt, checkpoint_dir_name=name)
-
-    def artifact(self, path, subdir=None):
-        if self.mlflow is not None:
-            self.mlflow.artifact(path, subdir)
-
-    def finish(self, summary, generator=None, example=None):
-        if self.mlflow is not None:
-            self.mlflow.finish(summary, None, None)
 
 
 # ---------------------------------------------------------------------------- driver callbacks
