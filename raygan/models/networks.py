@@ -1,0 +1,23 @@
+"""Image-to-image networks by name, for the tasks that map an image to an image (repair,
+translation), so a config or a search picks them without touching a task.
+
+Contracts (every registered constructor is keyword-only and validates its options, raising
+ConfigError with one line on a bad one):
+
+* ``GENERATORS.build(name, in_channels=, out_channels=, resolution=, **kwargs)`` -> an
+  ``nn.Module`` with ``forward(x) -> y``: ``x`` is (N, in_channels, h, w) in [-1, 1] (an
+  inpainting generator gets the mask as its last channel), ``y`` is (N, out_channels, H, W) in
+  [-1, 1]; H = h except for super-resolution generators, which take ``scale`` and return
+  ``scale`` times the input size. Fully convolutional: any size the stride pattern divides.
+* ``DISCRIMINATORS.build(name, in_channels=, resolution=, spectral_norm=False, **kwargs)`` ->
+  an ``nn.Module`` with ``forward(x) -> logits`` of shape (N, 1, h', w') (a patch map) or (N,);
+  a conditional discriminator gets the condition and the image concatenated on channels.
+
+The registered names come from the modules imported at the bottom of this file.
+"""
+from __future__ import annotations
+
+from raygan.registry import Registry
+
+GENERATORS = Registry("image-to-image generator")
+DISCRIMINATORS = Registry("image-to-image discriminator")
