@@ -21,3 +21,5 @@ from raygan.registry import Registry
 
 GENERATORS = Registry("image-to-image generator")
 DISCRIMINATORS = Registry("image-to-image discriminator")
+
+from raygan.models import resnet_translator  # noqa: E402,F401  (registers resnet-translator)
