@@ -158,9 +158,9 @@ class AdaptiveAugment:
             G = G @ _scale(1 - 2 * i, torch.ones_like(i))
         if "rotate90" in ops:
             i = torch.floor(torch.rand(n, device=dev) * 4)
-            i = torch.where(bernoulli(), i, torch.zeros_like(i)).long()
-            cos = torch.tensor([1.0, 0.0, -1.0, 0.0], device=dev)[i]  # exact, unlike cos(pi/2)
-            sin = torch.tensor([0.0, 1.0, 0.0, -1.0], device=dev)[i]
+            i = torch.where(bernoulli(), i, torch.zeros_like(i))
+            cos = (i == 0).float() - (i == 2).float()  # exact, unlike cos(pi / 2)
+            sin = (i == 1).float() - (i == 3).float()
             G = G @ _rotation(cos, sin)
         if "xint" in ops:
             t = (torch.rand(n, 2, device=dev) * 2 - 1) * XINT_MAX
@@ -287,9 +287,9 @@ def _warp(x: torch.Tensor, G_inv: torch.Tensor) -> torch.Tensor:
     normalised coordinates (align_corners=False) are centred pixels times 2/size, so
     theta = D @ G_inv @ D^-1 with D = diag(2/W, 2/H, 1)."""
     n, c, h, w = x.shape
-    d = torch.tensor([2.0 / w, 2.0 / h, 1.0], device=x.device)
-    theta = d.view(1, 3, 1) * G_inv / d.view(1, 1, 3)
+    d = (2.0 / w, 2.0 / h, 1.0)  # python scalars: no host-to-device copy per call
+    theta = torch.stack([torch.stack([G_inv[:, i, j] * (d[i] / d[j]) for j in range(3)], -1) for i in range(2)], 1)
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    grid = F.affine_grid(theta[:, :2, :].to(dtype), [n, c, h, w], align_corners=False)
+    grid = F.affine_grid(theta.to(dtype), [n, c, h, w], align_corners=False)
     out = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.to(x.dtype)

@@ -102,7 +102,7 @@ def test_gan_test_and_scores_together(digits):
     labels = balanced_labels(200, 10)
     sample = class_queue_sampler(tx, ty, restart=True)
     expected = accuracy(net, sample(labels), labels)
-    value, protocol = gan_test(sample, net, 10, num_samples=200, seed=0, recipe=FAST)
+    value, protocol = gan_test(sample, net, 10, num_samples=200, recipe=FAST, seed=0)
     assert value == expected and protocol["metric"] == "gan_test"
     values, protocol = classification_scores(sample, train, (tx, ty), 10, num_samples=200, recipe=FAST, seed=0)
     assert set(values) == {"cas", "gan_test", "real_acc"} and values["gan_test"] == value

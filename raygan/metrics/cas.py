@@ -28,7 +28,7 @@ from raygan.metrics.classify import (
     Recipe,
     Split,
     Transform,
-    _check_images,
+    check_images,
     accuracy,
     check_recipe,
     describe_recipe,
@@ -52,7 +52,7 @@ def generate(sample: Sampler, labels: torch.Tensor, seed: int, sample_batch: int
         torch.manual_seed(seed)
         parts = [sample(labels[i: i + sample_batch]) for i in range(0, labels.shape[0], sample_batch)]
     images = torch.cat(parts)
-    _check_images(images, labels, "generated images")
+    check_images(images, labels, "generated images")
     return images
 
 
@@ -89,8 +89,8 @@ def cas(
 
 
 def gan_test(
-    sample: Sampler, classifier: nn.Module, num_classes: int, num_samples: int = 10000, seed: int = 0,
-    recipe: Recipe = RECIPE, train_name: str = "train", sample_batch: int = 500,
+    sample: Sampler, classifier: nn.Module, num_classes: int, num_samples: int = 10000, recipe: Recipe = RECIPE,
+    seed: int = 0, train_name: str = "train", sample_batch: int = 500,
 ) -> Tuple[float, Protocol]:
     """Accuracy of `classifier` (the recipe trained on real `train_name` images) on
     `num_samples` generated images with balanced labels."""
@@ -119,7 +119,7 @@ def classification_scores(
         if "real_acc" in scores:
             values["real_acc"] = accuracy(net, *test)
         if "gan_test" in scores:
-            values["gan_test"], _ = gan_test(sample, net, num_classes, num_samples, seed, recipe)
+            values["gan_test"], _ = gan_test(sample, net, num_classes, num_samples, recipe, seed)
     protocol = _protocol("classification", recipe, seed, num_samples=num_samples, train=train_name,
                          train_count=int(train[0].shape[0]), test=test_name, test_count=int(test[0].shape[0]),
                          label_distribution="balanced")

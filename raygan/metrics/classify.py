@@ -31,6 +31,7 @@ from torch import nn
 from raygan.errors import ConfigError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+Split = Tuple[torch.Tensor, torch.Tensor]  # (uint8 images (N, C, H, W), int64 labels (N,))
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class SmallCNN(nn.Module):
         return self.fc(self.body(x).mean(dim=(2, 3)))
 
 
-def _check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None, what: str = "images") -> None:
+def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None, what: str = "images") -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"{what} must be uint8 (N, C, H, W); got {got}. Round generator output with "
@@ -163,7 +164,7 @@ def train_classifier(
     """Train the recipe's network on uint8 (N, C, H, W) images and int64 labels; `transform`
     (e.g. classic_augmentation(...)) is applied to each batch of float [0, 255] images.
     Returns the network in eval mode, on `device` (default: the images' device)."""
-    _check_images(images, labels, "training images")
+    check_images(images, labels, "training images")
     dev = torch.device(device) if device is not None else images.device
     images, labels = images.to(dev), labels.to(dev).long()
     channels_last = dev.type == "cpu"  # ~1.5x faster convs on CPU
@@ -197,7 +198,7 @@ def train_classifier(
 @torch.no_grad()
 def predict(net: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted classes (int64, on the images' device) of uint8 (N, C, H, W) images."""
-    _check_images(images)
+    check_images(images)
     dev = next(net.parameters()).device
     net.eval()
     out = [net(_to_input(images[i: i + batch_size].to(dev))).argmax(1).to(images.device)
@@ -207,7 +208,7 @@ def predict(net: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> tor
 
 def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of `images` the network labels correctly."""
-    _check_images(images, labels)
+    check_images(images, labels)
     return float((predict(net, images, batch_size) == labels.to(images.device)).double().mean())
 
 
@@ -228,6 +229,3 @@ def check_recipe(recipe: Recipe) -> Recipe:
     if not recipe.lr > 0 or not 0 < recipe.pct_start < 1:
         raise ConfigError(f"classifier recipe needs lr > 0 and 0 < pct_start < 1, got {recipe.lr}, {recipe.pct_start}")
     return recipe
-
-
-Split = Tuple[torch.Tensor, torch.Tensor]  # (uint8 images, int64 labels)
