@@ -27,6 +27,15 @@ LAMBDA_IDENTITY = 0.5  # fraction of LAMBDA_CYCLE
 DECAY_START_FRACTION = 0.5  # reference: 100 epochs constant + 100 epochs decay
 
 
+def _index(values: List[int], device: torch.device) -> torch.Tensor:
+    """Host ints as an index tensor on `device`; on CUDA via pinned memory and a non-blocking
+    copy (a plain copy from pageable memory would wait for the GPU's queued work)."""
+    t = torch.tensor(values, dtype=torch.int64)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t if device.type == "cpu" else t.to(device)
+
+
 class ImagePool:
     """History buffer of generated images for the discriminator (Shrivastava et al. 2017).
 
@@ -39,7 +48,7 @@ class ImagePool:
     Randomness is drawn on the CPU from torch's global generator (checkpointed by the engine),
     two draws per image past the fill (a uniform and a slot), so the same RNG state and pool
     state give the same outputs on any device. The decisions are made on the host, then one
-    gather and one scatter run on the images' device: no host-device sync. The buffer follows
+    gather and one scatter run on the images' device, the indices sent without waiting for it. The buffer follows
     the images' device and dtype.
     """
 
@@ -85,15 +94,11 @@ class ImagePool:
                     from_pool[i] = s
                 writer[s] = i
         dev = images.device
-        out = images[torch.tensor(from_batch, device=dev)]  # a copy: the pool never aliases it
+        out = images[_index(from_batch, dev)]  # a copy: the pool never aliases it
         if from_pool:  # read the old pool before this call's writes land
-            out[torch.tensor(list(from_pool), device=dev)] = self.images[
-                torch.tensor(list(from_pool.values()), device=dev)
-            ]
+            out[_index(list(from_pool), dev)] = self.images[_index(list(from_pool.values()), dev)]
         if writer:
-            self.images[torch.tensor(list(writer), device=dev)] = images[
-                torch.tensor(list(writer.values()), device=dev)
-            ]
+            self.images[_index(list(writer), dev)] = images[_index(list(writer.values()), dev)]
         self.count += fill
         return out
 
