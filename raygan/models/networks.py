@@ -23,3 +23,4 @@ GENERATORS = Registry("image-to-image generator")
 DISCRIMINATORS = Registry("image-to-image discriminator")
 
 from raygan.models import resnet_translator  # noqa: E402,F401  (registers resnet-translator)
+from raygan.models import unet, srresnet, patchgan  # noqa: E402,F401  (register unet, inpaint-unet, srresnet, patchgan)
