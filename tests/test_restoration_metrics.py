@@ -19,7 +19,8 @@ DEGRADE = ["noise:sigma=0.1", "blur:sigma=1.5", "jpeg:quality=20", "downsample:f
 
 
 def _nchw(a: np.ndarray) -> torch.Tensor:
-    return torch.tensor(a, dtype=torch.float32)[None, None] if a.ndim == 2 else torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None]
+    t = torch.tensor(a, dtype=torch.float32)
+    return t[None, None] if a.ndim == 2 else t.permute(2, 0, 1)[None]
 
 
 def real_images():

@@ -137,7 +137,8 @@ class StrokeMask(MaskOp):
                 a = s.uniform(a_min, a_max)
                 a = 2 * math.pi - a if i % 2 == 0 else a
                 length = min(max(radius + radius / 2 * _normal(s), 0.0), 2 * radius)
-                q = (min(max(p[0] + length * math.cos(a), 0.0), float(w)), min(max(p[1] + length * math.sin(a), 0.0), float(h)))
+                q = (min(max(p[0] + length * math.cos(a), 0.0), float(w)),
+                     min(max(p[1] + length * math.sin(a), 0.0), float(h)))
                 shortened = not canvas.add(p, q, half, hi) or shortened
                 p = q
             if canvas.count >= target or (shortened and canvas.count >= lo):
@@ -145,7 +146,8 @@ class StrokeMask(MaskOp):
         raise RuntimeError(f"stroke mask: coverage {canvas.count / canvas.total:.3f} never reached {self.area.lo}")
 
     def params(self) -> Dict[str, Any]:
-        return {"area": self.area.to_json(), "vertices": self.vertices.to_json(), "width": self.width.to_json(), "fill": self.fill}
+        return {"area": self.area.to_json(), "vertices": self.vertices.to_json(), "width": self.width.to_json(),
+                "fill": self.fill}
 
 
 def _normal(s: Stream) -> float:

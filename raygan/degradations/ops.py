@@ -128,7 +128,9 @@ class Downsample(Degradation):
 
     def out_size(self, size: int, channels: int) -> int:
         if size % self.factor:
-            raise self.fail(f"x{self.factor} does not divide a {size}-px image; use a resolution divisible by {self.factor}")
+            raise self.fail(
+                f"x{self.factor} does not divide a {size}-px image; use a resolution divisible by {self.factor}"
+            )
         return size // self.factor
 
     def apply(self, x: torch.Tensor, mask: Optional[torch.Tensor], draws: Draws) -> Pair:

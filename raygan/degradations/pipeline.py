@@ -134,7 +134,9 @@ class Pipeline:
         return self._run(x, Draws.shared_gen(gen, x.shape[0]))
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, indices: Union[Sequence[int], torch.Tensor], seed: Optional[int] = None) -> Degraded:
+    def evaluate(
+        self, x: torch.Tensor, indices: Union[Sequence[int], torch.Tensor], seed: Optional[int] = None
+    ) -> Degraded:
         """Degrade images whose split indices are `indices`, each with its own fixed generator."""
         idx = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
         if len(idx) != x.shape[0]:
