@@ -22,7 +22,7 @@ from common import ReferenceDCGAN, machine, reference_loader, table, torchvision
 
 def build_scorer(num_samples: int):
     from raygan.config import load_config
-    from raygan.engine.evaluation import Evaluator
+    from raygan.tasks.generate_eval import Evaluator
 
     cfg = load_config("quickstart")
     ev = Evaluator(cfg, torch.device("cpu"), channels=1)
@@ -74,7 +74,7 @@ def run_reference(seconds, marks, score, log):
 
 def run_raygan(seconds, marks, score, log):
     from raygan.config import load_config
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     cfg = load_config("quickstart", None, ["tracking.enabled=false", "train.total_kimg=100000"])
     t = Trainer(cfg, None, evaluator=None)
@@ -82,10 +82,10 @@ def run_raygan(seconds, marks, score, log):
     for mark in marks:
         t0 = time.perf_counter()
         while spent + (time.perf_counter() - t0) < mark:
-            t.step.step(t.next_real, t.nimg)
+            t.task.train_step(t.nimg)
             t.nimg += t.batch
         spent += time.perf_counter() - t0
-        fid = score(t.G_eval)
+        fid = score(t.task.eval_network())
         curve.append((spent, t.nimg / 1000, fid))
         log(f"raygan    t={spent:.0f}s kimg={t.nimg / 1000:.1f} fid={fid:.2f}")
     return curve

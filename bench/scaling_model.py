@@ -22,18 +22,18 @@ from common import table
 
 def iteration_flops_per_image(preset: str, batch: int = 16):
     from raygan.config import load_config
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     cfg = load_config(preset, None, ["data.name=digits", f"optim.batch_size={batch}", "tracking.enabled=false",
                                      "train.device=cpu", "data.channels=" + ("3" if "cifar" in preset else "1"),
                                      "augment.diffaugment=none", "ema.half_life_kimg=0"])
     t = Trainer(cfg, None, evaluator=None)
-    t.step.step(t.next_real, 0)  # warm-up (lazy init)
+    t.task.train_step(0)  # warm-up (lazy init)
     with FlopCounterMode(display=False) as fc:
-        t.step.step(t.next_real, 0)
+        t.task.train_step(0)
     flops = fc.get_total_flops() / batch
-    g = sum(p.numel() for p in t.G_plain.parameters())
-    d = sum(p.numel() for p in t.D_plain.parameters())
+    g = sum(p.numel() for p in t.task.G_plain.parameters())
+    d = sum(p.numel() for p in t.task.D_plain.parameters())
     grad_bytes = 4 * (g + cfg.optim.n_critic * d)
     return flops, grad_bytes, g, d, cfg.optim.n_critic, cfg.optim.batch_size
 

@@ -20,7 +20,7 @@ from common import ReferenceDCGAN, machine, reference_loader, table, torchvision
 
 def raygan_trainer(args):
     from raygan.config import load_config
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     cfg = load_config(None, None, [
         f"model.g={{ngf: {args.ngf}}}", f"model.d={{ndf: {args.ngf}}}", "model.z_dim=100",
@@ -32,11 +32,11 @@ def raygan_trainer(args):
 def time_raygan(t, seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        t.step.step(t.next_real, t.nimg)
+        t.task.train_step(t.nimg)
         t.nimg += t.batch
         n += t.batch
         if n % (t.batch * 50) == 0:
-            t.step.read_stats()  # once per "tick", as the loop does
+            t.task.read_stats()  # once per "tick", as the loop does
     if t.device.type == "cuda":
         torch.cuda.synchronize()
     return n / (time.perf_counter() - t0)

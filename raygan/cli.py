@@ -120,8 +120,9 @@ def _add_eval(sub) -> None:
 
 def cmd_eval(args) -> int:
     from raygan.engine import rundir
-    from raygan.engine.evaluation import Evaluator
-    from raygan.engine.loop import Trainer
+    from raygan.engine.device import resolve_device
+    from raygan.tasks import task_class
+    from raygan.tasks.loading import load_model
 
     run_dir = Path(args.run_dir)
     overrides = []
@@ -133,15 +134,15 @@ def cmd_eval(args) -> int:
         overrides.append(f"eval.inception_weights={args.inception_weights}")
     cfg = rundir.load_run_config(run_dir, overrides)
     ckpt = Path(args.checkpoint) if args.checkpoint else rundir.resume_checkpoint(run_dir)
-    trainer = Trainer(cfg, None, evaluator=None)
-    trainer.load(ckpt)
-    evaluator = Evaluator(cfg, trainer.device, channels=trainer.data.channels)
+    device = resolve_device(cfg.train.device)
+    loaded = load_model(ckpt, device=device)
+    evaluator = task_class(cfg.task).evaluator_for(cfg, device, loaded.model_spec)
     n = args.num_samples or cfg.eval.final_num_samples
-    values, protocol = evaluator(trainer.G_eval, n)
+    values, protocol = evaluator(loaded.module, n)
     if args.json:
         print(json.dumps({"checkpoint": str(ckpt), "values": values, "protocol": protocol}, indent=1))
     else:
-        print(f"checkpoint {ckpt} (kimg {trainer.nimg / 1000:.1f})")
+        print(f"checkpoint {ckpt} (kimg {loaded.nimg / 1000:.1f})")
         for k, v in values.items():
             print(f"{k:10s} {v:.4f}")
         print(_protocol_text(protocol))
@@ -169,12 +170,9 @@ def cmd_sample(args) -> int:
         raise RayganError("--num must be at least 1")
     if args.run_dir:
         from raygan.engine import rundir
-        from raygan.engine.loop import Trainer
+        from raygan.tasks.loading import load_model
 
-        cfg = rundir.load_run_config(Path(args.run_dir))
-        trainer = Trainer(cfg, None, evaluator=None, device=torch.device("cpu"))
-        trainer.load(rundir.resume_checkpoint(Path(args.run_dir)))
-        G = trainer.G_eval
+        G = load_model(rundir.resume_checkpoint(Path(args.run_dir)), device=torch.device("cpu")).module
     else:
         G = _load_registered(args.model_uri, args.tracking_uri)
     G = G.cpu().eval()

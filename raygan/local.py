@@ -27,7 +27,7 @@ def make_reporters(cfg: Config, run_dir: Path, progress: bool = True, run_id: Op
 
 def train_local(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Train in this process. Fresh: the run dir must not hold a run. Resume: latest checkpoint."""
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     run_dir = Path(run_dir)
     ckpt = rundir.resume_checkpoint(run_dir) if resume else None

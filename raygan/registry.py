@@ -16,15 +16,25 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._items: Dict[str, Any] = {}
+        self._meta: Dict[str, Dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Any], Any]:
+    def register(self, name: str, **meta: Any) -> Callable[[Any], Any]:
+        """Decorator; `meta` is what callers may ask of an entry without building it
+        (e.g. a metric's output keys and their direction)."""
         def deco(obj: Any) -> Any:
             if name in self._items:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
             self._items[name] = obj
+            self._meta[name] = dict(meta)
+            if isinstance(obj, type) and "registry_name" not in vars(obj):
+                obj.registry_name = name  # what built objects report as their variant (read back, not guessed)
             return obj
 
         return deco
+
+    def meta(self, name: str) -> Dict[str, Any]:
+        self.get(name)  # unknown name -> ConfigError listing the valid ones
+        return self._meta[name]
 
     def get(self, name: str) -> Any:
         try:

@@ -7,7 +7,7 @@ DDP-wrapped: it is only ever called, never looked into. Spectral norm is a model
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -25,20 +25,32 @@ def _positive(name: str, key: str, value: float, allow_zero: bool = True) -> flo
     return float(value)
 
 
-def _input_grad(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
-    """d sum(D(x)) / dx, kept in the graph so the penalty trains D (double backward)."""
+def _input_grad(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor],
+                augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+    """d sum(D(augment(x))) / dx, kept in the graph so the penalty trains D (double backward)."""
     x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(x, y).sum(), x, create_graph=True)
+    out = D(augment(x) if augment is not None else x, y)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
     return grad.flatten(1)
 
 
 class Regularizer:
     every: int = 1
+    #: the penalty is on the non-augmented reals, taken through the D-step augmentation (R1)
+    on_clean_reals: bool = False
+    #: the penalty pairs each real with a fake (WGAN-GP): a conditional D step gives both one label
+    pairs_real_and_fake: bool = False
 
     def penalty(
-        self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor] = None
+        self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor] = None,
+        augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> Optional[torch.Tensor]:
         return None
+
+    def lazy_ratio(self) -> float:
+        """StyleGAN2-ADA's correction for a lazy penalty: the D optimiser runs with lr * r and
+        betas ** r, r = every / (every + 1), so its momentum sees the extra phase as it should."""
+        return self.every / (self.every + 1) if self.every > 1 else 1.0
 
     def after_d_step(self, D: nn.Module) -> None:
         return None
@@ -54,12 +66,14 @@ class NoRegularizer(Regularizer):
 class GradientPenalty(Regularizer):
     """Gulrajani et al. 2017: weight * E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates
     x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1) per sample (torch's global RNG).
-    `y` labels the interpolates, so real and fake should share labels when conditional."""
+    `y` labels the interpolates: the conditional D step draws the fakes for the real labels."""
+
+    pairs_real_and_fake = True
 
     def __init__(self, weight: float = 10.0):
         self.weight = _positive("wgan-gp", "weight", weight)
 
-    def penalty(self, D, real, fake, y=None):
+    def penalty(self, D, real, fake, y=None, augment=None):
         eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
         x_hat = eps * real.detach() + (1 - eps) * fake.detach()
         norm = _input_grad(D, x_hat, y).norm(2, dim=1)
@@ -72,7 +86,10 @@ class GradientPenalty(Regularizer):
 @REGULARIZERS.register("r1")
 class R1(Regularizer):
     """Mescheder et al. 2018: (gamma / 2) * E[||grad_x D(real)||^2], run lazily every `every`
-    D steps and multiplied by `every` (StyleGAN2), so the strength does not depend on it."""
+    D steps and multiplied by `every` (StyleGAN2), so the strength does not depend on it. The
+    gradient is w.r.t. the non-augmented reals through a fresh draw of the D-step augmentation."""
+
+    on_clean_reals = True
 
     def __init__(self, weight: float = 10.0, every: int = 16):
         self.weight = _positive("r1", "weight", weight)
@@ -80,8 +97,8 @@ class R1(Regularizer):
             raise ConfigError(f"regularizer 'r1': every must be an int >= 1, got {every!r}")
         self.every = every
 
-    def penalty(self, D, real, fake, y=None):
-        sq = _input_grad(D, real, y).square().sum(dim=1)
+    def penalty(self, D, real, fake, y=None, augment=None):
+        sq = _input_grad(D, real, y, augment).square().sum(dim=1)
         return (0.5 * self.weight * self.every) * sq.mean()
 
     def __repr__(self) -> str:

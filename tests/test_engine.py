@@ -8,7 +8,7 @@ import torch
 from raygan.config import load_config
 from raygan.engine.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from raygan.engine.ema import ema_beta
-from raygan.engine.loop import Trainer
+from raygan.trainer import Trainer
 from raygan.errors import CheckpointError, DivergenceError
 from raygan.losses import LOSSES
 
@@ -63,12 +63,12 @@ def test_exact_resume_is_bitwise(tmp_path):
     assert second.nimg == first.nimg
     second.run()
     assert one.nimg == second.nimg
-    assert_bitwise_equal(params(one.G_plain), params(second.G_plain))
-    assert_bitwise_equal(params(one.G_ema), params(second.G_ema))
-    assert_bitwise_equal(params(one.D_plain), params(second.D_plain))
+    assert_bitwise_equal(params(one.task.G_plain), params(second.task.G_plain))
+    assert_bitwise_equal(params(one.task.G_ema), params(second.task.G_ema))
+    assert_bitwise_equal(params(one.task.D_plain), params(second.task.D_plain))
     # and it really trained: G moved away from its initialisation
     fresh = Trainer(tiny("train.total_kimg=1"), None, evaluator=None)
-    assert any(not torch.equal(a, b) for a, b in zip(params(fresh.G_plain).values(), params(one.G_plain).values()))
+    assert any(not torch.equal(a, b) for a, b in zip(params(fresh.task.G_plain).values(), params(one.task.G_plain).values()))
 
 
 def test_resume_without_checkpointed_rng_would_differ(tmp_path):
@@ -82,7 +82,7 @@ def test_resume_without_checkpointed_rng_would_differ(tmp_path):
     second.load(list_checkpoints(tmp_path / "two" / "checkpoints")[-1])
     torch.manual_seed(12345)  # spoil the restored noise stream
     second.run()
-    assert any(not torch.equal(a, b) for a, b in zip(params(one.G_plain).values(), params(second.G_plain).values()))
+    assert any(not torch.equal(a, b) for a, b in zip(params(one.task.G_plain).values(), params(second.task.G_plain).values()))
 
 
 def test_sampled_hyperparameters_reach_optimisers_and_losses():
@@ -90,17 +90,17 @@ def test_sampled_hyperparameters_reach_optimisers_and_losses():
                "optim.d_betas=[0.0, 0.9]", "optim.n_critic=3", "loss.name=hinge",
                "regularizer.name=wgan-gp", "regularizer.kwargs={weight: 7.5}", "train.total_kimg=1")
     t = Trainer(cfg, None, evaluator=None)
-    assert t.opt_g.param_groups[0]["lr"] == pytest.approx(0.00037)
-    assert t.opt_d.param_groups[0]["lr"] == pytest.approx(0.00011)
-    assert tuple(t.opt_g.param_groups[0]["betas"]) == (0.1, 0.95)
-    assert tuple(t.opt_d.param_groups[0]["betas"]) == (0.0, 0.9)
-    assert isinstance(t.loss, LOSSES.get("hinge"))
-    assert t.regularizer.weight == 7.5
+    assert t.task.opt_g.param_groups[0]["lr"] == pytest.approx(0.00037)
+    assert t.task.opt_d.param_groups[0]["lr"] == pytest.approx(0.00011)
+    assert tuple(t.task.opt_g.param_groups[0]["betas"]) == (0.1, 0.95)
+    assert tuple(t.task.opt_d.param_groups[0]["betas"]) == (0.0, 0.9)
+    assert isinstance(t.task.loss, LOSSES.get("hinge"))
+    assert t.task.regularizer.weight == 7.5
     # one iteration = 3 D steps + 1 G step, and the optimisers' step counters agree
-    t.step.step(t.next_real, 0)
-    assert t.step.stats[5].item() == 3 and t.step.stats[6].item() == 1
-    d_state = next(iter(t.opt_d.state.values()))
-    g_state = next(iter(t.opt_g.state.values()))
+    t.task.step.step(t.task.next_real, 0)
+    assert t.task.stats.counted("d_steps") == 3 and t.task.stats.counted("g_steps") == 1
+    d_state = next(iter(t.task.opt_d.state.values()))
+    g_state = next(iter(t.task.opt_g.state.values()))
     assert int(d_state["step"]) == 3 and int(g_state["step"]) == 1
 
 
@@ -109,7 +109,7 @@ def test_resume_may_change_learning_rate(tmp_path):
     t.run()
     t2 = Trainer(tiny("train.total_kimg=0.512", "optim.g_lr=0.00005"), tmp_path / "r", evaluator=None)
     t2.load(list_checkpoints(tmp_path / "r" / "checkpoints")[-1])
-    assert t2.opt_g.param_groups[0]["lr"] == pytest.approx(0.00005)
+    assert t2.task.opt_g.param_groups[0]["lr"] == pytest.approx(0.00005)
 
 
 class NaNLoss:
@@ -130,7 +130,7 @@ def test_divergence_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_pa
     before = (good[0] / "state.pt").read_bytes()
     t2 = Trainer(tiny("train.total_kimg=2.0", "train.nan_ticks=2"), tmp_path / "d", evaluator=None)
     t2.load(good[0])
-    t2.step.loss = NaNLoss()
+    t2.task.step.loss = NaNLoss()
     with pytest.raises(DivergenceError, match=r"non-finite losses for 2 ticks.*last good checkpoint: .*ckpt-"):
         t2.run()
     assert list_checkpoints(tmp_path / "d" / "checkpoints") == good
@@ -166,7 +166,7 @@ def test_checkpoint_is_complete_and_pruned(tmp_path):
     st = load_checkpoint(ckpts[-1])
     assert set(st["models"]) == {"G", "D", "G_ema"}
     assert set(st["optim"]) == {"G", "D"} and set(st["scaler"]) == {"G", "D"}
-    assert st["progress"]["nimg"] == 1024 and st["sampler"] == t.sampler.state_dict()
+    assert st["progress"]["nimg"] == 1024 and st["task_state"]["sampler"] == t.task.sampler.state_dict()
     assert set(st["rng"]) >= {"torch", "numpy", "python"}
     assert not any(p.name.startswith(".tmp") for p in (tmp_path / "p" / "checkpoints").iterdir())
 
@@ -195,7 +195,7 @@ def test_progress_counts_images_and_ticks(tmp_path):
     t = Trainer(tiny("train.total_kimg=0.64", "optim.n_critic=2", "train.tick_kimg=0.32"), None, evaluator=None)
     s = t.run()
     # each iteration shows 2 x 32 real images; 0.64 kimg -> 10 iterations, 2 ticks
-    assert t.nimg == 640 and s["ticks"] == 2 and t.step.d_steps == 20
+    assert t.nimg == 640 and s["ticks"] == 2 and t.task.step.d_steps == 20
 
 
 @needs_fmnist
@@ -225,21 +225,21 @@ def test_trainer_on_fashion_mnist_with_real_evaluator(in_tmp):
 def test_every_variant_trains_with_finite_losses(variant):
     cfg = tiny("train.total_kimg=0.256", "train.tick_kimg=0.128", "ema.half_life_kimg=0", *variant)
     t = Trainer(cfg, None, evaluator=None)
-    g0, d0 = params(t.G_plain), params(t.D_plain)
+    g0, d0 = params(t.task.G_plain), params(t.task.D_plain)
     seen = []
     t.reporter.report = lambda m, checkpoint_dir=None: seen.append(m)
     t.run()
     assert len(seen) == 2 and all(all(map(lambda v: v == v and abs(v) < 1e6, (m["loss_d"], m["loss_g"]))) for m in seen)
-    assert any(not torch.equal(a, b) for a, b in zip(g0.values(), params(t.G_plain).values()))
-    assert any(not torch.equal(a, b) for a, b in zip(d0.values(), params(t.D_plain).values()))
+    assert any(not torch.equal(a, b) for a, b in zip(g0.values(), params(t.task.G_plain).values()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0.values(), params(t.task.D_plain).values()))
     if cfg.regularizer.name == "clip":
-        assert max(p.abs().max().item() for p in t.D_plain.parameters()) <= 0.01 + 1e-7
+        assert max(p.abs().max().item() for p in t.task.D_plain.parameters()) <= 0.01 + 1e-7
     if cfg.regularizer.name in ("wgan-gp", "r1"):
         assert seen[-1]["reg"] > 0
 
 
 def test_inception_weights_option_only_touches_the_inception_extractor(in_tmp):
-    from raygan.engine.evaluation import Evaluator
+    from raygan.tasks.generate_eval import Evaluator
 
     cfg = tiny("eval.inception_weights=random")
     ev = Evaluator(cfg, torch.device("cpu"), channels=1)

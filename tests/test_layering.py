@@ -3,8 +3,7 @@ import subprocess
 import sys
 
 CORE = ["raygan.config", "raygan.models", "raygan.losses", "raygan.regularizers", "raygan.augment",
-        "raygan.data", "raygan.metrics", "raygan.engine.loop", "raygan.engine.evaluation",
-        "raygan.engine.checkpoint", "raygan.engine.step"]
+        "raygan.data", "raygan.metrics", "raygan.engine.checkpoint", "raygan.tasks", "raygan.trainer"]
 
 
 def test_core_imports_neither_ray_nor_mlflow():
@@ -31,7 +30,7 @@ sys.meta_path.insert(0, Block())
 import torch
 torch.set_num_threads(1)
 from raygan.config import load_config
-from raygan.engine.loop import Trainer
+from raygan.trainer import Trainer
 cfg = load_config('digits', None, ['train.total_kimg=0.128', 'train.tick_kimg=0.064', 'tracking.enabled=false'])
 t = Trainer(cfg, {str(tmp_path / 'run')!r}, evaluator=None)
 s = t.run()

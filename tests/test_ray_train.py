@@ -81,32 +81,32 @@ def _ddp_equivalence_worker(config):
     import torch
 
     from raygan.config import build_config
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     torch.set_num_threads(1)
     cfg = build_config(config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     tr = Trainer(cfg, None, prepare_model=ray.train.torch.prepare_model, device=torch.device("cpu"), evaluator=None)
-    tr.step.opt_d = torch.optim.SGD(tr.D_plain.parameters(), lr=config["lr"])
-    tr.step.opt_g = torch.optim.SGD(tr.G_plain.parameters(), lr=config["lr"])
-    init = {"G": {k: v.clone() for k, v in tr.G_plain.state_dict().items()},
-            "D": {k: v.clone() for k, v in tr.D_plain.state_dict().items()}}
+    tr.task.step.opt_d = torch.optim.SGD(tr.task.D_plain.parameters(), lr=config["lr"])
+    tr.task.step.opt_g = torch.optim.SGD(tr.task.G_plain.parameters(), lr=config["lr"])
+    init = {"G": {k: v.clone() for k, v in tr.task.G_plain.state_dict().items()},
+            "D": {k: v.clone() for k, v in tr.task.D_plain.state_dict().items()}}
     B = cfg.optim.batch_size
     b = B // world
-    assert tr.batch == b
+    assert tr.task.ctx.batch == b
     gen = torch.Generator().manual_seed(1234)
-    n = len(tr.data.labels)
+    n = len(tr.task.data.labels)
     mine = slice(rank * b, (rank + 1) * b)
     for _ in range(config["steps"]):
         idx = torch.randperm(n, generator=gen)[:B]
-        real = tr.data.images[idx].float().div(127.5).sub(1.0)
+        real = tr.task.data.images[idx].float().div(127.5).sub(1.0)
         z_d = torch.randn(B, cfg.model.z_dim, generator=gen)
         z_g = torch.randn(B, cfg.model.z_dim, generator=gen)
-        tr.step.d_step(real[mine], None, z=z_d[mine])
-        tr.step.g_step(b, z=z_g[mine])
-    torch.save({"G": tr.G_plain.state_dict(), "D": tr.D_plain.state_dict(), "init": init,
-                "wrapped": [type(tr.G).__name__, type(tr.D).__name__]},
+        tr.task.step.d_step(real[mine], None, z=z_d[mine])
+        tr.task.step.g_step(b, z=z_g[mine])
+    torch.save({"G": tr.task.G_plain.state_dict(), "D": tr.task.D_plain.state_dict(), "init": init,
+                "wrapped": [type(tr.task.G).__name__, type(tr.task.D).__name__]},
                Path(config["out"]) / f"world{world}-rank{rank}.pt")
 
 

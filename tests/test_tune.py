@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from raygan.regularizers import REGULARIZERS
+
 ray = pytest.importorskip("ray")
 
 from raygan.cli import main  # noqa: E402
@@ -99,10 +101,12 @@ def test_sampled_values_reach_optimisers_losses_and_regularisers(sweep):
     client = client_for(tmp)
     for t in trials:
         expect = build_config(apply_values(base, t.sampled))  # {config path: sampled value}
+        # a lazy regulariser (r1 every k) scales D's lr and betas by k/(k+1), as StyleGAN2-ADA does
+        r = REGULARIZERS.build(expect.regularizer.name, **expect.regularizer.kwargs).lazy_ratio()
         want = {
-            "applied_g_lr": expect.optim.g_lr, "applied_d_lr": expect.optim.d_lr,
+            "applied_g_lr": expect.optim.g_lr, "applied_d_lr": expect.optim.d_lr * r,
             "applied_g_beta1": expect.optim.g_betas[0], "applied_g_beta2": expect.optim.g_betas[1],
-            "applied_d_beta1": expect.optim.d_betas[0], "applied_d_beta2": expect.optim.d_betas[1],
+            "applied_d_beta1": expect.optim.d_betas[0] ** r, "applied_d_beta2": expect.optim.d_betas[1] ** r,
             "applied_loss": expect.loss.name, "applied_n_critic": expect.optim.n_critic,
             "applied_regularizer": expect.regularizer.name,
             "applied_reg_weight": float(expect.regularizer.kwargs.get("weight", 0.0)),

@@ -39,6 +39,7 @@ import torch
 from raygan.data.dataset import ImageDataset, _check_positive
 from raygan.data.idx import read_idx
 from raygan.errors import ConfigError, DataError
+from raygan.paths import cache_root
 from raygan.registry import Registry
 
 SOURCES = Registry("dataset")
@@ -72,9 +73,8 @@ def data_home() -> Optional[Path]:
 
 
 def cache_dir() -> Path:
-    """Where downloads go when neither root nor $RAYGAN_DATA is given."""
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "raygan" / "data"
+    """Where downloads go when neither root nor $RAYGAN_DATA is given: <cache root>/data."""
+    return cache_root() / "data"
 
 
 def _as_path(root: PathArg) -> Optional[Path]:

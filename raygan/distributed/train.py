@@ -348,13 +348,13 @@ class RayReporter(Reporter):
                 out[SCORE_ATTR] = float(value) if value is not None and math.isfinite(value) else math.inf
         ray.train.report(out, checkpoint=ckpt, checkpoint_dir_name=name)
 
-    def artifact(self, path, subdir=None):
+    def artifact(self, path, subdir=None, step=None):
         if self.mlflow is not None:
-            self.mlflow.artifact(path, subdir)
+            self.mlflow.artifact(path, subdir, step)
 
-    def finish(self, summary, generator=None, example=None):
+    def finish(self, summary, model=None):
         if self.mlflow is not None:
-            self.mlflow.finish(summary, generator, example)
+            self.mlflow.finish(summary, model)
 
     def close(self):
         for r in self._local():
@@ -408,7 +408,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     import ray.train.torch
 
     from raygan.engine import rundir
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     _quiet_ray_train_worker()
     cfg = build_config(config["config"])

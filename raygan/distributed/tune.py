@@ -246,41 +246,6 @@ def _forward_env() -> Dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- what a trial applies
-def _registry_name(registry, obj) -> str:
-    for name in registry.names():
-        if registry.get(name) is type(obj):
-            return name
-    return type(obj).__name__
-
-
-def applied_hparams(trainer) -> Dict[str, Any]:
-    """The hyperparameters as the built trainer really uses them (not as the config says)."""
-    from torch.nn.utils import parametrize
-
-    from raygan.losses import LOSSES
-    from raygan.regularizers import REGULARIZERS
-
-    g_group, d_group = trainer.opt_g.param_groups[0], trainer.opt_d.param_groups[0]
-    reg = trainer.regularizer
-    step = trainer.step
-    D = trainer.D_plain
-    return {
-        "applied_g_lr": float(g_group["lr"]),
-        "applied_d_lr": float(d_group["lr"]),
-        "applied_g_beta1": float(g_group["betas"][0]), "applied_g_beta2": float(g_group["betas"][1]),
-        "applied_d_beta1": float(d_group["betas"][0]), "applied_d_beta2": float(d_group["betas"][1]),
-        "applied_loss": _registry_name(LOSSES, trainer.loss),
-        "applied_n_critic": int(step.n_critic),
-        "applied_regularizer": _registry_name(REGULARIZERS, reg),
-        "applied_reg_weight": float(getattr(reg, "weight", getattr(reg, "value", 0.0)) or 0.0),
-        "applied_batch_size": int(trainer.batch * trainer.world),
-        "applied_arch": type(trainer.G_plain).__module__.rsplit(".", 1)[-1],
-        "applied_spectral_norm": int(any(parametrize.is_parametrized(m) for m in D.modules())),
-        "applied_ema_half_life_kimg": float(step.ema_half_life_kimg if trainer.G_ema is not None else 0.0),
-        "applied_diffaugment": ",".join(getattr(step.diffaugment, "ops", []) or []) if step.diffaugment else "",
-    }
-
-
 def _log_applied(mlflow_rep, applied: Dict[str, Any]) -> None:
     if mlflow_rep is None:
         return
@@ -328,13 +293,13 @@ class TuneReporter(Reporter):
         ckpt = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.tune.report(out, checkpoint=ckpt)
 
-    def artifact(self, path, subdir=None):
+    def artifact(self, path, subdir=None, step=None):
         if self.mlflow is not None:
-            self.mlflow.artifact(path, subdir)
+            self.mlflow.artifact(path, subdir, step)
 
-    def finish(self, summary, generator=None, example=None):
+    def finish(self, summary, model=None):
         if self.mlflow is not None:  # no model per trial: the winner's is logged after the sweep
-            self.mlflow.finish(summary, None, None)
+            self.mlflow.finish(summary, None)
 
 
 def _open_child_run(spec: Dict[str, Any], cfg: Config, trial_id: str, trial_name: str,
@@ -363,7 +328,7 @@ def trial_fn(config: Dict[str, Any], sweep: Optional[Dict[str, Any]] = None) -> 
     import ray.tune
 
     from raygan.engine import rundir
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     spec = sweep or {}
     os.environ.update(spec.get("env") or {})
@@ -382,7 +347,7 @@ def trial_fn(config: Dict[str, Any], sweep: Optional[Dict[str, Any]] = None) -> 
         mlflow_rep = _open_child_run(spec, cfg, trial_id, trial_name, sampled, local_dir)
         reporter = TuneReporter(mlflow_rep)
         trainer = Trainer(cfg, local_dir, reporter=reporter)
-        reporter.applied = applied_hparams(trainer)
+        reporter.applied = trainer.task.applied()
         _log_applied(mlflow_rep, reporter.applied)
         ckpt = ray.tune.get_checkpoint()
         if ckpt is not None:
@@ -451,7 +416,7 @@ def tune_worker_loop(config: Dict[str, Any]) -> None:
     import ray.train.torch
 
     from raygan.engine import rundir
-    from raygan.engine.loop import Trainer
+    from raygan.trainer import Trainer
 
     cfg = build_config(config["config"])
     rank = ray.train.get_context().get_world_rank()
@@ -468,7 +433,7 @@ def tune_worker_loop(config: Dict[str, Any]) -> None:
     try:
         trainer = Trainer(cfg, local_dir if rank == 0 else None, reporter=reporter,
                           prepare_model=ray.train.torch.prepare_model, device=ray.train.torch.get_device())
-        reporter.applied = applied_hparams(trainer)
+        reporter.applied = trainer.task.applied()
         if rank == 0:
             _log_applied(mlflow_rep, reporter.applied)
         ckpt = ray.train.get_checkpoint()
@@ -950,25 +915,24 @@ def _mark_parent(spec: Dict[str, Any], status: str, interrupted: bool = False) -
 
 
 def reevaluate(cfg_dict: Dict[str, Any], checkpoint: Any, seeds: List[int], num_samples: int) -> Dict[str, Any]:
-    """FID of a checkpoint's generator (EMA when enabled) with `num_samples` samples for each
-    evaluation seed: mean, sample std, the values, and the protocol."""
-    import torch  # noqa: F401
-
-    from raygan.engine.evaluation import Evaluator
-    from raygan.engine.loop import Trainer
+    """FID of a checkpoint's exported network (EMA when enabled) with `num_samples` samples for
+    each evaluation seed: mean, sample std, the values, and the protocol."""
+    from raygan.engine.device import resolve_device
+    from raygan.tasks import task_class
+    from raygan.tasks.loading import load_model
 
     cfg = build_config(cfg_dict)
-    trainer = Trainer(cfg, None, evaluator=None)
+    device = resolve_device(cfg.train.device)
     with _checkpoint_dir(checkpoint) as d:
-        trainer.load(Path(d))
-    ev = Evaluator(cfg, trainer.device, channels=trainer.data.channels)
+        loaded = load_model(Path(d), device=device)
     fids, protocol = [], None
     for s in seeds:
-        ev.cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"seed": int(s)})})
-        values, protocol = ev(trainer.G_eval, num_samples)
+        seeded = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"seed": int(s)})})
+        ev = task_class(cfg.task).evaluator_for(seeded, device, loaded.model_spec)
+        values, protocol = ev(loaded.module, num_samples)
         fids.append(float(values[METRIC]))
     std = statistics.stdev(fids) if len(fids) > 1 else 0.0
-    return {"fids": fids, "mean": statistics.fmean(fids), "std": std, "kimg": trainer.nimg / 1000.0,
+    return {"fids": fids, "mean": statistics.fmean(fids), "std": std, "kimg": loaded.nimg / 1000.0,
             "protocol": {**(protocol or {}), "seeds": list(seeds),
                          "statistic": f"mean ± sample std over {len(seeds)} evaluation seeds"}}
 
@@ -1002,16 +966,15 @@ def log_champion(cfg_dict: Dict[str, Any], checkpoint: Any, tracking_uri: str, r
     """Log the winner's generator to its child run, register it and point `champion` at it."""
     import torch
 
-    from raygan.engine.loop import Trainer
+    from raygan.tasks.loading import load_model
     from raygan.tracking.reporter import log_generator_model
 
-    cfg = build_config(cfg_dict)
-    trainer = Trainer(cfg, None, evaluator=None, device=torch.device("cpu"))
     with _checkpoint_dir(checkpoint) as d:
-        trainer.load(Path(d))
+        loaded = load_model(Path(d), device=torch.device("cpu"))
     client = _mlflow_client(tracking_uri)
     status = client.get_run(run_id).info.status
-    info = log_generator_model(run_id, trainer.G_eval, trainer.grid_z[:4].detach().cpu(), register_model)
+    example = torch.randn(4, loaded.module.z_dim) if hasattr(loaded.module, "z_dim") else None
+    info = log_generator_model(run_id, loaded.module, example, register_model)
     if status != "FINISHED":
         client.set_terminated(run_id, status)
     client.set_tag(run_id, "raygan.model_uri", info.model_uri)

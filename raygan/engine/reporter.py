@@ -1,7 +1,8 @@
 """How the loop talks to its host: a console, MLflow, Ray Train or Ray Tune.
 
 The loop calls `report(metrics, checkpoint_dir)` once per tick, `progress(nimg)` per
-step (cheap), `artifact(path)` for files worth keeping, and `finish(...)` at the end.
+step (cheap), `artifact(path, subdir, step)` for files worth keeping (a tick's picture carries
+the images seen as its step), and `finish(summary, model)` at the end with the exported model.
 Hosts implement what they need; the defaults do nothing.
 """
 from __future__ import annotations
@@ -26,10 +27,10 @@ class Reporter:
     def report(self, metrics: Dict[str, Any], checkpoint_dir: Optional[str] = None) -> None:
         pass
 
-    def artifact(self, path: str, subdir: Optional[str] = None) -> None:
+    def artifact(self, path: str, subdir: Optional[str] = None, step: Optional[int] = None) -> None:
         pass
 
-    def finish(self, summary: Dict[str, Any], generator: Any = None, example: Any = None) -> None:
+    def finish(self, summary: Dict[str, Any], model: Any = None) -> None:
         pass
 
     def close(self) -> None:
@@ -53,13 +54,13 @@ class MultiReporter(Reporter):
         for r in self.reporters:
             r.report(metrics, checkpoint_dir)
 
-    def artifact(self, path, subdir=None):
+    def artifact(self, path, subdir=None, step=None):
         for r in self.reporters:
-            r.artifact(path, subdir)
+            r.artifact(path, subdir, step)
 
-    def finish(self, summary, generator=None, example=None):
+    def finish(self, summary, model=None):
         for r in self.reporters:
-            r.finish(summary, generator, example)
+            r.finish(summary, model)
 
     def close(self):
         for r in self.reporters:

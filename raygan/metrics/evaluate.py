@@ -28,10 +28,9 @@ from raygan.metrics.inception_score import inception_score
 from raygan.metrics.kid import kid
 from raygan.metrics.prdc import density_coverage, precision_recall
 from raygan.metrics.stats import FeatureStats, feature_stats
-from raygan.registry import Registry
+from raygan.metrics.registry import METRICS
 
 PROTOCOL_VERSION = 1
-METRICS = Registry("metric")
 
 
 @dataclass(frozen=True)
@@ -153,31 +152,31 @@ def reference_stats(
 
 
 # ---------------------------------------------------------------------------- metrics
-@METRICS.register("fid")
+@METRICS.register("fid", kind="features", keys={"fid": "min"})
 def _fid(fake_feats: np.ndarray, fake_logits: np.ndarray, ref: ReferenceStats) -> Dict[str, float]:
     mu, sigma = feature_stats(fake_feats)
     return {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma)}
 
 
-@METRICS.register("kid")
+@METRICS.register("kid", kind="features", keys={"kid": "min", "kid_std": None})
 def _kid(fake_feats, fake_logits, ref) -> Dict[str, float]:
     mean, std = kid(ref.features, fake_feats)
     return {"kid": mean, "kid_std": std}
 
 
-@METRICS.register("is")
+@METRICS.register("is", kind="features", keys={"is": "max", "is_std": None})
 def _is(fake_feats, fake_logits, ref) -> Dict[str, float]:
     mean, std = inception_score(fake_logits)
     return {"is": mean, "is_std": std}
 
 
-@METRICS.register("pr")
+@METRICS.register("pr", kind="features", keys={"precision": "max", "recall": "max"})
 def _pr(fake_feats, fake_logits, ref) -> Dict[str, float]:
     p, r = precision_recall(ref.features, fake_feats, k=3)
     return {"precision": p, "recall": r}
 
 
-@METRICS.register("dc")
+@METRICS.register("dc", kind="features", keys={"density": "max", "coverage": "max"})
 def _dc(fake_feats, fake_logits, ref) -> Dict[str, float]:
     d, c = density_coverage(ref.features, fake_feats, k=5)
     return {"density": d, "coverage": c}

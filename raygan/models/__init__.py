@@ -22,8 +22,11 @@ ARCHITECTURES.register("resnet")(resnet.make)
 
 
 def build_models(arch: str, **kwargs: Any) -> Tuple[nn.Module, nn.Module]:
-    """(G, D) for architecture `arch`; unknown names or options raise ConfigError."""
-    return ARCHITECTURES.build(arch, **kwargs)
+    """(G, D) for architecture `arch`; unknown names or options raise ConfigError. Both carry
+    `registry_name`, so what a run really built can be read back."""
+    G, D = ARCHITECTURES.build(arch, **kwargs)
+    G.registry_name = D.registry_name = arch
+    return G, D
 
 
 __all__ = ["ARCHITECTURES", "CHANNELS", "RESOLUTIONS", "build_models"]

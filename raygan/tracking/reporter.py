@@ -121,10 +121,10 @@ class MLflowReporter(Reporter):
                 self.client.set_tag(self.run_id, k, v)
             self._protocol_logged = True
 
-    def artifact(self, path, subdir=None):
+    def artifact(self, path, subdir=None, step=None):
         self.client.log_artifact(self.run_id, path, subdir)
 
-    def finish(self, summary, generator=None, example=None):
+    def finish(self, summary, model=None):
         final = summary.get("final") or {}
         step = int(round(summary["kimg"] * 1000))
         self._log_metrics({f"final_{k}": v for k, v in final.items()}, step)
@@ -140,8 +140,8 @@ class MLflowReporter(Reporter):
                 self.client.log_artifact(self.run_id, str(plot))
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
             self.client.log_artifact(self.run_id, str(self.run_dir / "summary.json"))
-        if generator is not None:
-            self.log_generator(generator, example, final)
+        if model is not None:
+            self.log_generator(model.module, model.example, final)
         self.client.set_terminated(self.run_id, "FINISHED")
         self.finished = True
 

@@ -1,4 +1,4 @@
-"""Metrics during and after training, with their protocol, sharded across ranks.
+"""The generation task's metrics (FID, KID, IS, PR, DC) with their protocol, sharded across ranks.
 
 Each rank generates and extracts its share of the samples with its own seeded generator
 (never the training RNG), features are gathered, rank 0 computes, every rank gets the
@@ -7,22 +7,16 @@ values. Reference statistics are computed once and cached on disk keyed by proto
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from raygan.config import Config
 from raygan.engine import dist
+from raygan.paths import cache_root
 
-
-def cache_root() -> Path:
-    env = os.environ.get("RAYGAN_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "raygan"
+if TYPE_CHECKING:
+    from raygan.config import Config
 
 
 class Evaluator:

@@ -12,22 +12,17 @@ exactly one network's gradients.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
 
 from raygan.engine.ema import ema_beta, update_ema
+from raygan.engine.stats import StepStats
+from raygan.tasks.base import unwrap
 
-STAT_NAMES = ("loss_d", "loss_g", "reg", "d_real", "d_fake")
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module inside a DDP (or compile) wrapper; the module itself otherwise."""
-    inner = getattr(module, "module", None)
-    if isinstance(inner, nn.Module) and type(module).__name__ in ("DistributedDataParallel", "DataParallel"):
-        module = inner
-    return getattr(module, "_orig_mod", module)
+#: the step's statistics and the counter each is averaged over
+STATS = {"loss_d": "d_steps", "loss_g": "g_steps", "reg": "d_steps", "d_real": "d_steps", "d_fake": "d_steps"}
 
 
 class GANStep:
@@ -51,7 +46,7 @@ class GANStep:
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
         self.global_batch = global_batch
         self.d_steps = 0  # counts D updates, drives the lazy-regulariser phase
-        self.stats = torch.zeros(len(STAT_NAMES) + 2, dtype=torch.float64, device=device)
+        self.stats = StepStats(STATS, device)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -59,13 +54,21 @@ class GANStep:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def sample_latents(self, n: int, generator: Optional[torch.Generator] = None
-                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def sample_latents(self, n: int, generator: Optional[torch.Generator] = None,
+                       labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Latents and (for a conditional G) labels: drawn uniformly, or `labels` when given."""
         z = torch.randn(n, self.z_dim, device=self.device, generator=generator)
         y = None
         if self.num_classes > 0:
-            y = torch.randint(0, self.num_classes, (n,), device=self.device, generator=generator)
+            y = labels if labels is not None else torch.randint(0, self.num_classes, (n,), device=self.device,
+                                                                generator=generator)
         return z, y
+
+    def _fake_labels(self, y_real: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """A regulariser that interpolates real and fake (WGAN-GP) needs both halves of each pair
+        to carry one label, or the interpolate's label matches neither end: then fakes are drawn
+        for the real batch's labels, as conditional GP implementations do."""
+        return y_real if getattr(self.reg, "pairs_real_and_fake", False) else None
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return self.diffaugment(x) if self.diffaugment is not None else x
@@ -77,7 +80,7 @@ class GANStep:
         n = real.shape[0]
         if fake is None:
             if z is None:
-                z, y_fake = self.sample_latents(n)
+                z, y_fake = self.sample_latents(n, labels=self._fake_labels(y_real))
             with torch.no_grad(), self._autocast():
                 fake = self.G_plain(z, y_fake)
         fake = fake.detach()
@@ -91,7 +94,7 @@ class GANStep:
         reg_value = torch.zeros((), device=self.device)
         lazy = self.reg.every > 1
         if not lazy:  # e.g. WGAN-GP: penalty in the same backward, computed in float32 (AMP-safe)
-            pen = self.reg.penalty(self.D, real_aug, fake_aug, y_real)
+            pen = self._penalty(real, real_aug, fake_aug, y_real)
             if pen is not None:
                 reg_value = pen
                 loss = loss + pen
@@ -101,17 +104,24 @@ class GANStep:
         self.d_steps += 1
         if lazy and self.d_steps % self.reg.every == 0:  # lazy R1: its own phase, every k steps
             self.opt_d.zero_grad(set_to_none=True)
-            pen = self.reg.penalty(self.D, real_aug.detach(), fake_aug.detach(), y_real)
+            pen = self._penalty(real, real_aug.detach(), fake_aug.detach(), y_real)
             if pen is not None:
                 pen.backward()
                 self.opt_d.step()
                 reg_value = pen.detach()
         self.reg.after_d_step(self.D_plain)
-        self.stats[0] += loss.detach().double()
-        self.stats[2] += reg_value.detach().double()
-        self.stats[3] += d_real.detach().mean().double()
-        self.stats[4] += d_fake.detach().mean().double()
-        self.stats[5] += 1  # D-step count
+        self.stats.add("loss_d", loss)
+        self.stats.add("reg", reg_value)
+        self.stats.add("d_real", d_real.detach().mean())
+        self.stats.add("d_fake", d_fake.detach().mean())
+        self.stats.count("d_steps")
+
+    def _penalty(self, real, real_aug, fake_aug, y_real):
+        """R1 (`on_clean_reals`) is the gradient w.r.t. the non-augmented reals, taken through a
+        fresh augmentation (StyleGAN2-ADA, official DiffAugment); WGAN-GP works on D's inputs."""
+        if getattr(self.reg, "on_clean_reals", False):
+            return self.reg.penalty(self.D, real.detach(), fake_aug, y_real, augment=self._aug)
+        return self.reg.penalty(self.D, real_aug, fake_aug, y_real)
 
     def g_step(self, n: int, z: Optional[torch.Tensor] = None, y_fake: Optional[torch.Tensor] = None,
                fake: Optional[torch.Tensor] = None) -> None:
@@ -129,8 +139,8 @@ class GANStep:
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.D_plain.requires_grad_(True)
-        self.stats[1] += loss.detach().double()
-        self.stats[6] += 1  # G-step count
+        self.stats.add("loss_g", loss)
+        self.stats.count("g_steps")
 
     def step(self, next_real: Callable[[], Tuple[torch.Tensor, Optional[torch.Tensor]]], cur_nimg: int) -> None:
         """n_critic D steps on fresh real batches, one G step, then the EMA update.
@@ -141,7 +151,7 @@ class GANStep:
         """
         if self.n_critic == 1:
             real, y = next_real()
-            z, y_fake = self.sample_latents(real.shape[0])
+            z, y_fake = self.sample_latents(real.shape[0], labels=self._fake_labels(y))
             with self._autocast():
                 fake = self.G(z, y_fake)
             self.d_step(real, y, fake=fake, y_fake=y_fake)
@@ -153,23 +163,6 @@ class GANStep:
                 n = real.shape[0]
                 self.d_step(real, y)
             self.g_step(n)
-        if self.G_ema is not None:
-            beta = ema_beta(self.global_batch, self.ema_half_life_kimg, cur_nimg, self.ema_rampup)
+        if self.G_ema is not None:  # G moved once per batch x n_critic real images
+            beta = ema_beta(self.global_batch * self.n_critic, self.ema_half_life_kimg, cur_nimg, self.ema_rampup)
             update_ema(self.G_ema, self.G_plain, beta)
-
-    # ------------------------------------------------------------------ stats
-    def read_stats(self, reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, float]:
-        """Mean of each statistic since the last read (one host sync), then reset."""
-        s = self.stats.clone()
-        if reduce is not None:
-            s = reduce(s)
-        self.stats.zero_()
-        vals = s.tolist()
-        nd, ng = max(vals[5], 1.0), max(vals[6], 1.0)
-        out = {"loss_d": vals[0] / nd, "loss_g": vals[1] / ng, "reg": vals[2] / nd,
-               "d_real": vals[3] / nd, "d_fake": vals[4] / nd}
-        return out
-
-
-def param_groups_for(module: nn.Module) -> List[torch.nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]

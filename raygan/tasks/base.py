@@ -1,0 +1,181 @@
+"""What the engine hosts: a task owns everything that differs between generation, repair and
+translation; the loop, checkpoints, NaN guard, DDP, Ray hosts, MLflow and the CLI only talk to
+this interface and never ask which task runs.
+
+A task owns
+- its data and the batch it draws (latents + labels; a degraded/clean pair; an A and a B batch),
+- the networks it builds (by registry name) and their optimisers and grad scalers,
+- its D and G phases (registered losses, regularisers, augmentations plus its own terms),
+- the statistics it reports per tick, by name,
+- the metrics that judge it (their kinds; directions come from the metrics registry),
+- its state beyond networks and optimisers (data position, image pools, ADA p),
+- the picture it logs per tick, and the network it exports (with what rebuilds it without data).
+
+Construction happens in two phases so that every task draws its initial weights from the same
+seeded stream: `setup_data()` (no random draws), then `build()` under `seed_all(cfg.seed)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from raygan.engine.checkpoint import load_state_dict_checked
+from raygan.engine.stats import StepStats
+from raygan.errors import ConfigError
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside a DDP (or compile) wrapper; the module itself otherwise."""
+    inner = getattr(module, "module", None)
+    if isinstance(inner, nn.Module) and type(module).__name__ in ("DistributedDataParallel", "DataParallel"):
+        module = inner
+    return getattr(module, "_orig_mod", module)
+
+
+@dataclass
+class TaskContext:
+    """Where and how a task runs; filled in by the engine."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    batch: int = 0  # per-rank batch size
+    amp: str = "none"  # resolved: "none" off CUDA
+    prepare_model: Optional[Callable[[nn.Module], nn.Module]] = None  # Ray Train's DDP wrapper
+    compile: bool = False
+    channels_last: bool = False
+
+
+@dataclass
+class ExportedModel:
+    """The network a run delivers, with what rebuilds it from raygan's registries (no pickle):
+    `spec` is JSON (task, config, model spec); `example` is an input batch for signatures."""
+
+    module: nn.Module
+    spec: Dict[str, Any]
+    example: Optional[torch.Tensor] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    name: ClassVar[str] = ""
+    #: metric kinds (raygan.metrics.registry) this task can compute
+    metric_kinds: ClassVar[Tuple[str, ...]] = ()
+    #: the checkpointed network that is exported (and loaded by `raygan sample/repair/...`)
+    export_network: ClassVar[str] = "G"
+
+    def __init__(self, cfg, ctx: TaskContext):
+        self.cfg, self.ctx = cfg, ctx
+        self.device = ctx.device
+        self.networks: Dict[str, nn.Module] = {}  # plain modules, checkpointed by name
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+        self.scalers: Dict[str, torch.amp.GradScaler] = {}
+        self.stats: Optional[StepStats] = None
+        self.evaluator: Any = None
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Fail on names and combinations this task cannot run, before any data is read."""
+        from raygan.metrics.registry import kind
+
+        for m in cfg.eval.metrics:
+            if kind(m) not in cls.metric_kinds:
+                raise ConfigError(f"config: eval.metrics: '{m}' does not apply to task '{cls.name}' "
+                                  f"(it measures {kind(m)}; this task is judged by {', '.join(cls.metric_kinds)})")
+
+    # ------------------------------------------------------------------ building
+    def setup_data(self) -> None:
+        raise NotImplementedError
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def setup_evaluation(self, evaluator: Any = "auto") -> None:
+        """`evaluator`: "auto" (the task's own), None (no metrics) or a callable
+        `(network, num_samples) -> (values, protocol)`."""
+        self.evaluator = self.default_evaluator() if evaluator == "auto" else evaluator
+
+    def default_evaluator(self) -> Any:
+        return self.evaluator_for(self.cfg, self.device, self.model_spec())
+
+    @classmethod
+    def evaluator_for(cls, cfg, device: torch.device, model_spec: Dict[str, Any]) -> Any:
+        """A callable `(network, num_samples) -> (values, protocol)` for this task's metrics, built
+        from the config and model spec alone, so a loaded model is judged exactly as in training."""
+        return None
+
+    # ------------------------------------------------------------------ training
+    def images_per_step(self) -> int:
+        """Real images shown to D per train_step, over all ranks (the kimg clock)."""
+        raise NotImplementedError
+
+    def train_step(self, nimg: int) -> None:
+        raise NotImplementedError
+
+    def read_stats(self, reduce=None) -> Dict[str, float]:
+        return self.stats.read(reduce) if self.stats is not None else {}
+
+    def end_tick(self, nimg: int) -> Dict[str, float]:
+        """Per-tick values beyond the step statistics (e.g. ADA p); called on every rank."""
+        return {}
+
+    # ------------------------------------------------------------------ evaluation and pictures
+    def eval_network(self) -> nn.Module:
+        return self.networks[self.export_network]
+
+    def evaluate(self, num_samples: int) -> Optional[Tuple[Dict[str, float], Dict[str, Any]]]:
+        if self.evaluator is None:
+            return None
+        return self.evaluator(self.eval_network(), num_samples)
+
+    def picture(self, path: Path) -> Path:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> Dict[str, Any]:
+        """Task state beyond networks/optimisers/scalers (tensors and plain values only)."""
+        return {}
+
+    def load_state(self, state: Dict[str, Any], same_world: bool) -> None:
+        pass
+
+    def load_networks(self, models: Dict[str, Any], where: Path) -> None:
+        for name, module in self.networks.items():
+            if name not in models:
+                raise ConfigError(f"checkpoint {where} has no network '{name}'")
+            load_state_dict_checked(module, models[name], f"network {name}", where)
+
+    def apply_optim_config(self) -> None:
+        """Re-apply the config's learning rates/betas after a resume (they may change on purpose)."""
+
+    def applied(self) -> Dict[str, Any]:
+        """Hyperparameters as the built objects use them (read back, not from the config)."""
+        return {}
+
+    # ------------------------------------------------------------------ export
+    def model_spec(self) -> Dict[str, Any]:
+        """What, beyond the config, rebuilds the exported network without reading data."""
+        return {}
+
+    @classmethod
+    def exported_state(cls, models: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+        """(which network, its state dict) out of a checkpoint's networks: the EMA copy of
+        `export_network` when the run kept one. A task exporting several networks as one
+        module (e.g. both translation directions) overrides this to compose them."""
+        name = f"{cls.export_network}_ema" if f"{cls.export_network}_ema" in models else cls.export_network
+        if name not in models:
+            raise ConfigError(f"checkpoint has no network '{name}'")
+        return name, models[name]
+
+    @classmethod
+    def build_inference(cls, cfg, spec: Dict[str, Any]) -> nn.Module:
+        """The exported network, freshly built (weights to be loaded by the caller)."""
+        raise NotImplementedError
+
+    def export(self) -> ExportedModel:
+        raise NotImplementedError

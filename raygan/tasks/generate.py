@@ -1,0 +1,196 @@
+"""Task `generate`: noise (and a class label) -> image, the GAN of the papers this project serves.
+
+Batch: real images (+ labels when conditional) from the in-memory dataset, latents drawn per
+step. Networks: a registered architecture pair (G, D), an EMA copy of G. Phases: n_critic D
+steps and one G step (`GANStep`), composed from the registered loss, regulariser and
+DiffAugment. Judged by feature metrics (FID, KID, IS, PR, DC); picture: a fixed 8x8 grid.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+from raygan.augment import build_diffaugment, flip_horizontal
+from raygan.data import load_dataset
+from raygan.data.sampler import EpochSampler
+from raygan.engine.device import make_optimizer
+from raygan.engine.ema import make_ema
+from raygan.errors import ConfigError
+from raygan.losses import LOSSES
+from raygan.models import ARCHITECTURES, build_models
+from raygan.regularizers import REGULARIZERS
+from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.gan_step import GANStep
+
+GRID = 64  # images in the per-tick sample grid
+
+
+class GenerateTask(Task):
+    name = "generate"
+    metric_kinds = ("features",)
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        ARCHITECTURES.get(cfg.model.arch)
+        LOSSES.get(cfg.loss.name)
+        REGULARIZERS.get(cfg.regularizer.name)
+        build_diffaugment(cfg.augment.diffaugment)
+
+    # ------------------------------------------------------------------ building
+    def setup_data(self) -> None:
+        d, ctx = self.cfg.data, self.ctx
+        # a small dataset lives on the device as one uint8 tensor and is indexed
+        self.data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
+                                 channels=d.channels, limit=d.limit, download=d.download).to(self.device)
+        self.num_classes = self.data.num_classes if self.cfg.model.conditional else 0
+        if ctx.batch * ctx.world > len(self.data.labels):
+            raise ConfigError(f"config: optim.batch_size {self.cfg.optim.batch_size} is larger than the "
+                              f"dataset ({len(self.data.labels)} images)")
+        self.sampler = EpochSampler(len(self.data.labels), ctx.batch, seed=self.cfg.seed,
+                                    rank=ctx.rank, world_size=ctx.world)
+
+    def build(self) -> None:
+        cfg, ctx, m = self.cfg, self.ctx, self.cfg.model
+        G, D = build_models(m.arch, resolution=cfg.data.resolution, channels=self.data.channels, z_dim=m.z_dim,
+                            num_classes=self.num_classes, spectral_norm=m.spectral_norm,
+                            g=dict(m.g), d=dict(m.d))
+        G, D = G.to(self.device), D.to(self.device)
+        if ctx.channels_last:
+            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
+        o = cfg.optim
+        self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
+        d_lr, d_betas = self._d_hparams()
+        self.opt_g = make_optimizer(G.parameters(), o.g_lr, o.g_betas, self.device)
+        self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)
+        self.G_plain, self.D_plain = G, D
+        if ctx.prepare_model is not None:
+            G, D = ctx.prepare_model(G), ctx.prepare_model(D)
+        if ctx.compile:
+            G, D = torch.compile(G), torch.compile(D)
+        self.G, self.D = G, D
+        self.loss = LOSSES.build(cfg.loss.name)
+        self.step = GANStep(G=G, D=D, loss=self.loss, regularizer=self.regularizer,
+                            diffaugment=build_diffaugment(cfg.augment.diffaugment),
+                            opt_g=self.opt_g, opt_d=self.opt_d, n_critic=o.n_critic, z_dim=m.z_dim,
+                            num_classes=self.num_classes, device=self.device, amp=ctx.amp,
+                            G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
+                            ema_rampup=cfg.ema.rampup, global_batch=o.batch_size)
+        self.stats = self.step.stats
+        self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
+        self.optimizers = {"G": self.opt_g, "D": self.opt_d}
+        self.scalers = {"G": self.step.scaler_g, "D": self.step.scaler_d}
+        # the picture's latents come from their own generator: they never touch the training RNG
+        grid_gen = torch.Generator(device=self.device).manual_seed(cfg.eval.seed)
+        self.grid_z = torch.randn(GRID, m.z_dim, device=self.device, generator=grid_gen)
+        self.grid_y = (torch.arange(GRID, device=self.device) % self.num_classes) if self.num_classes else None
+
+    @classmethod
+    def evaluator_for(cls, cfg, device, model_spec):
+        from raygan.tasks.generate_eval import Evaluator
+
+        return Evaluator(cfg, device, channels=int(model_spec["channels"]))
+
+    # ------------------------------------------------------------------ training
+    def next_real(self):
+        idx = self.sampler.next().to(self.device)
+        x = self.data.images[idx].float().div_(127.5).sub_(1.0)
+        if self.cfg.augment.flip:
+            x = flip_horizontal(x)
+        if self.ctx.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.data.labels[idx] if self.num_classes else None
+        return x, y
+
+    def images_per_step(self) -> int:
+        return self.cfg.optim.batch_size * self.cfg.optim.n_critic
+
+    def train_step(self, nimg: int) -> None:
+        self.step.step(self.next_real, nimg)
+
+    # ------------------------------------------------------------------ evaluation and pictures
+    def eval_network(self) -> nn.Module:
+        """The generator used for samples and metrics: the EMA one when enabled."""
+        return self.G_ema if self.G_ema is not None else self.G_plain
+
+    @torch.no_grad()
+    def picture(self, path: Path) -> Path:
+        from torchvision.utils import save_image
+
+        G = self.eval_network()
+        was_training = G.training
+        G.eval()
+        imgs = G(self.grid_z, self.grid_y).float()
+        G.train(was_training)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(imgs.add(1).div(2).clamp(0, 1).cpu(), str(path), nrow=8, padding=2)
+        return path
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> Dict[str, Any]:
+        return {"sampler": self.sampler.state_dict(), "d_steps": self.step.d_steps}
+
+    def load_state(self, state: Dict[str, Any], same_world: bool) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.step.d_steps = int(state["d_steps"])
+
+    def load_networks(self, models: Dict[str, Any], where: Path) -> None:
+        if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
+            models = {**models, "G_ema": models["G"]}
+        super().load_networks({k: v for k, v in models.items() if k in self.networks}, where)
+
+    def _d_hparams(self):
+        """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
+        o, r = self.cfg.optim, self.regularizer.lazy_ratio()
+        return o.d_lr * r, tuple(b ** r for b in o.d_betas)
+
+    def apply_optim_config(self) -> None:
+        o = self.cfg.optim
+        d_lr, d_betas = self._d_hparams()
+        for opt, lr, betas in ((self.opt_g, o.g_lr, o.g_betas), (self.opt_d, d_lr, d_betas)):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, tuple(betas)
+
+    def applied(self) -> Dict[str, Any]:
+        from torch.nn.utils import parametrize
+
+        g_group, d_group = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
+        reg, step = self.regularizer, self.step
+        return {
+            "applied_g_lr": float(g_group["lr"]), "applied_d_lr": float(d_group["lr"]),
+            "applied_g_beta1": float(g_group["betas"][0]), "applied_g_beta2": float(g_group["betas"][1]),
+            "applied_d_beta1": float(d_group["betas"][0]), "applied_d_beta2": float(d_group["betas"][1]),
+            "applied_loss": type(self.loss).registry_name,
+            "applied_n_critic": int(step.n_critic),
+            "applied_regularizer": type(reg).registry_name,
+            "applied_reg_weight": float(getattr(reg, "weight", getattr(reg, "value", 0.0)) or 0.0),
+            "applied_batch_size": int(self.ctx.batch * self.ctx.world),
+            "applied_arch": self.G_plain.registry_name,
+            "applied_spectral_norm": int(any(parametrize.is_parametrized(mod) for mod in self.D_plain.modules())),
+            "applied_ema_half_life_kimg": float(step.ema_half_life_kimg if self.G_ema is not None else 0.0),
+            "applied_diffaugment": ",".join(step.diffaugment.ops) if step.diffaugment else "",
+        }
+
+    # ------------------------------------------------------------------ export
+    def model_spec(self) -> Dict[str, Any]:
+        return {"channels": int(self.data.channels), "num_classes": int(self.num_classes)}
+
+    @classmethod
+    def build_inference(cls, cfg, spec: Dict[str, Any]) -> nn.Module:
+        m = cfg.model
+        G, _ = build_models(m.arch, resolution=cfg.data.resolution, channels=int(spec["channels"]), z_dim=m.z_dim,
+                            num_classes=int(spec["num_classes"]), spectral_norm=m.spectral_norm,
+                            g=dict(m.g), d=dict(m.d))
+        return G
+
+    def export(self) -> ExportedModel:
+        G = unwrap(self.eval_network())
+        spec = {"task": self.name, "network": "G_ema" if self.G_ema is not None else "G",
+                "config": self.cfg.to_dict(), "model_spec": self.model_spec()}
+        example = self.grid_z[:4].detach().cpu()
+        return ExportedModel(G, spec, example)
+

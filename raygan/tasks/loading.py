@@ -1,0 +1,65 @@
+"""Loading a run's exported network cheaply: from a checkpoint, without building a trainer,
+reading the dataset or creating optimisers. `eval`, `sample`, `repair`, sweep re-evaluation and
+champion registration all come through here.
+
+The network is rebuilt from raygan's registries with the checkpoint's own config and model
+spec (what the task recorded about its data, e.g. channels and classes), then its weights are
+loaded; `torch.load(weights_only=True)` underneath, so loading runs no code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from raygan.engine.checkpoint import load_checkpoint, load_state_dict_checked
+from raygan.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    config: Any  # the run's Config
+    task: str
+    network: str  # which checkpointed network (G_ema or G ...)
+    nimg: int
+    checkpoint: str
+    model_spec: Dict[str, Any]
+
+
+def build_exported(cfg, model_spec: Dict[str, Any], state_dict: Dict[str, Any], where: str) -> nn.Module:
+    """The task's exported network from its config, spec and weights (eval mode, on CPU)."""
+    from raygan.tasks import task_class
+
+    module = task_class(cfg.task).build_inference(cfg, model_spec)
+    load_state_dict_checked(module, state_dict, "exported network", Path(where))
+    return module.eval()
+
+
+def load_model(ckpt_dir: Path, device: Optional[torch.device] = None, expect_task: Optional[str] = None
+               ) -> LoadedModel:
+    """The exported network of a checkpoint (the EMA generator when the run kept one)."""
+    from raygan.config import build_config
+    from raygan.tasks import task_class
+
+    st = load_checkpoint(Path(ckpt_dir))
+    try:
+        cfg = build_config(st["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} holds a config this raygan rejects: {e}") from None
+    if expect_task is not None and cfg.task != expect_task:
+        raise CheckpointError(f"checkpoint {ckpt_dir} is a '{cfg.task}' model; this command needs a "
+                              f"'{expect_task}' model")
+    cls = task_class(cfg.task)
+    try:
+        network, weights = cls.exported_state(st.get("models") or {})
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir}: {e}") from None
+    module = build_exported(cfg, st.get("model_spec") or {}, weights, str(ckpt_dir))
+    if device is not None:
+        module = module.to(device)
+    return LoadedModel(module, cfg, cfg.task, network, int(st["progress"]["nimg"]), str(ckpt_dir),
+                       dict(st.get("model_spec") or {}))
