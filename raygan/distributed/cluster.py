@@ -10,6 +10,10 @@ can write becomes one line on the console instead of a hang:
   (``request_resources``) and given that long to grow;
 - the storage path is created and a probe file written and deleted (a URI's filesystem
   must be known to pyarrow: s3://, gs://, abfs://, hdfs://, file://).
+
+A local cluster that raygan starts itself (no address) is private to this machine: every Ray
+server (GCS, raylet, worker gRPC, dashboard, agents, the three Prometheus endpoints) binds to
+127.0.0.1 and usage stats stay off (see local_cluster.py).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from raygan.distributed import local_cluster
 from raygan.errors import RayganError
 
 
@@ -91,7 +96,7 @@ def check_reachable(address: str, default_port: Optional[int] = None, timeout: f
 # ---------------------------------------------------------------------------- connect
 def connect(address: Optional[str] = None, *, log_to_driver: bool = True, quiet: bool = True) -> None:
     """ray.init once: to `address` (host:port, ray://host:port, auto), to $RAY_ADDRESS (inside a
-    Ray job), or to a fresh local cluster. A no-op when Ray is already initialised."""
+    Ray job), or to a fresh local cluster bound to 127.0.0.1. A no-op when Ray is initialised."""
     import ray
 
     target = address or (None if ray.is_initialized() else os.environ.get("RAY_ADDRESS"))
@@ -106,8 +111,14 @@ def connect(address: Optional[str] = None, *, log_to_driver: bool = True, quiet:
         import logging
 
         kwargs["logging_level"] = logging.WARNING
+    local = local_cluster.starts_local_cluster(address)
     try:
-        ray.init(address=address, **kwargs)
+        if local:
+            with local_cluster.loopback_only():
+                ray.init(address=address, **kwargs, **local_cluster.init_kwargs())
+            local_cluster.start_watchdog()
+        else:
+            ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         where = address or target or "a local cluster"
