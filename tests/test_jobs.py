@@ -219,3 +219,95 @@ def test_entrypoints_and_excludes(tmp_path):
         assert not excluded(REPO / p), p
     renv = jobs.runtime_env(str(REPO), {"A": "1"})
     assert renv["working_dir"] == str(REPO) and renv["env_vars"] == {"A": "1"}
+
+
+# ---------------------------------------------------------------------------- what travels, what is seen
+SECRETS = [".env", "sub/.env", ".env.local", "key.pem", "server.key", "cert.p12", ".ssh/id_rsa", "id_ed25519",
+           ".aws/credentials", ".netrc", ".ray/auth_token", ".git-credentials", "deep/er/.kube/config"]
+CODE = ["jobs/train.py", "raygan/__init__.py", "raygan/metrics/weights/fmnist_cnn.pt", "cluster.yaml", "notes.md"]
+
+
+def _packaged(working_dir, renv, include_gitignore):
+    """The file names in the zip Ray's job client would upload for this runtime env (its own
+    working_dir upload path and packaging function, with the upload replaced by a local zip)."""
+    import zipfile
+
+    from ray._private.runtime_env.packaging import create_package
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    target = Path(working_dir).parent / f"pkg-{include_gitignore}.zip"
+
+    def upload(path, excludes, is_file=False):
+        create_package(path, target, include_gitignore=include_gitignore, excludes=excludes)
+
+    upload_working_dir_if_needed(dict(renv), include_gitignore=include_gitignore, upload_fn=upload)
+    with zipfile.ZipFile(target) as z:
+        names = set(z.namelist())
+    target.unlink()
+    return names
+
+
+@pytest.mark.parametrize("include_gitignore", [True, False])
+def test_secret_files_do_not_travel_with_the_working_dir(tmp_path, include_gitignore):
+    wd = tmp_path / "wd"
+    for rel in SECRETS + CODE:
+        (wd / rel).parent.mkdir(parents=True, exist_ok=True)
+        (wd / rel).write_text("x")
+    (wd / ".gitignore").write_text("!.env\n!key.pem\n")  # a user's gitignore cannot bring them back
+    names = _packaged(wd, jobs.runtime_env(str(wd)), include_gitignore)
+    assert set(CODE) <= names, names
+    shipped = [s for s in SECRETS if s in names]
+    assert not shipped, f"shipped: {shipped}"
+    # and deliberately: they do travel when asked for (the check above is not vacuous)
+    everything = _packaged(wd, jobs.runtime_env(str(wd), include_secret_files=True), include_gitignore)
+    assert {".ssh/id_rsa", "key.pem", ".aws/credentials"} <= everything
+    if not include_gitignore:
+        assert ".env" in everything
+
+
+class _RecordingClient:
+    def __init__(self):
+        self.calls = []
+
+    def submit_job(self, **kwargs):
+        self.calls.append(kwargs)
+        return "raysubmit_x"
+
+
+def test_env_values_go_only_into_the_runtime_envs_env_vars(tmp_path):
+    secret = "s3cr3t-" + "9f" * 8
+    client = _RecordingClient()
+    env = jobs.parse_env(["MLFLOW_TRACKING_USERNAME=alice", "MLFLOW_TRACKING_PASSWORD"],
+                         {"MLFLOW_TRACKING_PASSWORD": secret})
+    assert jobs.submit(client, ["train", "--preset", "digits"], str(REPO), env) == "raysubmit_x"
+    call = client.calls[0]
+    assert secret not in call["entrypoint"] and "alice" not in call["entrypoint"]
+    assert secret not in json.dumps(call.get("metadata") or {})
+    assert call["runtime_env"]["env_vars"] == {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": secret}
+    assert set(jobs.SECRET_EXCLUDES) <= set(call["runtime_env"]["excludes"])
+
+
+def test_env_parsing_and_credentials_in_the_command_line_are_one_line_errors():
+    with pytest.raises(jobs.JobError, match="not set in this environment"):
+        jobs.parse_env(["NOPE_NOT_SET"], {})
+    for bad in ["=x", "1A=2", "A B=c"]:
+        with pytest.raises(jobs.JobError, match="expected KEY=VALUE"):
+            jobs.parse_env([bad], {})
+    with pytest.raises(jobs.JobError) as e:
+        jobs.entrypoint(["train", "--set", "tracking.uri=http://bob:hunter2@head:5000"], str(REPO))
+    assert "hunter2" not in str(e.value) and "--env" in str(e.value) and "\n" not in str(e.value)
+    assert jobs.entrypoint(["train", "--set", "tracking.uri=http://head:5000"], str(REPO)).endswith("http://head:5000")
+
+
+def test_a_submitted_jobs_record_holds_env_values_only_in_its_runtime_env(head):
+    """What the cluster keeps (and shows to dashboard users): the secret is in runtime_env.env_vars
+    (as README says), never in the entrypoint or metadata."""
+    secret = "s3cr3t-" + secrets.token_hex(8)
+    r = raygan(head, "submit", "--address", head["address"], "--no-wait", "--env", f"RAYGAN_TEST_SECRET={secret}",
+               "--", "presets")
+    assert r.returncode == 0, r.stderr
+    assert secret not in r.stdout + r.stderr
+    job_id = re.search(r"submitted job (\S+)", r.stdout).group(1)
+    record = json.loads(_get(f"{head['address']}/api/jobs/{job_id}", head["token"])[1])
+    assert secret not in record["entrypoint"] and secret not in json.dumps(record.get("metadata") or {})
+    assert record["runtime_env"]["env_vars"]["RAYGAN_TEST_SECRET"] == secret

@@ -9,11 +9,17 @@ the job's logs, and exits with the job's exit status.
 Token auth: a cluster started with `RAY_AUTH_MODE=token` wants the token on every request.
 Ray's client sends it only when this process also has `RAY_AUTH_MODE=token`, and reads it
 from `RAY_AUTH_TOKEN`, the file named by `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`.
+
+Secrets: files that look like credentials (.env, keys, .ssh/, .aws/, ...) never travel with
+the working dir unless asked for; `--env` values go only into the runtime env's env_vars,
+never into the entrypoint or the metadata; credentials written into the command line
+(a URL with user:password@) are refused. What the cluster can see is SUBMIT_EXPOSURE.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import sys
 import time
@@ -32,6 +38,26 @@ EXCLUDES = [
     "*.pt", "*.pth", "*.ckpt", "*.safetensors",
     "!raygan/metrics/weights/", "!raygan/metrics/weights/*",  # the shipped extractor weights do travel
 ]
+# Credentials a working dir may hold; last in the list, so no "!" pattern above brings one back.
+SECRET_EXCLUDES = [
+    ".env", ".env.*", "*.env", ".envrc", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".ssh/", ".aws/", ".gnupg/", ".kube/", ".docker/",
+    ".ray/", ".netrc", ".pgpass", ".git-credentials", ".pypirc", ".npmrc", "*.tfstate", "*.tfstate.*",
+    "credentials.json", "service-account*.json",
+]
+# What `raygan submit` hands to the cluster, and who can read it there (checked in Ray 2.60's
+# job server: the job record keeps the runtime env as submitted).
+SUBMIT_EXPOSURE = """\
+What the cluster sees:
+  the entrypoint (the raygan command line) and the runtime env, --env values included, are
+  stored with the job in the cluster's GCS; anyone who can reach the dashboard (with token
+  auth: anyone holding the token) reads them back with `ray job list`, the dashboard's Jobs
+  page or GET /api/jobs/. --env values are also in the environment of the job's driver and
+  workers (with RAY_JOB_CONFIG_JSON_ENV_VAR), readable there by code of any job and by the
+  nodes' users who can read /proc/PID/environ. The working dir is uploaded as a zip to the GCS
+  and unpacked on every node the job uses. For real secrets prefer what the nodes already hold
+  (cluster.yaml's ~/.raygan_secrets, a Kubernetes Secret) over --env; `--env NAME` without a
+  value copies it from your environment, so it stays out of your shell history."""
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 AUTH_HINT = ("the cluster uses token auth: set RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN "
              "(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token; `ray get-auth-token` prints it on the head)")
@@ -86,11 +112,43 @@ def connect(address: Optional[str] = None):
 
 
 # ---------------------------------------------------------------------------- submit
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s:]*:[^/@\s]+@", re.I)
+
+
+def check_no_credentials(argv: List[str]) -> None:
+    """Refuse a command line holding a URL with user:password@: the entrypoint is stored and
+    shown in clear on the cluster. Credentials go in --env (MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    for arg in argv:
+        if _USERINFO.search(arg):
+            shown = _USERINFO.sub(r"\1***:***@", arg)
+            raise JobError(f"{shown}: a password in the job's command line "
+                           "is stored and shown in clear on the cluster; pass credentials with --env instead, "
+                           "e.g. --env MLFLOW_TRACKING_USERNAME --env MLFLOW_TRACKING_PASSWORD")
+
+
+def parse_env(items: List[str], environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """--env KEY=VALUE, or --env KEY to copy KEY from this environment (a secret then stays out of
+    the shell history and of this process's argv)."""
+    environ = os.environ if environ is None else environ
+    env: Dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise JobError(f"--env {item.split('=', 1)[0]!r}: expected KEY=VALUE or KEY (a variable name)")
+        if not sep:
+            if key not in environ:
+                raise JobError(f"--env {key}: not set in this environment; export it or give {key}=VALUE")
+            value = environ[key]
+        env[key] = value
+    return env
+
+
 def entrypoint(argv: List[str], working_dir: str = ".") -> str:
-    """The shell command a job runs for `raygan <argv>`."""
+    """The shell command a job runs for `raygan <argv>`: the command line only, never --env values."""
     if not argv:
         raise JobError("nothing to submit: give the raygan command after --, e.g. "
                        "raygan submit -- train --preset digits --workers 2")
+    check_no_credentials(argv)
     cmd, rest = argv[0], argv[1:]
     script = Path(working_dir) / "jobs" / f"{cmd}.py"
     if cmd in ("train", "tune") and script.is_file():
@@ -100,20 +158,26 @@ def entrypoint(argv: List[str], working_dir: str = ".") -> str:
 
 
 def runtime_env(working_dir: str = ".", env: Optional[Dict[str, str]] = None,
-                excludes: Optional[List[str]] = None) -> Dict[str, Any]:
+                excludes: Optional[List[str]] = None, include_secret_files: bool = False) -> Dict[str, Any]:
+    """The job's runtime env: the working dir without runs, stores, data and (unless
+    include_secret_files) credential files; --env values only here, in env_vars."""
     wd = Path(working_dir)
     if not wd.is_dir():
         raise JobError(f"--working-dir {working_dir} is not a directory")
-    renv: Dict[str, Any] = {"working_dir": str(wd.resolve()), "excludes": list(excludes or EXCLUDES)}
+    patterns = list(excludes or EXCLUDES)
+    if not include_secret_files:
+        patterns += SECRET_EXCLUDES
+    renv: Dict[str, Any] = {"working_dir": str(wd.resolve()), "excludes": patterns}
     if env:
         renv["env_vars"] = dict(env)
     return renv
 
 
 def submit(client, argv: List[str], working_dir: str = ".", env: Optional[Dict[str, str]] = None,
-           submission_id: Optional[str] = None) -> str:
+           submission_id: Optional[str] = None, include_secret_files: bool = False) -> str:
+    """Submit with no metadata of ours: the job record holds the command line and the runtime env."""
     ep = entrypoint(argv, working_dir)
-    renv = runtime_env(working_dir, env)
+    renv = runtime_env(working_dir, env, include_secret_files=include_secret_files)
     return _call(lambda: client.submit_job(entrypoint=ep, runtime_env=renv, submission_id=submission_id),
                  "submitting the job", timeout=300.0)
 
