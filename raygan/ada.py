@@ -227,6 +227,19 @@ class AdaptiveAugment:
             self.p.copy_((self.p + delta.to(self.p.dtype)).clamp(0, 1))
         self._acc.zero_()
 
+    def fold(self, reduce: Reduce = None, keep: bool = True) -> None:
+        """Gather the observations since the last adjust onto one rank: `keep` (rank 0) holds the
+        sum over ranks, the others zero. The next `adjust` sums the same total (exact: integer
+        counts in float64), and rank 0's state alone, as checkpointed, then carries it all, so
+        a resume loses nothing. Call on every rank at once (a tick end)."""
+        if reduce is None:
+            return
+        total = reduce(self._acc)
+        if keep:
+            self._acc.copy_(total)
+        else:
+            self._acc.zero_()
+
     def stats(self, reduce: Reduce = None) -> Dict[str, float]:
         """{'p', 'rt'} for the per-tick log: p now and r_t over the reals observed since the
         last stats() call (nan if none). One host sync; resets the tick accumulators."""
@@ -247,13 +260,17 @@ class AdaptiveAugment:
             "images": self._images,
         }
 
-    def load_state_dict(self, state: Dict[str, Union[torch.Tensor, int]]) -> None:
+    def load_state_dict(self, state: Dict[str, Union[torch.Tensor, int]], keep_partial: bool = True) -> None:
+        """`keep_partial=False` (ranks > 0 loading rank 0's checkpoint after `fold`) drops the
+        observations since the last adjust, which rank 0 carries for everyone."""
         missing = {"p", "acc", "tick", "d_steps", "images"} - set(state)
         if missing:
             raise ConfigError(f"ADA state lacks {', '.join(sorted(missing))}")
         dev = self.p.device
         self.p = torch.as_tensor(state["p"], dtype=torch.float32).to(dev).clone()
         self._acc = torch.as_tensor(state["acc"]).to(dev, _acc_dtype(dev)).clone()
+        if not keep_partial:
+            self._acc.zero_()
         self._tick = torch.as_tensor(state["tick"]).to(dev, _acc_dtype(dev)).clone()
         self._d_steps, self._images = int(state["d_steps"]), int(state["images"])
 

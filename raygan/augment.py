@@ -1,4 +1,9 @@
-"""Augmentations: DiffAugment for the D step, flips for data.
+"""Augmentations: DiffAugment for the D step, flips for data, and the D step's pipeline.
+
+`D_AUGMENTATIONS` registers what the D step may apply to reals and fakes, by config section:
+"diffaugment" (`augment.diffaugment`, below) and "ada" (`augment.ada`, raygan.ada);
+`build_d_augment(cfg.augment)` composes them in a fixed order (DiffAugment, then ADA) into one
+`DAugment`, which GANStep calls on every batch D sees and feeds D's real logits.
 
 DiffAugment (Zhao et al. 2020, mit-han-lab/data-efficient-gans `DiffAugment_pytorch.py`)
 applies the same random, differentiable transforms to real and fake images before D, so D
@@ -8,7 +13,7 @@ seeded runs are reproducible and results comparable. Images are NCHW in [-1, 1],
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -110,3 +115,98 @@ def flip_horizontal(x: torch.Tensor, generator: Optional[torch.Generator] = None
     device = generator.device if generator is not None else x.device
     flip = torch.rand(x.shape[0], generator=generator, device=device).to(x.device) < 0.5
     return torch.where(flip.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
+
+
+# ---------------------------------------------------------------------- the D-step augmentation
+#: augmentations GANStep applies to reals and fakes (and R1's fresh draw), by config section
+D_AUGMENTATIONS = Registry("D-step augmentation")
+
+
+@D_AUGMENTATIONS.register("diffaugment", section="augment.diffaugment")
+def _diffaugment(policy: str = "") -> Optional[DiffAugment]:
+    return build_diffaugment(policy)
+
+
+@D_AUGMENTATIONS.register("ada", section="augment.ada")
+def _ada(target: Optional[float] = 0.6, speed_kimg: float = 500.0, interval: int = 4, p: float = 0.0,
+         ops: str = "bgc"):
+    from raygan.ada import AdaptiveAugment
+
+    return AdaptiveAugment(target=target, speed_kimg=speed_kimg, interval=interval, p=p, ops=ops)
+
+
+class DAugment:
+    """The D step's augmentation: its registered parts in a fixed order (DiffAugment, then ADA),
+    each applied to every image batch D sees. An adaptive part (ADA) also watches D's real
+    logits (`observe`) and adjusts its p every few D steps (`step`); without one those are
+    no-ops and a DiffAugment-only pipeline draws exactly what DiffAugment alone draws."""
+
+    def __init__(self, parts: List[Tuple[str, Callable[[torch.Tensor], torch.Tensor]]]):
+        self.parts = list(parts)
+        self._fns = [fn for _, fn in self.parts]
+        self.adaptive = next((fn for _, fn in self.parts if hasattr(fn, "observe")), None)
+        self.diffaugment = next((fn for name, fn in self.parts if name == "diffaugment"), None)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for fn in self._fns:
+            x = fn(x)
+        return x
+
+    # ------------------------------------------------------------------ adaptive part
+    def observe(self, real_logits: torch.Tensor) -> None:
+        if self.adaptive is not None:
+            self.adaptive.observe(real_logits)
+
+    def step(self, images: int, reduce=None) -> None:
+        """One D step showed `images` real images (all ranks); call on every rank in lockstep."""
+        if self.adaptive is not None:
+            self.adaptive.step(images, reduce)
+
+    def end_tick(self, reduce=None, rank: int = 0) -> Dict[str, float]:
+        """{'ada_p', 'ada_rt'} for the tick's log (every rank, in lockstep); folds the partial
+        observations onto rank 0 so its checkpointed state carries them (exact resume)."""
+        if self.adaptive is None:
+            return {}
+        self.adaptive.fold(reduce, keep=rank == 0)
+        s = self.adaptive.stats(reduce)
+        out = {"ada_p": s["p"]}
+        if s["rt"] == s["rt"]:  # no real logits seen this tick: no r_t (nan would read as divergence)
+            out["ada_rt"] = s["rt"]
+        return out
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> Dict[str, Any]:
+        return {"ada": self.adaptive.state_dict()} if self.adaptive is not None else {}
+
+    def load_state_dict(self, state: Dict[str, Any], rank: int = 0) -> None:
+        """A checkpoint without ADA state (ADA switched on at resume) leaves p at its config value."""
+        if self.adaptive is not None and state.get("ada") is not None:
+            self.adaptive.load_state_dict(state["ada"], keep_partial=rank == 0)
+
+    # ------------------------------------------------------------------ reading back
+    def describe(self) -> str:
+        """What is applied, read from the built parts: 'diffaugment(translation,cutout)+ada(...)'."""
+        out = []
+        for name, fn in self.parts:
+            if name == "ada":
+                out.append(f"ada(ops={','.join(fn.ops)}, target={fn.target}, speed_kimg={fn.speed_kimg:g}, "
+                           f"interval={fn.interval})")
+            else:
+                out.append(f"{name}({','.join(getattr(fn, 'ops', []))})")
+        return "+".join(out)
+
+    def __repr__(self) -> str:
+        return f"DAugment({self.describe()!r})"
+
+
+def build_d_augment(augment_cfg) -> Optional[DAugment]:
+    """The D-step augmentation of an `augment` config section (DiffAugment's policy, then ADA
+    when `augment.ada` is present and enabled); None when there is none."""
+    parts: List[Tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = []
+    da = D_AUGMENTATIONS.build("diffaugment", policy=augment_cfg.diffaugment)
+    if da is not None:
+        parts.append(("diffaugment", da))
+    ada = getattr(augment_cfg, "ada", None)
+    if ada is not None and ada.enabled:
+        parts.append(("ada", D_AUGMENTATIONS.build("ada", **ada.model_dump(exclude={"enabled"}))))
+    return DAugment(parts) if parts else None

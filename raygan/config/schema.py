@@ -51,8 +51,11 @@ class RegularizerConfig(_Strict):
 
 
 class AdaConfig(_Strict):
-    """StyleGAN2-ADA's adaptive augmentation; p follows r_t = E[sign(D(real))] toward `target`."""
+    """StyleGAN2-ADA's adaptive augmentation; p follows r_t = E[sign(D(real))] toward `target`.
+    Present = on (`--set augment.ada.target=0.6`); `enabled: false` switches it off by a value,
+    so a search space can choose it (`augment.ada.enabled: {choice: [false, true]}`)."""
 
+    enabled: bool = True
     target: Optional[float] = Field(default=0.6, gt=0, lt=1)  # None: p stays fixed
     speed_kimg: float = Field(default=500.0, gt=0)  # p can go 0 -> 1 in this many kimg
     interval: int = Field(default=4, ge=1)  # D steps between adjustments

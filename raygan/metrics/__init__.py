@@ -23,6 +23,7 @@ from raygan.metrics.evaluate import (  # noqa: E402 (after the pieces it builds 
     reference_stats,
     to_uint8,
 )
+from raygan.metrics import cas as _cas  # noqa: E402,F401  (registers cas, gan-test)
 
 __all__ = [
     "EXTRACTORS",

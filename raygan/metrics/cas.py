@@ -15,6 +15,9 @@ format as the real images; it is called in chunks of `sample_batch` labels insid
 reproducible and the caller's RNG untouched. Requested labels are balanced over classes
 (`balanced_labels`). Unlike StudioGAN we test on the test split with fixed steps (no best
 epoch picked on the data we report).
+
+Registered in the metrics registry as `cas` (-> cas, real_acc) and `gan-test` (-> gan_test,
+real_acc), kind "classifier"; cas and gan_test are maximised, real_acc has no direction.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from raygan.metrics.registry import METRICS
 from raygan.metrics.classify import (
     RECIPE,
     Recipe,
@@ -32,6 +36,7 @@ from raygan.metrics.classify import (
     accuracy,
     check_recipe,
     describe_recipe,
+    seeded_fork,
     train_classifier,
 )
 
@@ -47,9 +52,7 @@ def balanced_labels(n: int, num_classes: int, device: Union[str, torch.device] =
 
 def generate(sample: Sampler, labels: torch.Tensor, seed: int, sample_batch: int = 500) -> torch.Tensor:
     """sample(labels) in chunks, under a seeded fork of the global RNG; checks the format."""
-    dev = labels.device
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded_fork(seed):
         parts = [sample(labels[i: i + sample_batch]) for i in range(0, labels.shape[0], sample_batch)]
     images = torch.cat(parts)
     check_images(images, labels, "generated images")
@@ -90,11 +93,11 @@ def cas(
 
 def gan_test(
     sample: Sampler, classifier: nn.Module, num_classes: int, num_samples: int = 10000, recipe: Recipe = RECIPE,
-    seed: int = 0, train_name: str = "train", sample_batch: int = 500,
+    seed: int = 0, train_name: str = "train", sample_batch: int = 500, device: Union[str, torch.device] = "cpu",
 ) -> Tuple[float, Protocol]:
     """Accuracy of `classifier` (the recipe trained on real `train_name` images) on
-    `num_samples` generated images with balanced labels."""
-    labels = balanced_labels(num_samples, num_classes)
+    `num_samples` generated images with balanced labels (made on `device`)."""
+    labels = balanced_labels(num_samples, num_classes, device)
     fake = generate(sample, labels, seed, sample_batch)
     value = accuracy(classifier, fake, labels)
     return value, _protocol("gan_test", recipe, seed, num_samples=num_samples, train=train_name)
@@ -124,3 +127,21 @@ def classification_scores(
                          train_count=int(train[0].shape[0]), test=test_name, test_count=int(test[0].shape[0]),
                          label_distribution="balanced")
     return values, protocol
+
+
+# ---------------------------------------------------------------------- registry entries
+# Classifier metrics need a conditional generator and real labelled splits, not extractor
+# features: the generate task's evaluator computes them (raygan.tasks.generate_eval);
+# `real_acc` is logged beside them as the reference (no direction: it does not judge G).
+def _not_a_feature_metric(name: str):
+    def fn(*_args, **_kwargs):
+        from raygan.errors import ConfigError
+
+        raise ConfigError(f"metric '{name}' is a classifier metric: the generate task's evaluator computes it "
+                          f"from a conditional generator, not from extractor features")
+    return fn
+
+
+METRICS.register("cas", kind="classifier", keys={"cas": "max", "real_acc": None})(_not_a_feature_metric("cas"))
+METRICS.register("gan-test", kind="classifier", keys={"gan_test": "max", "real_acc": None})(
+    _not_a_feature_metric("gan-test"))

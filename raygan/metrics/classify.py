@@ -86,6 +86,23 @@ def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None, wh
         raise ValueError(f"{what}: {images.shape[0]} images but labels of shape {tuple(labels.shape)}")
 
 
+def seeded_fork(seed: int):
+    """A fork of torch's RNG seeded with `seed`: the caller's CPU stream and, once CUDA is in use,
+    every CUDA device's stream (torch.manual_seed reseeds them all) come back untouched."""
+    import contextlib
+
+    in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
+    devices = list(range(torch.cuda.device_count())) if in_use else []
+
+    @contextlib.contextmanager
+    def fork():
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    return fork()
+
+
 def _to_input(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
@@ -168,8 +185,7 @@ def train_classifier(
     dev = torch.device(device) if device is not None else images.device
     images, labels = images.to(dev), labels.to(dev).long()
     channels_last = dev.type == "cpu"  # ~1.5x faster convs on CPU
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded_fork(seed):
         net = SmallCNN(images.shape[1], num_classes, recipe.width).to(dev)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)

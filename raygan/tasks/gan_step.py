@@ -2,8 +2,9 @@
 
 The step knows nothing about which loss, regulariser or augmentation it runs: each is a
 registered piece with a small interface (losses.d_loss/g_loss, reg.penalty/after_d_step,
-diffaugment(x)). Statistics accumulate on the device and are read once per tick, so the
-step never forces a host sync.
+augment(x), and for an adaptive augmentation such as ADA augment.observe(D(real)) and
+augment.step(images, reduce) once per D step on every rank). Statistics accumulate on the
+device and are read once per tick, so the step never forces a host sync.
 
 Under DDP, G and D are each wrapped. D's loss sees only detached fakes, and the G step
 runs through the unwrapped D with its parameters frozen, so each backward all-reduces
@@ -17,6 +18,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import nn
 
+from raygan.engine import dist
 from raygan.engine.ema import ema_beta, update_ema
 from raygan.engine.stats import StepStats
 from raygan.tasks.base import unwrap
@@ -26,14 +28,21 @@ STATS = {"loss_d": "d_steps", "loss_g": "g_steps", "reg": "d_steps", "d_real": "
 
 
 class GANStep:
-    def __init__(self, *, G: nn.Module, D: nn.Module, loss, regularizer, diffaugment: Optional[Callable],
+    def __init__(self, *, G: nn.Module, D: nn.Module, loss, regularizer, diffaugment: Optional[Callable] = None,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, n_critic: int,
                  z_dim: int, num_classes: int, device: torch.device, amp: str = "none",
                  G_ema: Optional[nn.Module] = None, ema_half_life_kimg: float = 0.0,
-                 ema_rampup: Optional[float] = None, global_batch: int = 0):
+                 ema_rampup: Optional[float] = None, global_batch: int = 0,
+                 augment: Optional[Callable] = None):
+        """`augment` (raygan.augment.DAugment, or any callable) is applied to every batch D sees;
+        `diffaugment` is its older name. One with `observe`/`step` (ADA) is fed D's real logits."""
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
-        self.loss, self.reg, self.diffaugment = loss, regularizer, diffaugment
+        self.loss, self.reg = loss, regularizer
+        self.augment = augment if augment is not None else diffaugment
+        self.diffaugment = self.augment  # the older name, kept for callers that read it
+        self.adaptive = self.augment is not None and hasattr(self.augment, "observe") and \
+            getattr(self.augment, "adaptive", self.augment) is not None
         self.opt_g, self.opt_d = opt_g, opt_d
         self.n_critic = n_critic
         self.z_dim, self.num_classes = z_dim, num_classes
@@ -71,7 +80,7 @@ class GANStep:
         return y_real if getattr(self.reg, "pairs_real_and_fake", False) else None
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
-        return self.diffaugment(x) if self.diffaugment is not None else x
+        return self.augment(x) if self.augment is not None else x
 
     # ------------------------------------------------------------------ phases
     def d_step(self, real: torch.Tensor, y_real: Optional[torch.Tensor],
@@ -110,6 +119,9 @@ class GANStep:
                 self.opt_d.step()
                 reg_value = pen.detach()
         self.reg.after_d_step(self.D_plain)
+        if self.adaptive:  # ADA: r_t from this step's real logits; p adjusted every few steps (all ranks)
+            self.augment.observe(d_real)
+            self.augment.step(self.global_batch or n * dist.world_size(), reduce=dist.all_reduce_sum)
         self.stats.add("loss_d", loss)
         self.stats.add("reg", reg_value)
         self.stats.add("d_real", d_real.detach().mean())

@@ -1,9 +1,14 @@
 """Task `generate`: noise (and a class label) -> image, the GAN of the papers this project serves.
 
 Batch: real images (+ labels when conditional) from the in-memory dataset, latents drawn per
-step. Networks: a registered architecture pair (G, D), an EMA copy of G. Phases: n_critic D
-steps and one G step (`GANStep`), composed from the registered loss, regulariser and
-DiffAugment. Judged by feature metrics (FID, KID, IS, PR, DC); picture: a fixed 8x8 grid.
+step; with `data.per_class: K` the dataset is the class-balanced K-per-class subset picked by
+`data.subset_seed` (raygan.data.subsets; the same images on every rank and after a resume, and
+no other image is ever drawn). Networks: a registered architecture pair (G, D), an EMA copy of
+G. Phases: n_critic D steps and one G step (`GANStep`), composed from the registered loss,
+regulariser and D-step augmentation (`augment.diffaugment` then `augment.ada`,
+raygan.augment.build_d_augment). Judged by feature metrics (FID, KID, IS, PR, DC) and, for a
+conditional G, classifier metrics (CAS, GAN-test; raygan.tasks.generate_eval); picture: a
+fixed 8x8 grid. Per tick it logs ADA's p and r_t when ADA runs.
 """
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
-from raygan.augment import build_diffaugment, flip_horizontal
+from raygan.augment import build_d_augment, flip_horizontal
 from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
+from raygan.data.subsets import per_class_indices, subset_protocol
+from raygan.engine import dist
 from raygan.engine.device import make_optimizer
 from raygan.engine.ema import make_ema
-from raygan.errors import ConfigError
+from raygan.errors import CheckpointError, ConfigError
 from raygan.losses import LOSSES
 from raygan.models import ARCHITECTURES, build_models
 from raygan.regularizers import REGULARIZERS
@@ -30,22 +37,34 @@ GRID = 64  # images in the per-tick sample grid
 
 class GenerateTask(Task):
     name = "generate"
-    metric_kinds = ("features",)
+    metric_kinds = ("features", "classifier")
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        from raygan.metrics.registry import kind
+
         super().check_config(cfg)
         ARCHITECTURES.get(cfg.model.arch)
         LOSSES.get(cfg.loss.name)
         REGULARIZERS.get(cfg.regularizer.name)
-        build_diffaugment(cfg.augment.diffaugment)
+        build_d_augment(cfg.augment)
+        clf = [m for m in cfg.eval.metrics if kind(m) == "classifier"]
+        if clf and not cfg.model.conditional:
+            raise ConfigError(f"config: eval.metrics: {', '.join(clf)} need a class-conditional generator "
+                              f"(model.conditional: true); this model is unconditional")
 
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:
         d, ctx = self.cfg.data, self.ctx
+        data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
+                            channels=d.channels, limit=d.limit, download=d.download)
+        self.subset_indices, self.subset = None, None
+        if d.per_class is not None:  # the K-per-class subset: the only images this run ever draws
+            self.subset_indices = per_class_indices(data.labels, d.per_class, d.subset_seed, data.num_classes)
+            self.subset = subset_protocol(self.subset_indices, d.per_class, d.subset_seed)
+            data = _take(data, self.subset_indices, f"per_class={d.per_class}, subset_seed={d.subset_seed}")
         # a small dataset lives on the device as one uint8 tensor and is indexed
-        self.data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
-                                 channels=d.channels, limit=d.limit, download=d.download).to(self.device)
+        self.data = data.to(self.device)
         self.num_classes = self.data.num_classes if self.cfg.model.conditional else 0
         if ctx.batch * ctx.world > len(self.data.labels):
             raise ConfigError(f"config: optim.batch_size {self.cfg.optim.batch_size} is larger than the "
@@ -74,8 +93,8 @@ class GenerateTask(Task):
             G, D = torch.compile(G), torch.compile(D)
         self.G, self.D = G, D
         self.loss = LOSSES.build(cfg.loss.name)
-        self.step = GANStep(G=G, D=D, loss=self.loss, regularizer=self.regularizer,
-                            diffaugment=build_diffaugment(cfg.augment.diffaugment),
+        self.augment = build_d_augment(cfg.augment)
+        self.step = GANStep(G=G, D=D, loss=self.loss, regularizer=self.regularizer, augment=self.augment,
                             opt_g=self.opt_g, opt_d=self.opt_d, n_critic=o.n_critic, z_dim=m.z_dim,
                             num_classes=self.num_classes, device=self.device, amp=ctx.amp,
                             G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
@@ -93,7 +112,7 @@ class GenerateTask(Task):
     def evaluator_for(cls, cfg, device, model_spec):
         from raygan.tasks.generate_eval import Evaluator
 
-        return Evaluator(cfg, device, channels=int(model_spec["channels"]))
+        return Evaluator(cfg, device, channels=int(model_spec["channels"]), model_spec=model_spec)
 
     # ------------------------------------------------------------------ training
     def next_real(self):
@@ -111,6 +130,12 @@ class GenerateTask(Task):
 
     def train_step(self, nimg: int) -> None:
         self.step.step(self.next_real, nimg)
+
+    def end_tick(self, nimg: int) -> Dict[str, float]:
+        """ADA's p now and r_t over the tick (every rank, in lockstep); nothing without ADA."""
+        if self.augment is None:
+            return {}
+        return self.augment.end_tick(dist.all_reduce_sum, self.ctx.rank)
 
     # ------------------------------------------------------------------ evaluation and pictures
     def eval_network(self) -> nn.Module:
@@ -132,11 +157,22 @@ class GenerateTask(Task):
 
     # ------------------------------------------------------------------ state
     def state(self) -> Dict[str, Any]:
-        return {"sampler": self.sampler.state_dict(), "d_steps": self.step.d_steps}
+        st: Dict[str, Any] = {"sampler": self.sampler.state_dict(), "d_steps": self.step.d_steps}
+        if self.augment is not None and self.augment.adaptive is not None:
+            st["augment"] = self.augment.state_dict()  # ADA's p and accumulators
+        if self.subset is not None:
+            st["subset_hash"] = self.subset["subset_hash"]
+        return st
 
     def load_state(self, state: Dict[str, Any], same_world: bool) -> None:
+        if self.subset is not None and state.get("subset_hash") not in (None, self.subset["subset_hash"]):
+            raise CheckpointError(f"the checkpoint was trained on another subset (hash {state['subset_hash']}) "
+                                  f"than data.per_class={self.cfg.data.per_class}, data.subset_seed="
+                                  f"{self.cfg.data.subset_seed} picks ({self.subset['subset_hash']})")
         self.sampler.load_state_dict(state["sampler"])
         self.step.d_steps = int(state["d_steps"])
+        if self.augment is not None and "augment" in state:
+            self.augment.load_state_dict(state["augment"], rank=self.ctx.rank)
 
     def load_networks(self, models: Dict[str, Any], where: Path) -> None:
         if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
@@ -172,12 +208,28 @@ class GenerateTask(Task):
             "applied_arch": self.G_plain.registry_name,
             "applied_spectral_norm": int(any(parametrize.is_parametrized(mod) for mod in self.D_plain.modules())),
             "applied_ema_half_life_kimg": float(step.ema_half_life_kimg if self.G_ema is not None else 0.0),
-            "applied_diffaugment": ",".join(step.diffaugment.ops) if step.diffaugment else "",
+            "applied_diffaugment": ",".join(self.augment.diffaugment.ops)
+            if self.augment is not None and self.augment.diffaugment is not None else "",
+            "applied_augment": self.augment.describe() if self.augment is not None else "",
+            **self._applied_ada(),
+            "applied_per_class": int(self.subset["per_class"]) if self.subset else 0,
+            "applied_train_images": int(len(self.data.labels)),
         }
+
+    def _applied_ada(self) -> Dict[str, Any]:
+        ada = self.augment.adaptive if self.augment is not None else None
+        if ada is None:
+            return {"applied_ada": 0}
+        return {"applied_ada": 1, "applied_ada_ops": ",".join(ada.ops),
+                "applied_ada_target": "fixed p" if ada.target is None else float(ada.target),
+                "applied_ada_speed_kimg": float(ada.speed_kimg), "applied_ada_interval": int(ada.interval)}
 
     # ------------------------------------------------------------------ export
     def model_spec(self) -> Dict[str, Any]:
-        return {"channels": int(self.data.channels), "num_classes": int(self.num_classes)}
+        spec: Dict[str, Any] = {"channels": int(self.data.channels), "num_classes": int(self.num_classes)}
+        if self.subset is not None:  # which images it learnt from (the metric protocol names them)
+            spec["train_subset"] = dict(self.subset)
+        return spec
 
     @classmethod
     def build_inference(cls, cfg, spec: Dict[str, Any]) -> nn.Module:
@@ -194,3 +246,11 @@ class GenerateTask(Task):
         example = self.grid_z[:4].detach().cpu()
         return ExportedModel(G, spec, example)
 
+
+
+def _take(data, indices: torch.Tensor, what: str):
+    """The dataset restricted to `indices` (in that order)."""
+    import dataclasses
+
+    return dataclasses.replace(data, images=data.images[indices], labels=data.labels[indices],
+                               source=f"{data.source} [{what}: {len(indices)} of {len(data.labels)}]")
