@@ -1,7 +1,18 @@
 """cluster.yaml is a valid Ray cluster-launcher config (Ray's own schema and defaults), with
-the pieces the docs promise; k8s/rayjob.yaml is a well-formed KubeRay RayJob."""
+the pieces the docs promise; k8s/rayjob.yaml is a well-formed KubeRay RayJob. Both are secure by
+default: Ray token auth on, MLflow behind basic auth, no port open to the world, credentials
+handed to the nodes from a secret (never in the files), NetworkPolicies for the k8s pods."""
 import copy
+import os
+import re
 import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from pathlib import Path
 
 import pytest
@@ -62,10 +73,18 @@ def test_cluster_yaml_has_cpu_head_gpu_workers_install_storage_and_mlflow(cluste
             shlex.split(cmd)
 
 
+def _k8s_docs(name):
+    return [d for d in yaml.safe_load_all((ROOT / "k8s" / name).read_text()) if d]
+
+
+def _kind(docs, kind):
+    found = [d for d in docs if d["kind"] == kind]
+    assert found, f"no {kind}"
+    return found
+
+
 def test_rayjob_example():
-    docs = list(yaml.safe_load_all((ROOT / "k8s" / "rayjob.yaml").read_text()))
-    assert len(docs) == 1
-    job = docs[0]
+    job = _kind(_k8s_docs("rayjob.yaml"), "RayJob")[0]
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
     spec = job["spec"]
     argv = shlex.split(spec["entrypoint"])
@@ -88,3 +107,255 @@ def test_rayjob_example():
     per_pod_cpus = float(res["cpu"])
     assert group["maxReplicas"] * per_pod_gpus >= workers * gpus  # the request can be met
     assert per_pod_cpus >= cpus and per_pod_gpus >= gpus
+
+
+# ---------------------------------------------------------------------------- security: cluster.yaml
+WORLD = ("0.0.0.0/0", "::/0")
+# Ports that must stay inside the cluster: MLflow, GCS, dashboard/job server, Ray client,
+# object manager, the dashboard agent, the metrics export / Prometheus ports.
+PRIVATE_PORTS = (5000, 6379, 8265, 10001, 8076, 52365, 8080, 44217, 44227)
+
+
+def _launcher_default_rules(sgid, extra):
+    """The inbound rules the AWS launcher puts on its security group (ray 2.60,
+    autoscaler/_private/aws/config.py _create_default_inbound_rules): all traffic from the
+    cluster's own group, SSH from anywhere, then provider.security_group.IpPermissions."""
+    try:
+        from ray.autoscaler._private.aws.config import _create_default_inbound_rules
+    except ImportError:  # needs boto3; the same rules, as that function writes them
+        return ([{"FromPort": -1, "ToPort": -1, "IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sgid}]},
+                 {"FromPort": 22, "ToPort": 22, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+                + list(extra))
+    return _create_default_inbound_rules([sgid], extra)
+
+
+def _open_to_world(rule):
+    cidrs = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
+    return any(c in WORLD for c in cidrs)
+
+
+def _covers(rule, port):
+    if rule.get("IpProtocol") == "-1":
+        return True
+    return rule.get("FromPort", -1) <= port <= rule.get("ToPort", -1)
+
+
+def test_no_security_group_rule_opens_ray_or_mlflow_to_the_world(cluster_config):
+    sg = cluster_config["provider"]["security_group"]  # the group is named and its rules are ours
+    assert sg["GroupName"]
+    extra = sg.get("IpPermissions", [])
+    assert not [r for r in extra if _open_to_world(r)], extra
+    for t in cluster_config["available_node_types"].values():  # no node type brings its own open group
+        assert "SecurityGroupIds" not in t["node_config"] or t["node_config"]["SecurityGroupIds"]
+    rules = _launcher_default_rules("sg-raygan", extra)
+    for port in PRIVATE_PORTS:
+        reach = [r for r in rules if _covers(r, port)]
+        assert reach and not [r for r in reach if _open_to_world(r)], (port, reach)
+        # what does reach them is the cluster's own group
+        assert all(r.get("UserIdGroupPairs") for r in reach), (port, reach)
+
+
+def _start_commands(c):
+    return [cmd for cmd in c["head_start_ray_commands"] + c["worker_start_ray_commands"]
+            if "ray start" in cmd or "mlflow server" in cmd]
+
+
+def test_ray_token_auth_is_on_on_every_node(cluster_config):
+    c = cluster_config
+    env_file = next(cmd for cmd in c["setup_commands"] if "~/.raygan_env" in cmd)
+    lines = [ln.strip().strip("'") for ln in re.findall(r"'[^']*'", env_file)]
+    assert "export RAY_AUTH_MODE=token" in lines  # set, not commented out
+    assert not [ln for ln in lines if ln.startswith("#")]
+    assert c["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # one token, copied over SSH
+    for cmd in _start_commands(c):
+        assert "source ~/.raygan_env" in cmd
+
+
+def _mlflow_command(c):
+    return next(cmd for cmd in c["head_start_ray_commands"] if "mlflow server" in cmd)
+
+
+def test_mlflow_runs_behind_basic_auth_with_credentials_from_the_secret_file(cluster_config):
+    c = cluster_config
+    cmd = _mlflow_command(c)
+    assert "--app-name basic-auth" in cmd and "MLFLOW_AUTH_CONFIG_PATH=" in cmd
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY=$(" in cmd  # basic auth refuses to start without one
+    assert "default_permission = NO_PERMISSIONS" in cmd  # users other than the admin see nothing
+    assert "umask 077" in cmd  # the auth config holds the admin password: mode 600
+    assert '"$MLFLOW_TRACKING_PASSWORD"' in cmd and '"$MLFLOW_TRACKING_USERNAME"' in cmd
+    setup = " ".join(c["setup_commands"])
+    assert "mlflow[auth]" in setup  # the basic-auth app's extra (Flask-WTF)
+    assert c["file_mounts"]["~/.raygan_secrets"].startswith("~/")  # from the user's machine, not the repo
+    assert "chmod 600" in setup and "~/.raygan_secrets" in setup
+    # every node exports the credentials before `ray start`, so jobs and Train workers have them
+    for cmd in _start_commands(c):
+        assert "set -a; source ~/.raygan_secrets; set +a;" in cmd
+        if "ray start" in cmd:
+            assert cmd.index("source ~/.raygan_secrets") < cmd.index("ray start")
+
+
+# Secret-looking names followed by a literal value (not a $VARIABLE, a %s or a reference)
+_ASSIGN = re.compile(r"\b([A-Z][A-Z0-9_]*(?:PASSWORD|TOKEN|SECRET)[A-Z0-9_]*|(?i:admin_password|password|auth_token))"
+                     r"\s*[=:]\s*"
+                     r"(?![\"']?\$|%s|\{|\s*$)([\"']?[^\s\"'\\]+)")
+
+
+def _plaintext_credentials(text):
+    found = []
+    for m in _ASSIGN.finditer(text):
+        line = text[text.rfind("\n", 0, m.start()) + 1:text.find("\n", m.end())]
+        if "--from-literal" in line or "secretKeyRef" in line or "valueFrom" in m.group(0):
+            continue
+        found.append(m.group(0))
+    return found
+
+
+def test_detector_finds_plaintext_credentials():
+    for bad in ["MLFLOW_TRACKING_PASSWORD=hunter2", "admin_password = password1234", "RAY_AUTH_TOKEN: abc123",
+                "- name: X\n  password: s3cret", "auth_token: 0123abcd"]:
+        assert _plaintext_credentials(bad), bad
+    for ok in ['"$MLFLOW_TRACKING_PASSWORD"', "admin_password = %s", "RAY_AUTH_TOKEN=$(cat f)",
+               "password: {secretKeyRef: {name: a, key: b}}", "MLFLOW_TRACKING_PASSWORD=%s\\n",
+               "secretName: raygan-ray-token"]:
+        assert not _plaintext_credentials(ok), ok
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "k8s/rayjob.yaml", "k8s/mlflow.yaml"])
+def test_no_plaintext_credentials_in_the_files(name):
+    text = (ROOT / name).read_text()
+    assert not _plaintext_credentials(text), _plaintext_credentials(text)
+    assert "password1234" not in text
+
+
+# ---------------------------------------------------------------------------- security: k8s
+def _containers(pod_template):
+    return pod_template["spec"]["containers"]
+
+
+def _secret_env(container, name):
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert name in env, (container["name"], name)
+    assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"], env[name]
+    return env[name]["valueFrom"]["secretKeyRef"]
+
+
+def _selects(policy, labels):
+    want = policy["spec"]["podSelector"].get("matchLabels", {})
+    return bool(want) and all(labels.get(k) == v for k, v in want.items())
+
+
+def test_rayjob_has_token_auth_and_mlflow_credentials_from_secrets():
+    job = _kind(_k8s_docs("rayjob.yaml"), "RayJob")[0]
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"]["mode"] == "token" and cluster["authOptions"]["secretName"]
+    templates = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    for t in templates:
+        for c in _containers(t):
+            assert _secret_env(c, "MLFLOW_TRACKING_USERNAME")["name"] == _secret_env(c, "MLFLOW_TRACKING_PASSWORD")["name"]
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert not [k for k in env if re.search("PASSWORD|TOKEN|SECRET", k)], env  # job records are readable
+
+
+def test_network_policies_select_the_ray_and_mlflow_pods_and_admit_only_them():
+    rj, ml = _k8s_docs("rayjob.yaml"), _k8s_docs("mlflow.yaml")
+    job = _kind(rj, "RayJob")[0]
+    cluster = job["spec"]["rayClusterSpec"]
+    ray_labels = [cluster["headGroupSpec"]["template"]["metadata"]["labels"]] + \
+        [g["template"]["metadata"]["labels"] for g in cluster["workerGroupSpecs"]]
+    ray_policy = [p for p in _kind(rj, "NetworkPolicy") if all(_selects(p, lab) for lab in ray_labels)]
+    assert ray_policy, "no NetworkPolicy selects every Ray pod of the RayJob"
+    for p in ray_policy:
+        assert "Ingress" in p["spec"]["policyTypes"]
+        for rule in p["spec"]["ingress"]:
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer or peer["ipBlock"]["cidr"] not in WORLD
+                assert peer.get("podSelector", {}).get("matchLabels"), peer  # named pods, not everyone
+            if not any(_selects({"spec": {"podSelector": peer["podSelector"]}}, ray_labels[0])
+                       for peer in rule["from"] if "namespaceSelector" not in peer):
+                assert [pt["port"] for pt in rule["ports"]] == [8265], rule  # outsiders: the dashboard only
+
+    deploy = _kind(ml, "Deployment")[0]
+    mlflow_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    args = " ".join(_containers(deploy["spec"]["template"])[0]["args"])
+    assert "--app-name basic-auth" in args and "NO_PERMISSIONS" in args and "umask 077" in args
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY=$(" in args
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        _secret_env(_containers(deploy["spec"]["template"])[0], var)
+    assert _kind(ml, "Service")[0]["spec"].get("type", "ClusterIP") == "ClusterIP"
+    mlflow_policy = [p for p in _kind(ml, "NetworkPolicy") if _selects(p, mlflow_labels)]
+    assert mlflow_policy, "no NetworkPolicy selects the MLflow pod"
+    for p in mlflow_policy:
+        for rule in p["spec"]["ingress"]:
+            assert [pt["port"] for pt in rule["ports"]] == [5000]
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer
+                # the peers are the Ray pods (every Ray pod matches), nothing broader
+                assert all(_selects({"spec": {"podSelector": peer["podSelector"]}}, lab) for lab in ray_labels)
+    # the job logs to that server
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert env["MLFLOW_TRACKING_URI"] == f"http://{_kind(ml, 'Service')[0]['metadata']['name']}:5000"
+
+
+# ---------------------------------------------------------------------------- the head's MLflow, run
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _status(url, auth=None):
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_the_heads_mlflow_command_refuses_requests_without_the_password(cluster_config, tmp_path):
+    """cluster.yaml's own MLflow start command, run here with local paths and a free port: no
+    credentials or wrong ones get 401, the secret file's get in, the auth config is mode 600."""
+    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
+    (tmp_path / "mlflow").mkdir()
+    (tmp_path / ".raygan_env").write_text("export RAYGAN_BUCKET=unused\n")
+    password = "pw-" + os.urandom(8).hex()
+    (tmp_path / ".raygan_secrets").write_text(f"MLFLOW_TRACKING_USERNAME=admin\nMLFLOW_TRACKING_PASSWORD={password}\n")
+    port = _free_port()
+    cmd = (_mlflow_command(cluster_config).replace("/home/ubuntu/", f"{tmp_path}/")
+           .replace("s3://$RAYGAN_BUCKET/mlflow", str(tmp_path / "artifacts")).replace("--port 5000", f"--port {port}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    shell = subprocess.Popen(["bash", "-c", cmd], env=env, cwd=tmp_path, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        shell.wait(timeout=30)  # backgrounds the server and returns
+        server = int((tmp_path / "mlflow" / "server.pid").read_text())
+        deadline = time.time() + 120
+        while True:
+            try:
+                code = _status(url)
+                break
+            except OSError:
+                gone = not os.path.exists(f"/proc/{server}")
+                if gone or time.time() > deadline:
+                    pytest.fail((tmp_path / "mlflow" / "server.log").read_text()[-3000:])
+                time.sleep(1)
+        assert code == 401
+        assert _status(url, ("admin", "wrong")) == 401
+        assert _status(url, ("admin", password)) == 200
+        assert (tmp_path / "mlflow" / "basic_auth.ini").stat().st_mode & 0o077 == 0
+    finally:
+        pid = int((tmp_path / "mlflow" / "server.pid").read_text()) if (tmp_path / "mlflow" / "server.pid").exists() else None
+        try:
+            os.killpg(shell.pid, 15)  # the server and its workers: the session this test started
+        except ProcessLookupError:
+            pass
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
