@@ -133,6 +133,7 @@ class RepairConfig(_Strict):
     adv_weight: float = Field(default=1.0, ge=0)  # 0: the plain regression baseline, same network
     feature_weight: float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
     feature_extractor: str = "fmnist-cnn"
+    adv_warmup_kimg: float = Field(default=0.0, ge=0)  # L1 (+ features) only this long; D not trained yet
 
 
 class TranslateConfig(_Strict):

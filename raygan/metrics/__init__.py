@@ -13,6 +13,7 @@ from raygan.metrics.inception_score import inception_score
 from raygan.metrics.kid import kid
 from raygan.metrics.prdc import density_coverage, precision_recall
 from raygan.metrics.stats import FeatureStats, feature_stats
+from raygan.metrics import restoration  # noqa: F401 (registers psnr, ssim, psnr_masked)
 from raygan.metrics.evaluate import (  # noqa: E402 (after the pieces it builds on)
     METRICS,
     Protocol,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from raygan.errors import ConfigError
+from raygan.metrics.registry import METRICS
 
 Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 Y_OFFSET = 16 / 255
@@ -143,3 +144,9 @@ def protocol(channels: int, *, crop: int = 0, y_channel: bool = True) -> Dict[st
         "ssim": {"window": "gaussian", "size": SSIM_WINDOW, "sigma": SSIM_SIGMA, "k1": SSIM_K1, "k2": SSIM_K2},
         "averaging": "per image, then mean",
     }
+
+
+# Registered for configs, `raygan eval --metrics` and Tune objectives (the repair task computes them).
+METRICS.register("psnr", kind="restoration", keys={"psnr": "max"})(psnr)
+METRICS.register("ssim", kind="restoration", keys={"ssim": "max"})(ssim)
+METRICS.register("psnr_masked", kind="restoration", keys={"psnr_masked": "max"})(masked_psnr)

@@ -27,5 +27,8 @@ def check_config(cfg) -> None:
 from raygan.tasks.generate import GenerateTask  # noqa: E402
 
 TASKS.register("generate")(GenerateTask)
+from raygan.tasks.repair import RepairTask  # noqa: E402
+
+TASKS.register("repair")(RepairTask)
 
 __all__ = ["TASKS", "Task", "TaskContext", "ExportedModel", "unwrap", "task_class", "check_config"]
