@@ -186,3 +186,47 @@ def test_reap_ends_the_recorded_process_and_spares_a_reused_pid():
         assert p.wait(timeout=5) == -signal.SIGTERM
     finally:
         p.kill()
+
+
+TRAIN_DRIVER = textwrap.dedent("""
+    import json, os, sys, tempfile
+    sys.path.insert(0, {repo!r})
+    import ray
+    from raygan.distributed import cluster
+    cluster.connect(None, log_to_driver=False)
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    def loop(out):
+        import psutil, torch, torch.distributed as dist
+        t = torch.ones(1)
+        dist.all_reduce(t)  # the process group is up: its store and gloo pairs listen now
+        socks = [[c.laddr.ip, c.laddr.port] for c in psutil.Process().net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN]
+        with open(f"{{out}}/rank{{dist.get_rank()}}.json", "w") as f:
+            json.dump(socks, f)
+
+    out, store = tempfile.mkdtemp(dir=os.getcwd()), tempfile.mkdtemp(dir=os.getcwd())  # absolute
+    TorchTrainer(lambda: loop(out), scaling_config=ScalingConfig(num_workers=2),
+                 run_config=RunConfig(storage_path=store, name="probe")).fit()
+    import glob
+    print(json.dumps([s for p in sorted(glob.glob(out + "/rank*.json")) for s in json.load(open(p))]), flush=True)
+    ray.shutdown()
+""")
+
+
+def test_ray_train_workers_listen_on_loopback_only(ray_tmp):
+    """Rank 0's rendezvous store (torch's TCPStore) would listen on `::` without the setup hook."""
+    code = TRAIN_DRIVER.format(repo=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(ray_tmp), cwd=ray_tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    socks = json.loads(out.strip().splitlines()[-1])
+    assert len(socks) >= 3, socks  # the store and the ranks' gloo pairs
+    exposed = [s for s in socks if s[0] not in LOOPBACK]
+    assert not exposed, f"Train workers listening beyond loopback: {exposed}"

@@ -10,6 +10,8 @@
   also turns them off on release wheels; this does not depend on it).
 - Ray token auth: Ray 2.60 switches it on by itself for a new local cluster (token in
   ~/.ray/auth_token) unless RAY_AUTH_MODE says otherwise.
+- Ray Train's workers: torch's rendezvous store (a TCPStore on rank 0) binds to every
+  interface; a worker setup hook hands it a socket bound to 127.0.0.1 instead.
 - A killed driver: Ray kills its GCS and raylet with it (PR_SET_PDEATHSIG), but the dashboard
   and runtime-env agents then spend 60 s publishing an error to the dead GCS before they exit
   (measured on ray 2.60: 60-65 s). A watchdog process ends them at once.
@@ -18,9 +20,12 @@ To share a machine's Ray deliberately, start it yourself (`ray start --head ...`
 """
 from __future__ import annotations
 
+import importlib
+import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,8 +82,55 @@ def loopback_only() -> Iterator[None]:
 
 
 def init_kwargs() -> Dict[str, Any]:
-    """ray.init arguments for a local cluster: node and dashboard on loopback."""
-    return {"_node_ip_address": LOOPBACK, "dashboard_host": LOOPBACK}
+    """ray.init arguments for a local cluster: node and dashboard on loopback, and every worker
+    set up so that torch's rendezvous store listens on loopback too."""
+    return {"_node_ip_address": LOOPBACK, "dashboard_host": LOOPBACK,
+            "runtime_env": {"worker_process_setup_hook": loopback_rendezvous}}
+
+
+# ---------------------------------------------------------------------------- torch rendezvous
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _loopback_store(hostname: str, port: int, world_size: int, timeout, use_libuv: bool = True):
+    """Rank 0's TCPStore on a socket bound to hostname:port (a loopback address). TCPStore binds
+    its own socket to every interface and has no bind address option, but takes a listening
+    socket (master_listen_fd), whose ownership passes to it."""
+    from torch.distributed import TCPStore
+
+    family = socket.AF_INET6 if ":" in hostname else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((hostname.strip("[]"), port))
+    sock.listen(1024)
+    return TCPStore(host_name=hostname, port=port, world_size=world_size, is_master=True, timeout=timeout,
+                    multi_tenant=True, master_listen_fd=sock.detach(), use_libuv=use_libuv)
+
+
+def loopback_rendezvous() -> None:
+    """Worker setup hook of a local cluster: Ray Train's process group (tcp:// or env://
+    rendezvous at MASTER_ADDR, here 127.0.0.1) gets a store that listens on loopback only.
+    Anything else (another rank, a non-loopback address, an unknown torch) goes to torch as is."""
+    try:  # the module (`import torch.distributed.rendezvous as m` yields the function of that name)
+        rdzv = importlib.import_module("torch.distributed.rendezvous")
+    except Exception:  # no torch or no distributed build: nothing listens
+        return
+    original = getattr(rdzv, "_create_c10d_store", None)
+    if original is None or getattr(original, "raygan_loopback", False):
+        return
+
+    def create(hostname, port, rank, world_size, timeout, use_libuv=True):
+        served_elsewhere = getattr(rdzv, "_agent_store_serves", lambda h, p: False)(hostname, port)
+        if rank != 0 or served_elsewhere or not _is_loopback(hostname):
+            return original(hostname, port, rank, world_size, timeout, use_libuv)
+        return _loopback_store(hostname, port, world_size, timeout, use_libuv)
+
+    create.raygan_loopback = True
+    rdzv._create_c10d_store = create
 
 
 # ---------------------------------------------------------------------------- watchdog
