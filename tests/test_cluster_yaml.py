@@ -6,6 +6,7 @@ import copy
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -130,7 +131,8 @@ def _launcher_default_rules(sgid, extra):
 
 
 def _open_to_world(rule):
-    cidrs = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
+    cidrs = [r.get("CidrIp") for r in rule.get("IpRanges", [])]
+    cidrs += [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
     return any(c in WORLD for c in cidrs)
 
 
@@ -251,7 +253,8 @@ def test_rayjob_has_token_auth_and_mlflow_credentials_from_secrets():
     templates = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
     for t in templates:
         for c in _containers(t):
-            assert _secret_env(c, "MLFLOW_TRACKING_USERNAME")["name"] == _secret_env(c, "MLFLOW_TRACKING_PASSWORD")["name"]
+            user, password = (_secret_env(c, v) for v in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"))
+            assert user["name"] == password["name"]
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
     assert not [k for k in env if re.search("PASSWORD|TOKEN|SECRET", k)], env  # job records are readable
 
@@ -349,13 +352,14 @@ def test_the_heads_mlflow_command_refuses_requests_without_the_password(cluster_
         assert _status(url, ("admin", password)) == 200
         assert (tmp_path / "mlflow" / "basic_auth.ini").stat().st_mode & 0o077 == 0
     finally:
-        pid = int((tmp_path / "mlflow" / "server.pid").read_text()) if (tmp_path / "mlflow" / "server.pid").exists() else None
+        pidfile = tmp_path / "mlflow" / "server.pid"
+        pid = int(pidfile.read_text()) if pidfile.exists() else None
         try:
-            os.killpg(shell.pid, 15)  # the server and its workers: the session this test started
+            os.killpg(shell.pid, signal.SIGTERM)  # the server and its workers: the session this test started
         except ProcessLookupError:
             pass
         if pid:
             try:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
