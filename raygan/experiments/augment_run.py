@@ -1,0 +1,240 @@
+"""`raygan augment` with a real GAN: the entry point behind the command (torch only; MLflow
+logging lives in raygan.tracking.augment and is called by the CLI layer).
+
+    from raygan.experiments.augment_run import run_augment
+    out = run_augment(run_dir=None, real_per_class=[10, 50, 100], synthetic_per_class=1000,
+                      classic="flip,translate,rotate,scale", seeds=3)
+    print(out.table)
+
+Where the generated images come from:
+* no `run_dir` (the experiment's own protocol): for every K and seed s a conditional GAN is
+  trained with the engine (`raygan.trainer.Trainer`) on exactly the K-per-class subset the
+  classifiers use (`data.per_class=K`, `data.subset_seed=s`, checked index for index after
+  the GAN's data is built), from `base` (a preset name or a Config; default
+  `fmnist-cgan-100pc`) and `gan_kimg`. Nothing any model of a cell learns from lies outside
+  its subset.
+* `run_dir`: one given run's conditional generator (its last checkpoint, loaded without a
+  trainer) serves every cell. It learnt from that run's training data, which is recorded in the
+  protocol (`gan_train_images`, its subset hash if any); when that is more than a cell's K per
+  class the +gan conditions see more data than real-only does, and a warning says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from raygan.errors import ConfigError
+from raygan.experiments.augment import (CONDITIONS, AugmentResult, plot, render_table,
+                                        run_augment_experiment)
+from raygan.metrics.cas import Sampler
+from raygan.metrics.classify import RECIPE, Recipe
+
+DEFAULT_BASE = "fmnist-cgan-100pc"
+
+
+@dataclass
+class AugmentOutcome:
+    result: AugmentResult
+    table: str
+    plot_path: Optional[str]
+    protocol: Dict[str, Any]
+    gans: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # "K=10 seed=0" -> what trained it
+
+
+def generator_sampler(G: nn.Module, device: Union[str, torch.device] = "cpu") -> Sampler:
+    """labels -> uint8 images of a conditional G (eval mode, latents from torch's RNG, which
+    `raygan.metrics.cas.generate` forks and seeds); images come back on the CPU."""
+    from raygan.metrics import to_uint8
+
+    dev = torch.device(device)
+    G = G.to(dev).eval()
+
+    @torch.no_grad()
+    def sample(labels: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(labels.shape[0], G.z_dim, device=dev)
+        return to_uint8(G(z, labels.to(dev)).float()).cpu()
+
+    return sample
+
+
+def _base_config(base: Any, overrides: Sequence[str]):
+    from raygan.config import Config, build_config, deep_merge, load_config, parse_override
+
+    if isinstance(base, Config):
+        data = base.to_dict()
+        for item in overrides:
+            data = deep_merge(data, parse_override(item))
+        return build_config(data)
+    return load_config(base, None, list(overrides))
+
+
+def subset_gan_config(base_cfg, k: int, seed: int, gan_kimg: Optional[float] = None, num_classes: int = 10,
+                      log: Callable[[str], None] = lambda s: None):
+    """The base config on exactly the K-per-class subset of `seed`: conditional, no tracking,
+    no evaluation. A batch larger than the subset (K x num_classes images) is lowered to the
+    largest power of two that fits (logged)."""
+    from raygan.config import build_config
+
+    data = base_cfg.to_dict()
+    data["data"].update(per_class=int(k), subset_seed=int(seed))
+    data["model"]["conditional"] = True
+    data["tracking"]["enabled"] = False
+    data["eval"]["metrics"] = []
+    data["train"]["eval_ticks"] = 0
+    if gan_kimg is not None:
+        data["train"]["total_kimg"] = float(gan_kimg)
+    n = k * num_classes
+    if data["optim"]["batch_size"] > n:
+        b = 1 << (n.bit_length() - 1)
+        log(f"K={k}: optim.batch_size {data['optim']['batch_size']} > {n} images; using {b}")
+        data["optim"]["batch_size"] = b
+    return build_config(data)
+
+
+def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg: Optional[float] = None,
+                     run_dir: Optional[Path] = None, device: Optional[torch.device] = None, num_classes: int = 10,
+                     log: Callable[[str], None] = lambda s: None):
+    """Train a conditional GAN with the engine on the K-per-class subset; returns (sampler, info).
+    Refuses to go on if the engine's training images are not exactly `subset`."""
+    import time
+
+    from raygan.trainer import Trainer
+
+    cfg = subset_gan_config(base_cfg, k, seed, gan_kimg, num_classes, log)
+    trainer = Trainer(cfg, run_dir, device=device, evaluator=None)
+    got = trainer.task.subset_indices
+    if got is None or not torch.equal(got.cpu(), subset.cpu()):
+        raise RuntimeError(f"K={k} seed={seed}: the GAN's training images are not the classifiers' subset")
+    t0 = time.time()
+    summary = trainer.run()
+    G = trainer.task.eval_network()
+    info = {"source": "trained", "per_class": int(k), "subset_seed": int(seed), "kimg": float(summary["kimg"]),
+            "subset_hash": trainer.task.subset["subset_hash"], "train_images": int(len(trainer.task.data.labels)),
+            "wall_s": round(time.time() - t0, 1), "network": "G_ema" if trainer.task.G_ema is not None else "G",
+            "augment": trainer.task.applied().get("applied_augment", "")}
+    log(f"K={k} seed={seed}: GAN trained on {info['train_images']} images, {info['kimg']:g} kimg "
+        f"in {info['wall_s']:.0f} s ({info['augment'] or 'no D augmentation'})")
+    return generator_sampler(G, trainer.device), info
+
+
+def load_run_generator(run_dir: Union[str, Path], device: Optional[torch.device] = None):
+    """The exported (EMA) generator of a run's last checkpoint (or of a checkpoint directory)."""
+    from raygan.engine.checkpoint import list_checkpoints
+    from raygan.tasks.loading import load_model
+
+    p = Path(run_dir)
+    ckpt = p if (p / "state.pt").is_file() else None
+    if ckpt is None:
+        found = list_checkpoints(p / "checkpoints") if (p / "checkpoints").is_dir() else []
+        if not found:
+            raise ConfigError(f"--run-dir {run_dir}: no checkpoint found (looked in {p / 'checkpoints'})")
+        ckpt = Path(found[-1])
+    loaded = load_model(ckpt, device=device, expect_task="generate")
+    if int(loaded.model_spec.get("num_classes") or 0) < 2:
+        raise ConfigError(f"--run-dir {run_dir}: the generator is unconditional; +gan needs a class-conditional one "
+                          f"(model.conditional: true)")
+    return loaded
+
+
+def run_augment(
+    run_dir: Union[str, Path, None] = None,
+    real_per_class: Sequence[int] = (10, 50, 100),
+    synthetic_per_class: int = 1000,
+    classic: Union[str, Sequence[str]] = "flip,translate,rotate,scale",
+    seeds: Union[int, Sequence[int]] = 3,
+    *,
+    base: Any = DEFAULT_BASE,
+    overrides: Sequence[str] = (),
+    gan_kimg: Optional[float] = None,
+    conditions: Sequence[str] = CONDITIONS,
+    recipe: Recipe = RECIPE,
+    work_dir: Union[str, Path, None] = None,
+    plot_path: Union[str, Path, None] = None,
+    device: Union[str, torch.device, None] = None,
+    log: Callable[[str], None] = print,
+) -> AugmentOutcome:
+    """The whole `raygan augment` experiment; see the module docstring.
+
+    `seeds`: a count n (seeds 0..n-1) or the seeds themselves. `base`/`overrides`/`gan_kimg`:
+    the GAN each cell trains (ignored with `run_dir`, whose data format the classifiers then
+    use). `work_dir` keeps each cell's GAN run (checkpoints, sample grids); default: a temp
+    dir. `plot_path`: where the PNG goes (default work_dir/augment.png)."""
+    from raygan.data import load_dataset
+    from raygan.engine.device import resolve_device
+
+    seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
+    if isinstance(seeds, int) and seeds < 1:
+        raise ConfigError(f"--seeds needs a positive count or a list of seeds, got {seeds!r}")
+    dev = resolve_device(str(device) if device is not None else "auto")
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="raygan-augment-"))
+    work.mkdir(parents=True, exist_ok=True)
+    gans: Dict[str, Dict[str, Any]] = {}
+    need_gan = any("gan" in c for c in conditions)
+
+    if run_dir is not None:
+        loaded = load_run_generator(run_dir, dev) if need_gan else None
+        cfg = loaded.config if loaded is not None else _base_config(base, overrides)
+    else:
+        loaded = None
+        cfg = _base_config(base, overrides)
+    d = cfg.data
+    channels = int(loaded.model_spec["channels"]) if loaded is not None else d.channels
+    train = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution, channels=channels,
+                         download=d.download)
+    test = load_dataset(d.name, root=d.root, split="test", resolution=d.resolution, channels=channels,
+                        download=d.download)
+
+    if loaded is not None:
+        sample = generator_sampler(loaded.module, dev)
+        sub = loaded.model_spec.get("train_subset") or {}
+        run_info = {"source": f"run {run_dir}", "checkpoint": loaded.checkpoint, "kimg": loaded.nimg / 1000,
+                    "train_images": int(sub.get("subset_size") or (loaded.config.data.limit or len(train.labels))),
+                    "subset_hash": sub.get("subset_hash", "")}
+        too_much = [k for k in real_per_class if run_info["train_images"] > k * train.num_classes]
+        if too_much:
+            log(f"warning: the given generator learnt from {run_info['train_images']} training images, more than "
+                f"K per class for K={','.join(map(str, too_much))}: +gan there uses data real-only does not see")
+
+        def make_sampler(k: int, s: int, idx: torch.Tensor) -> Sampler:
+            gans[f"K={k} seed={s}"] = run_info
+            return sample
+    else:
+        def make_sampler(k: int, s: int, idx: torch.Tensor) -> Sampler:
+            smp, info = train_subset_gan(cfg, k, s, idx, gan_kimg, work / f"gan-K{k}-s{s}", dev, train.num_classes,
+                                         log)
+            gans[f"K={k} seed={s}"] = info
+            return smp
+
+    result = run_augment_experiment(
+        (train.images, train.labels), (test.images, test.labels), train.num_classes, list(real_per_class),
+        seed_list, make_sampler if need_gan else None, synthetic_per_class, classic, recipe, conditions, log,
+        train_name=f"{d.name}:train", test_name=f"{d.name}:test")
+    protocol = dict(result.protocol)
+    protocol["gan_source"] = f"run {run_dir}" if run_dir is not None else "trained per (K, seed) on the subset"
+    if run_dir is None and need_gan:
+        gcfg = subset_gan_config(cfg, max(real_per_class), 0, gan_kimg, train.num_classes)
+        protocol.update({"gan_base": cfg.preset or "config", "gan_arch": gcfg.model.arch,
+                         "gan_kimg": gcfg.train.total_kimg, "gan_augment": _augment_name(gcfg)})
+    elif loaded is not None:
+        protocol.update({"gan_checkpoint": loaded.checkpoint, "gan_train_images": run_info["train_images"],
+                         "gan_subset_hash": run_info["subset_hash"]})
+    result = dataclasses.replace(result, protocol=protocol)
+    table = render_table(result)
+    png = plot(result, str(plot_path or work / "augment.png"))
+    log(table)
+    return AugmentOutcome(result, table, png, protocol, gans)
+
+
+def _augment_name(cfg) -> str:
+    parts: List[str] = []
+    if cfg.augment.diffaugment:
+        parts.append(f"diffaugment({cfg.augment.diffaugment})")
+    if cfg.augment.ada is not None and cfg.augment.ada.enabled:
+        parts.append(f"ada(target={cfg.augment.ada.target})")
+    return "+".join(parts) or "none"

@@ -1,0 +1,85 @@
+"""`raygan augment` with real GANs: per (K, seed) a conditional GAN trained by the engine on
+exactly the classifiers' subset, or one given run's generator; logged to MLflow as a parent
+run with a child per cell."""
+import dataclasses
+
+import pytest
+import torch
+
+from raygan.config import load_config
+from raygan.data import load_dataset
+from raygan.data.subsets import per_class_indices, subset_protocol
+from raygan.errors import ConfigError
+from raygan.experiments.augment import CONDITIONS
+from raygan.experiments.augment_run import run_augment, subset_gan_config
+from raygan.metrics.classify import RECIPE
+from raygan.trainer import Trainer
+
+FAST = dataclasses.replace(RECIPE, steps=40, batch_size=32)
+BASE = ["data.name=digits", "data.resolution=28", "model.arch=dcgan", "model.z_dim=16", "model.g={ngf: 8}",
+        "model.d={ndf: 8}", "optim.batch_size=32", "ema.half_life_kimg=0.5", "train.tick_kimg=0.128",
+        "augment.diffaugment=translation", "tracking.enabled=false", "eval.metrics=[]"]
+
+
+def test_each_cell_trains_a_conditional_gan_on_exactly_its_subset(tmp_path):
+    base = load_config(None, None, BASE)
+    logs = []
+    out = run_augment(None, real_per_class=[2, 5], synthetic_per_class=3, classic="flip", seeds=[0, 1], base=base,
+                      gan_kimg=0.128, recipe=FAST, work_dir=tmp_path, log=logs.append)
+    labels = load_dataset("digits", split="train", resolution=28).labels
+    assert [(r.k, r.condition) for r in out.result.rows] == [(k, c) for k in (2, 5) for c in CONDITIONS]
+    assert all(0 <= v <= 1 for r in out.result.rows for v in r.values)
+    for k in (2, 5):
+        for s in (0, 1):
+            info = out.gans[f"K={k} seed={s}"]
+            want = subset_protocol(per_class_indices(labels, k, s, 10), k, s)
+            assert info["subset_hash"] == want["subset_hash"] and info["train_images"] == 10 * k
+            assert info["source"] == "trained" and info["kimg"] >= 0.128
+            assert (tmp_path / f"gan-K{k}-s{s}" / "checkpoints").is_dir()
+    assert any("batch_size 32 > 20 images; using 16" in m for m in logs)  # K=2: 20 images
+    assert out.protocol["gan_source"].startswith("trained per (K, seed)") and out.protocol["gan_arch"] == "dcgan"
+    assert out.table.splitlines()[1].split() == ["K/class", *CONDITIONS]
+    assert open(out.plot_path, "rb").read(4) == b"\x89PNG"
+
+
+def test_subset_gan_config_is_conditional_and_on_the_subset():
+    cfg = subset_gan_config(load_config(None, None, BASE), 7, 3, 2.5)
+    assert (cfg.data.per_class, cfg.data.subset_seed, cfg.model.conditional, cfg.train.total_kimg) == (7, 3, True, 2.5)
+    assert cfg.eval.metrics == [] and not cfg.tracking.enabled
+
+
+def test_a_given_run_serves_every_cell_and_is_logged_to_mlflow(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, None, BASE + ["model.conditional=true", "train.total_kimg=0.128", "data.per_class=20"])
+    Trainer(cfg, tmp_path / "run", evaluator=None).run()
+    logs = []
+    out = run_augment(tmp_path / "run", real_per_class=[3], synthetic_per_class=2, classic="flip", seeds=1,
+                      conditions=["real", "real+gan"], recipe=FAST, work_dir=tmp_path / "w", log=logs.append)
+    assert out.protocol["gan_train_images"] == 200 and out.protocol["gan_subset_hash"]
+    assert any("more than K per class for K=3" in m for m in logs)  # said plainly: +gan saw more data
+
+    from raygan.tracking.augment import log_augment
+    from raygan.tracking.store import open_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    pid = log_augment(out, uri=uri, experiment="aug")
+    client = open_client(uri)
+    parent = client.get_run(pid)
+    assert parent.info.status == "FINISHED" and parent.data.params["per_class"] == "3"
+    assert "acc_mean/K3/real_gan" in parent.data.metrics
+    arts = {a.path for a in client.list_artifacts(pid, "augment")}
+    assert {"augment/table.txt", "augment/augment.png", "augment/rows.json", "augment/gans.json"} <= arts
+    kids = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{pid}'")
+    assert sorted(k.data.params["condition"] for k in kids) == ["real", "real+gan"]
+    for k in kids:
+        row = out.result.row(3, k.data.params["condition"])
+        assert k.data.metrics["acc_mean"] == pytest.approx(row.mean)
+        assert [m.value for m in client.get_metric_history(k.info.run_id, "acc")] == pytest.approx(row.values)
+
+
+def test_unconditional_run_is_refused(tmp_path):
+    Trainer(load_config(None, None, BASE + ["train.total_kimg=0.064"]), tmp_path / "u", evaluator=None).run()
+    with pytest.raises(ConfigError, match="unconditional"):
+        run_augment(tmp_path / "u", real_per_class=[3], seeds=1, recipe=FAST, log=lambda s: None)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        run_augment(tmp_path / "nothing", real_per_class=[3], seeds=1, recipe=FAST, log=lambda s: None)
