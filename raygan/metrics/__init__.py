@@ -25,6 +25,7 @@ from raygan.metrics.evaluate import (  # noqa: E402 (after the pieces it builds 
     to_uint8,
 )
 from raygan.metrics import cas as _cas  # noqa: E402,F401  (registers cas, gan-test)
+from raygan.metrics import translation  # noqa: E402,F401  (registers fid-a2b, fid-b2a, domain-acc, cycle-psnr)
 
 __all__ = [
     "EXTRACTORS",
