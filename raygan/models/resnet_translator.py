@@ -98,6 +98,11 @@ class ResnetTranslator(nn.Module):
         self.model = nn.Sequential(*layers)
         self.apply(init_weights)
 
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this (the two stride-2 steps)."""
+        return 2**DOWNSAMPLINGS
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         step = 2**DOWNSAMPLINGS

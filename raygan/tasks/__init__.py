@@ -27,6 +27,9 @@ def check_config(cfg) -> None:
 from raygan.tasks.generate import GenerateTask  # noqa: E402
 
 TASKS.register("generate")(GenerateTask)
+from raygan.tasks.translate import TranslateTask  # noqa: E402
+
+TASKS.register("translate")(TranslateTask)
 from raygan.tasks.repair import RepairTask  # noqa: E402
 
 TASKS.register("repair")(RepairTask)
