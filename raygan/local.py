@@ -1,50 +1,117 @@
-"""The local host: one plain process runs the loop, reporting to the console, the run's
-metrics.jsonl and MLflow. `raygan train` without --workers ends here."""
+"""The local host: one plain process runs the loop, reporting to the console, the run store
+(metrics.jsonl, samples) and MLflow. `raygan train` without --workers ends here; the Ray
+worker's rank 0 builds the same reporters through `make_reporters`.
+
+Nothing is written until the run can start: the run dir is checked (free or resumable,
+writable), the tracking store opens and the task builds its data and networks first; a start
+that fails removes a run dir it created. The run dir is locked while the run lives.
+"""
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
+from raygan import storage
 from raygan.config import Config
-from raygan.engine import rundir
-from raygan.engine.reporter import ConsoleReporter, JsonlReporter, MultiReporter
+from raygan.engine.reporter import ConsoleReporter, JsonlReporter, MultiReporter, Reporter
+from raygan.runstore import RunStore
 
 
-def make_reporters(cfg: Config, run_dir: Path, progress: bool = True, run_id: Optional[str] = None,
-                   parent_run_id: Optional[str] = None, tags: Optional[Dict[str, str]] = None):
-    reps = [ConsoleReporter(cfg.train.total_kimg, enabled=progress), JsonlReporter(run_dir / "metrics.jsonl")]
+class RunFilesReporter(Reporter):
+    """Copies each tick's picture into the run store when the loop wrote it elsewhere (a Ray
+    worker's temp dir), so every host leaves the same run-directory contents."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+
+    def artifact(self, path, subdir=None, step=None):
+        if subdir == "samples" and step is not None:
+            target = self.store.picture_path(int(step))
+            if str(Path(path).resolve()) != str(target):
+                storage.put_file(path, target)
+
+
+def make_reporters(cfg: Config, store: RunStore, progress: bool = True, run_id: Optional[str] = None,
+                   parent_run_id: Optional[str] = None, tags: Optional[Dict[str, str]] = None,
+                   console_stream=None, copy_files: bool = False, run_name: Optional[str] = None):
+    """(all reporters, the MLflow one or None) for the process that owns a run's records."""
+    reps: List[Reporter] = [ConsoleReporter(cfg.train.total_kimg, bar=progress, stream=console_stream),
+                            JsonlReporter(store)]
+    if copy_files:
+        reps.append(RunFilesReporter(store))
     mlflow_rep = None
     if cfg.tracking.enabled:
         from raygan.tracking.reporter import MLflowReporter
 
-        mlflow_rep = MLflowReporter(cfg.to_dict(), run_dir, uri=cfg.tracking.uri, experiment=cfg.tracking.experiment,
-                                    run_name=cfg.tracking.run_name or run_dir.name, run_id=run_id,
+        mlflow_rep = MLflowReporter(cfg.to_dict(), store, uri=cfg.tracking.uri, experiment=cfg.tracking.experiment,
+                                    run_name=run_name or cfg.tracking.run_name or store.name, run_id=run_id,
                                     parent_run_id=parent_run_id, register_model=cfg.tracking.register_model,
                                     tags=tags)
         reps.append(mlflow_rep)
     return MultiReporter(reps), mlflow_rep
 
 
-def train_local(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Train in this process. Fresh: the run dir must not hold a run. Resume: latest checkpoint."""
+def say(text: str) -> None:
+    print(f"raygan: {text}", file=sys.stderr, flush=True)
+
+
+def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Train in this process. Fresh: the run dir must not hold a run. Resume: from the latest
+    checkpoint (or from the start when the run stopped before its first checkpoint)."""
+    from raygan.tracking.store import preflight
     from raygan.trainer import Trainer
 
-    run_dir = Path(run_dir)
-    ckpt = rundir.resume_checkpoint(run_dir) if resume else None
-    if not resume:
-        rundir.prepare_fresh(run_dir)
-    trainer = Trainer(cfg, run_dir)  # builds data + models: fails before anything is written
-    if ckpt is not None:
-        trainer.load(ckpt)
-    rundir.write_config(run_dir, cfg)
-    reporter, mlflow_rep = make_reporters(cfg, run_dir, progress)
+    store.check_writable()
+    if resume:
+        store.read_config()  # it is a run
+        ckpt = store.latest_checkpoint()
+        if ckpt is None:
+            say(f"{store} has no checkpoint yet: starting it again from the beginning")
+    else:
+        store.check_fresh()
+        ckpt = None
+    preflight(cfg)
+    created = not Path(store.location).exists()
+    try:
+        with store.lock():
+            store.clean_stale()
+            trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
+            if ckpt is not None:
+                trainer.load(Path(ckpt))
+                if trainer.nimg >= round(cfg.train.total_kimg * 1000):
+                    say(f"run {store} is complete ({trainer.nimg / 1000:g} kimg = train.total_kimg); nothing "
+                        f"to do (raise it with --set train.total_kimg=... to train further)")
+                    return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
+                            "checkpoint": ckpt, "final": {}}
+            store.write_config(cfg)
+            created = False  # the run exists from here on: never removed
+            return _run(trainer, cfg, store, progress, resumed=ckpt is not None)
+    except BaseException:
+        if created and Path(store.location).is_dir():
+            shutil.rmtree(store.location, ignore_errors=True)  # a failed start leaves nothing behind
+        raise
+
+
+def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool) -> Dict[str, Any]:
+    reporter, mlflow_rep = make_reporters(cfg, store, progress)
+    say(f"{'resuming' if resumed else 'training'} {cfg.task} in {store}"
+        + (f"  (MLflow run {mlflow_rep.run_id})" if mlflow_rep else ""))
+    store.update_record(host="local", workers=1, task=cfg.task)
     trainer.reporter = reporter
     try:
         summary = trainer.run()
-    finally:
-        reporter.close()
-    summary["run_dir"] = str(run_dir)
+    except BaseException as e:
+        reporter.close(e)
+        if isinstance(e, KeyboardInterrupt):
+            say(f"interrupted; resume with: raygan train --run-dir {store} --resume")
+        raise
+    reporter.close()
+    summary["run_dir"] = str(store)
     if mlflow_rep is not None:
         summary["mlflow_run_id"] = mlflow_rep.run_id
         summary["tracking_uri"] = mlflow_rep.uri
+        if mlflow_rep.model is not None:
+            summary["model_uri"] = mlflow_rep.model.registered or mlflow_rep.model.model_uri
     return summary

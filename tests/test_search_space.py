@@ -11,7 +11,7 @@ import pytest
 from raygan.cli import main
 from raygan.config import load_config
 from raygan.distributed import tune
-from raygan.distributed.search_space import (SearchSpace, SearchSpaceError, apply_values, load_space,
+from raygan.distributed.sweep.space import (SearchSpace, SearchSpaceError, apply_values, load_space,
                                              loss_is_critic, regularizer_takes, shipped_spaces)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

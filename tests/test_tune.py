@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray")
 from raygan.cli import main  # noqa: E402
 from raygan.config import build_config, load_config  # noqa: E402
 from raygan.distributed import tune  # noqa: E402
-from raygan.distributed.search_space import apply_values  # noqa: E402
+from raygan.distributed.sweep.space import apply_values  # noqa: E402
 
 SPACE = """\
 parameters:

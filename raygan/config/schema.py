@@ -121,7 +121,7 @@ class TrackingConfig(_Strict):
     uri: Optional[str] = None  # None: sqlite:///<cwd>/mlflow.db
     experiment: str = "raygan"
     run_name: Optional[str] = None
-    register_model: Optional[str] = "raygan-generator"  # None: log the model, don't register
+    register_model: Optional[str] = "auto"  # auto: raygan-[<task>-]<dataset>-<arch>; None: log, do not register
 
 
 class RepairConfig(_Strict):

@@ -236,7 +236,7 @@ def fashion_mnist(
     return _load_idx_source(
         "fashion-mnist", "FashionMNIST", FASHION_MNIST_CLASSES,
         "apt-get install dataset-fashion-mnist, or put the IDX files in "
-        f"${ENV_VAR}/fashion-mnist, or pass --set data.download=true",
+        f"${ENV_VAR}/fashion-mnist, or allow a download (config: data.download=true; raygan data info NAME --download)",
         [DEBIAN_FASHION_MNIST],
         root=root, split=split, limit=limit, download=download,
     )
@@ -250,7 +250,7 @@ def mnist(
     """MNIST handwritten digits, 28x28 grey, 60000 train / 10000 test."""
     return _load_idx_source(
         "mnist", "MNIST", MNIST_CLASSES,
-        f"put the IDX files in ${ENV_VAR}/mnist, or pass --set data.download=true",
+        f"put the IDX files in ${ENV_VAR}/mnist, or allow a download (config: data.download=true; raygan data info NAME --download)",
         [],
         root=root, split=split, limit=limit, download=download,
     )
@@ -325,7 +325,7 @@ def cifar10(
         raise _not_found(
             f"cifar10 ({split} split)", ", ".join(wanted), shown, subdirs,
             "download and unpack https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into "
-            f"${ENV_VAR}/cifar10, or pass --set data.download=true",
+            f"${ENV_VAR}/cifar10, or allow a download (config: data.download=true; raygan data info NAME --download)",
             notes,
         )
     images, labels = [], []
@@ -556,18 +556,18 @@ def _pixel_stats(images: torch.Tensor) -> Tuple[List[float], List[float]]:
     return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
 
 
-def describe(name: str, root: PathArg = None) -> Dict[str, Any]:
+def describe(name: str, root: PathArg = None, download: bool = False) -> Dict[str, Any]:
     """What `raygan data info NAME` shows: location, splits and counts, shape, classes, pixels.
 
     Raises the same DataError as load_dataset when the train split is missing; a missing
     test split is reported under "unavailable".
     """
-    train = load_dataset(name, root=root, split="train")
+    train = load_dataset(name, root=root, split="train", download=download)
     splits: Dict[str, int] = {"train": len(train)}
     sources: Dict[str, str] = {"train": train.source}
     unavailable: Dict[str, str] = {}
     try:
-        test = load_dataset(name, root=root, split="test")
+        test = load_dataset(name, root=root, split="test", download=download)
         splits["test"] = len(test)
         sources["test"] = test.source
     except DataError as e:

@@ -22,7 +22,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
@@ -32,10 +31,6 @@ from raygan.errors import RayganError
 
 class ClusterError(RayganError):
     """No cluster where one was expected, or a cluster too small for the run."""
-
-
-class StorageError(RayganError):
-    """A storage path that cannot be used for checkpoints."""
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -188,89 +183,3 @@ def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float
     raise ClusterError(
         f"the cluster cannot place {need}: it has {_describe(nodes)}{waited}; use fewer --workers, "
         f"smaller --cpus-per-worker/--gpus-per-worker, or on an autoscaling cluster --resource-wait SECONDS")
-
-
-# ---------------------------------------------------------------------------- storage
-_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")
-
-
-def is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def resolve_storage(path: Optional[str]) -> str:
-    """An absolute local path or a URI: Ray moves workers' working directories, so no
-    relative paths. Default: $RAYGAN_STORAGE, else ./runs."""
-    path = path or os.environ.get("RAYGAN_STORAGE") or "runs"
-    if is_uri(path):
-        scheme = path.split("://", 1)[0].lower()
-        if scheme not in _SCHEMES:
-            raise StorageError(f"storage {path}: unknown scheme '{scheme}://'; use a local or shared path "
-                               f"(NFS) or one of {', '.join(s + '://' for s in _SCHEMES)}")
-        if scheme == "file":
-            return os.path.abspath(path[len("file://"):])
-        return path.rstrip("/")
-    return os.path.abspath(os.path.expanduser(path))
-
-
-def filesystem(storage: str):
-    """(pyarrow filesystem, path inside it) for a resolved storage path."""
-    import pyarrow.fs
-
-    if not is_uri(storage):
-        return pyarrow.fs.LocalFileSystem(), storage
-    try:
-        return pyarrow.fs.FileSystem.from_uri(storage)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise StorageError(f"storage {storage}: {first}") from None
-
-
-def check_storage(storage: str, timeout: float = 30.0) -> None:
-    """Create the storage dir and write + delete a probe file in it."""
-    fs, root = filesystem(storage)
-    probe = f"{root.rstrip('/')}/.raygan-probe-{uuid.uuid4().hex[:8]}"
-
-    def run():
-        fs.create_dir(root, recursive=True)
-        with fs.open_output_stream(probe) as f:
-            f.write(b"ok")
-        fs.delete_file(probe)
-
-    try:
-        with_timeout(run, timeout, f"storage {storage}")
-    except ClusterError as e:
-        raise StorageError(str(e)) from None
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise StorageError(f"storage {storage} is not writable: {first}") from None
-
-
-def read_text(storage: str, relpath: str) -> Optional[str]:
-    fs, root = filesystem(storage)
-    import pyarrow.fs
-
-    path = f"{root.rstrip('/')}/{relpath}"
-    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as f:
-        return f.read().decode()
-
-
-def write_text(storage: str, relpath: str, text: str) -> None:
-    fs, root = filesystem(storage)
-    path = f"{root.rstrip('/')}/{relpath}"
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode())
-
-
-def exists(storage: str, relpath: str) -> bool:
-    import pyarrow.fs
-
-    fs, root = filesystem(storage)
-    return fs.get_file_info(f"{root.rstrip('/')}/{relpath}").type != pyarrow.fs.FileType.NotFound
-
-
-def join(storage: str, *parts: str) -> str:
-    return "/".join([storage.rstrip("/"), *parts])

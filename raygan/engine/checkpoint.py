@@ -22,7 +22,7 @@ from raygan.errors import CheckpointError
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
-_NAME = re.compile(r"^ckpt-(\d+)$")
+CHECKPOINT_NAME = re.compile(r"^ckpt-(\d+)$")
 
 
 def checkpoint_name(nimg: int) -> str:
@@ -66,7 +66,7 @@ def list_checkpoints(root: Path) -> List[Path]:
         return []
     found = []
     for p in root.iterdir():
-        m = _NAME.match(p.name)
+        m = CHECKPOINT_NAME.match(p.name)
         if m and (p / STATE_FILE).is_file():
             found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found)]

@@ -7,9 +7,7 @@ Hosts implement what they need; the defaults do nothing.
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 
@@ -33,8 +31,8 @@ class Reporter:
     def finish(self, summary: Dict[str, Any], model: Any = None) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self, error: Optional[BaseException] = None) -> None:
+        """End of the run; `error` is what stopped it (KeyboardInterrupt for Ctrl-C), if anything."""
 
 
 class MultiReporter(Reporter):
@@ -62,36 +60,59 @@ class MultiReporter(Reporter):
         for r in self.reporters:
             r.finish(summary, model)
 
-    def close(self):
+    def close(self, error=None):
         for r in self.reporters:
-            r.close()
+            r.close(error)
 
 
 class JsonlReporter(Reporter):
-    """Appends every tick's metrics to run_dir/metrics.jsonl (the run's own record)."""
+    """Appends every tick's metrics to the run's metrics.jsonl (the run's own record), through
+    the run store; after a resume, the ticks past the checkpoint are dropped first (redone)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, store):
+        self.store = store
+
+    def start(self, info):
+        self.store.truncate_metrics_after(int(info.get("nimg", 0)))
 
     def report(self, metrics, checkpoint_dir=None):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(metrics, sort_keys=True) + "\n")
+        self.store.append_metrics(metrics)
+
+
+def _judged(metrics: Dict[str, Any]) -> List[str]:
+    from raygan.errors import ConfigError
+    from raygan.metrics.registry import direction
+
+    out = []
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not k.startswith("loss_"):
+            try:
+                direction(k)
+                out.append(k)
+            except ConfigError:
+                pass
+    return out
 
 
 class ConsoleReporter(Reporter):
-    """A progress bar in kimg with losses, img/s and the last FID; plain lines when not a TTY."""
+    """A progress bar in kimg with losses, img/s and the last metric values on a terminal; one
+    plain line per tick, flushed, otherwise (`--no-progress`, `> log`, a Ray worker)."""
 
-    def __init__(self, total_kimg: float, enabled: bool = True, stream=None):
+    def __init__(self, total_kimg: float, enabled: bool = True, stream=None, bar: bool = True, prefix: str = ""):
         self.total_kimg = total_kimg
         self.enabled = enabled
         self.stream = stream or sys.stderr
+        self.want_bar = bar
+        self.prefix = prefix
         self.bar = None
-        self.last_fid: Optional[float] = None
+        self.last: Dict[str, float] = {}
         self._shown = 0.0
 
     def start(self, info):
         if not self.enabled:
+            return
+        self.total_kimg = info.get("total_kimg", self.total_kimg)
+        if not self.want_bar or not (hasattr(self.stream, "isatty") and self.stream.isatty()):
             return
         from tqdm import tqdm
 
@@ -99,10 +120,7 @@ class ConsoleReporter(Reporter):
         self._shown = start
         self.bar = tqdm(total=round(self.total_kimg, 3), initial=round(start, 3), unit="kimg",
                         file=self.stream, dynamic_ncols=True, mininterval=1.0,
-                        disable=not self.stream.isatty() if hasattr(self.stream, "isatty") else True,
                         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]")
-        if self.bar.disable:
-            self.bar = None
 
     def progress(self, nimg):
         if self.bar is not None:
@@ -110,21 +128,25 @@ class ConsoleReporter(Reporter):
             self.bar.update(kimg - self._shown)
             self._shown = kimg
 
+    def line(self, metrics: Dict[str, Any]) -> str:
+        for k in _judged(metrics):
+            self.last[k] = metrics[k]
+        losses = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k.startswith("loss_")
+                           and isinstance(v, (int, float)))
+        judged = "  ".join(f"{k} {v:.4g}" for k, v in list(self.last.items())[:3])
+        return (f"kimg {metrics['kimg']:.1f}  {losses}  {metrics.get('img_per_s', 0):.0f} img/s"
+                + (f"  {judged}" if judged else ""))
+
     def report(self, metrics, checkpoint_dir=None):
         if not self.enabled:
             return
-        fid_key = next((k for k in metrics if k.startswith("fid")), None)
-        if fid_key is not None:
-            self.last_fid = metrics[fid_key]
-        fid = f"{self.last_fid:.2f}" if self.last_fid is not None else "-"
-        text = (f"kimg {metrics['kimg']:.1f}  loss_d {metrics['loss_d']:.3f}  loss_g {metrics['loss_g']:.3f}  "
-                f"{metrics['img_per_s']:.0f} img/s  fid {fid}")
+        text = self.line(metrics)
         if self.bar is not None:
             self.bar.set_postfix_str(text.split("  ", 1)[1], refresh=True)
         else:
-            print(text, file=self.stream, flush=True)
+            print(f"{self.prefix}{text}", file=self.stream, flush=True)
 
-    def close(self):
+    def close(self, error=None):
         if self.bar is not None:
             self.bar.close()
             self.bar = None

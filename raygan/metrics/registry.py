@@ -41,3 +41,18 @@ def better(key: str, a: float, b: float) -> bool:
 
 def kind(name: str) -> str:
     return METRICS.meta(name).get("kind", "features")
+
+
+def primary_key(metric: str) -> str:
+    """The value a metric name is judged by (fid -> fid, pr -> precision, psnr -> psnr)."""
+    keys = METRICS.meta(metric).get("keys", {})
+    for k, d in keys.items():
+        if d:
+            return k
+    raise ConfigError(f"metric '{metric}' has no value with a direction")
+
+
+def objective(metrics: list) -> Optional[str]:
+    """The first judged value of a run's metric list (keep-best checkpoints, the default sweep
+    objective), or None when it evaluates nothing."""
+    return primary_key(metrics[0]) if metrics else None

@@ -104,6 +104,13 @@ class Task:
         return self.evaluator_for(self.cfg, self.device, self.model_spec())
 
     @classmethod
+    def with_eval_seed(cls, cfg, seed: int):
+        """The config with another evaluation seed (a sweep re-evaluates its best trials on seeds the
+        proxy never used): the noise of generated samples by default; a task whose evaluation draws
+        something else (e.g. the test set's degradations) overrides this."""
+        return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"seed": int(seed)})})
+
+    @classmethod
     def evaluator_for(cls, cfg, device: torch.device, model_spec: Dict[str, Any]) -> Any:
         """A callable `(network, num_samples) -> (values, protocol)` for this task's metrics, built
         from the config and model spec alone, so a loaded model is judged exactly as in training."""

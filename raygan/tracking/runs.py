@@ -1,23 +1,21 @@
 """`raygan runs`: list, show, compare and pick the best runs of an MLflow store.
 
-Reads the same store training and sweeps write (the embedded sqlite default or a server URI),
-through MlflowClient only, and prints aligned plain-text tables. What counts as a run's FID,
-best first: the re-evaluated mean of a sweep's top trial (`reeval_fid_mean`), a sweep's
-winner (`best_fid_mean`), the end-of-run value (`final_fid`), the last tick's (`fid`).
+Reads the same store training and sweeps write, through MlflowClient only, and prints aligned
+tables (or JSON). A run is judged by its objective: the first metric of its config (fid for a
+GAN, psnr for repair, ...) or a sweep's objective; its most honest value, best first: the
+re-evaluated mean of a sweep's top trial, a sweep's winner, the end-of-run value, the last tick.
+Run ids may be given as any unique prefix.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from raygan.errors import RayganError
 
-FID_KEYS = ("reeval_fid_mean", "best_fid_mean", "final_fid", "fid")
-STD_KEYS = {"reeval_fid_mean": "reeval_fid_std", "best_fid_mean": "best_fid_std"}
-CHAMPION = "champion"
+SORTS = ("start", "name", "score")
 # params that differ between runs without describing the experiment
 _NOISE_PARAMS = ("tracking.", "preset")
 
@@ -29,27 +27,17 @@ class RunsError(RayganError):
 # ---------------------------------------------------------------------------- store
 def open_store(uri: Optional[str]):
     """(client, resolved uri); a missing embedded store is an error, not a new empty one."""
-    from raygan.tracking.reporter import _client
-    from raygan.tracking.store import resolve_tracking_uri
+    from raygan.tracking.store import open_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if not db.is_file():
-            raise RunsError(f"no MLflow store at {db} (run from the directory that holds mlflow.db, "
-                            f"or pass --tracking-uri)")
-    return _client(uri), uri
-
-
-def _experiments(client) -> List[Any]:
-    from mlflow.entities import ViewType
-
-    return list(client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
+    return open_client(uri, create=False), uri
 
 
 def experiment_ids(client, uri: str, name: Optional[str]) -> Dict[str, str]:
     """{experiment id: name}: the one named, or all of them."""
-    exps = _experiments(client)
+    from mlflow.entities import ViewType
+
+    exps = list(client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
     if name is None:
         return {e.experiment_id: e.name for e in exps}
     for e in exps:
@@ -74,21 +62,48 @@ def search(client, exp_ids: Iterable[str], max_results: int = 5000) -> List[Any]
 
 
 def get_run(client, uri: str, run_id: str):
+    """A run by its id or a unique prefix of it."""
     try:
         return client.get_run(run_id)
     except Exception:
-        raise RunsError(f"no run '{run_id}' in {uri} (see raygan runs list)") from None
+        pass
+    if len(run_id) >= 4:
+        matches = [r for r in search(client, experiment_ids(client, uri, None)) if r.info.run_id.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise RunsError(f"run id prefix '{run_id}' matches {len(matches)} runs; give more characters")
+    raise RunsError(f"no run '{run_id}' in {uri} (see raygan runs list)")
 
 
 # ---------------------------------------------------------------------------- run facts
-def run_fid(run) -> Tuple[Optional[str], Optional[float], Optional[float]]:
-    """(which metric, value, std) of the run's most honest FID."""
+def objective_key(run) -> Optional[str]:
+    """The value a run is judged by: a sweep's objective, else its config's first metric."""
+    from raygan.errors import ConfigError
+    from raygan.metrics.registry import primary_key
+
+    p = run.data.params
+    if p.get("sweep.objective"):
+        return p["sweep.objective"].split(" ", 1)[0]
+    try:
+        metrics = json.loads(p.get("eval.metrics", "[]"))
+        return primary_key(metrics[0]) if metrics else None
+    except (ValueError, ConfigError):
+        return "fid" if "fid" in run.data.metrics else None
+
+
+def run_score(run) -> Tuple[Optional[str], Optional[str], Optional[float], Optional[float]]:
+    """(objective, which metric holds it, value, std) of the run's most honest value."""
+    key = objective_key(run)
+    if key is None:
+        return None, None, None, None
     m = run.data.metrics
-    for k in FID_KEYS:
+    for k, std in ((f"reeval_{key}_mean", f"reeval_{key}_std"), (f"best_{key}_mean", f"best_{key}_std"),
+                   (f"final_{key}", None), (key, None)):
         v = m.get(k)
         if v is not None and math.isfinite(v):
-            return k, v, m.get(STD_KEYS.get(k, ""), None)
-    return None, None, None
+            return key, k, v, m.get(std) if std else None
+    return key, None, None, None
 
 
 def role(run) -> str:
@@ -100,22 +115,34 @@ def role(run) -> str:
     return "train"
 
 
+def protocol_of(tags: Dict[str, str], prefix: str) -> Dict[str, str]:
+    return {k[len(prefix):]: v for k, v in tags.items() if k.startswith(prefix)}
+
+
 def protocol_text(tags: Dict[str, str], prefix: str) -> str:
-    p = {k[len(prefix):]: v for k, v in tags.items() if k.startswith(prefix)}
+    p = protocol_of(tags, prefix)
     if not p:
         return ""
-    wh = p.get("weights_hash", "")
-    text = (f"{p.get('extractor', '?')}@{wh[:8]}{'…' if len(wh) > 8 else ''}, {p.get('num_samples', '?')} generated vs "
-            f"{p.get('reference_count', '?')} {p.get('reference', '?')}, resize {p.get('resize', '?')}")
+    if "extractor" in p and "reference" in p:
+        wh = p.get("weights_hash", "")
+        text = (f"{p.get('extractor')}@{wh[:8]}, {p.get('num_samples', '?')} generated vs "
+                f"{p.get('reference_count', '?')} {p.get('reference', '?')}, resize {p.get('resize', '?')}")
+    else:
+        text = ", ".join(f"{k} {v}" for k, v in list(p.items())[:6])
     if "seeds" in p:
         text += f", seeds {', '.join(str(s) for s in json.loads(p['seeds']))}"
     return text
 
 
-def fid_protocol(run, key: Optional[str]) -> str:
+def score_protocol(run, source: Optional[str]) -> str:
     tags = run.data.tags
-    prefix = {"reeval_fid_mean": "reeval.protocol.", "best_fid_mean": "best.protocol.",
-              "final_fid": "final.protocol.", "fid": "eval.protocol."}.get(key or "", "final.protocol.")
+    prefix = "final.protocol."
+    if source and source.startswith("reeval_"):
+        prefix = "reeval.protocol."
+    elif source and source.startswith("best_"):
+        prefix = "best.protocol."
+    elif source and not source.startswith("final_"):
+        prefix = "eval.protocol."
     return protocol_text(tags, prefix) or protocol_text(tags, "final.protocol.") or protocol_text(tags, "eval.protocol.")
 
 
@@ -123,18 +150,23 @@ def _fmt_time(ms: Optional[int]) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "-"
 
 
-def _fmt(v: Any) -> str:
+def fmt(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+    if isinstance(v, str):
+        try:
+            return fmt(float(v)) if any(c in v for c in ".eE") and v.strip() else v
+        except ValueError:
+            return v
     return str(v)
 
 
 def format_table(headers: Sequence[str], rows: List[Sequence[Any]], numeric: Sequence[bool] = ()) -> str:
-    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [[fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     num = list(numeric) + [False] * (len(headers) - len(numeric))
     lines = []
@@ -169,46 +201,67 @@ def model_uris(client, run) -> List[str]:
     return list(dict.fromkeys(out))
 
 
+def run_record(client, run, exp_name: Optional[str] = None) -> Dict[str, Any]:
+    key, source, v, std = run_score(run)
+    return {"run_id": run.info.run_id, "name": run.info.run_name, "experiment": exp_name, "role": role(run),
+            "status": run.info.status, "task": run.data.params.get("task", "generate"),
+            "arch": run.data.params.get("model.arch"), "kimg": run.data.metrics.get("kimg"),
+            "objective": key, "value": v, "std": std, "value_from": source, "started": run.info.start_time}
+
+
 # ---------------------------------------------------------------------------- commands
-def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = "start", limit: int = 20) -> str:
+def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = "start", limit: int = 20,
+              as_json: bool = False) -> str:
+    if sort not in SORTS and not sort.replace("_", "").replace("-", "").isalnum():
+        raise RunsError(f"--sort {sort!r}: use one of {', '.join(SORTS)} or a metric name")
+    if limit < 1:
+        raise RunsError("--limit must be at least 1")
     client, uri = open_store(uri)
     exps = experiment_ids(client, uri, experiment)
     runs = search(client, exps)
-    if limit < 1:
-        raise RunsError("--limit must be at least 1")
+    if sort not in SORTS and runs and not any(sort in r.data.metrics for r in runs):
+        known = sorted({k for r in runs for k in r.data.metrics})
+        raise RunsError(f"--sort {sort!r}: no run has that metric; sort by {', '.join(SORTS)} or one of: "
+                        f"{', '.join(known[:12])}")
     runs = sort_runs(runs, sort)
     total = len(runs)
     runs = runs[:limit]
+    if as_json:
+        return json.dumps([run_record(client, r, exps.get(r.info.experiment_id)) for r in runs], indent=1,
+                          default=str)
     if not runs:
         return f"no runs in {'experiment ' + experiment if experiment else uri}"
-    headers = ["run_id", "name", "role", "status", "arch", "loss", "kimg", "fid", "fid from", "started"]
+    headers = ["run_id", "name", "role", "status", "task", "arch", "kimg", "score", "of", "started"]
     if experiment is None:
         headers.insert(2, "experiment")
     rows = []
     for r in runs:
-        key, v, std = run_fid(r)
-        p, m = r.data.params, r.data.metrics
-        fid = f"{v:.2f} ± {std:.2f}" if v is not None and std is not None else (f"{v:.2f}" if v is not None else "-")
-        row = [r.info.run_id, (r.info.run_name or "")[:28], role(r), r.info.status,
-               p.get("model.arch", "-"), p.get("loss.name", "-"), m.get("kimg"), fid, key or "-",
+        rec = run_record(client, r)
+        v, std = rec["value"], rec["std"]
+        score = "-" if v is None else (f"{v:.4g} ± {std:.2g}" if std is not None else f"{v:.4g}")
+        row = [r.info.run_id[:12], (r.info.run_name or "")[:24], rec["role"], r.info.status, rec["task"],
+               rec["arch"] or "-", rec["kimg"], score, rec["value_from"] or rec["objective"] or "-",
                _fmt_time(r.info.start_time)]
         if experiment is None:
-            row.insert(2, exps.get(r.info.experiment_id, r.info.experiment_id))
+            row.insert(2, exps.get(r.info.experiment_id, r.info.experiment_id)[:24])
         rows.append(row)
-    numeric = [h in ("kimg", "fid") for h in headers]
     more = f"\n({total - len(runs)} more: --limit N)" if total > len(runs) else ""
-    return format_table(headers, rows, numeric) + more
+    return format_table(headers, rows, [h in ("kimg", "score") for h in headers]) + more
 
 
 def sort_runs(runs: List[Any], sort: str) -> List[Any]:
-    if sort in ("start", "time", "started"):
+    if sort in ("start",):
         return sorted(runs, key=lambda r: -(r.info.start_time or 0))
     if sort == "name":
         return sorted(runs, key=lambda r: r.info.run_name or "")
 
     def key(r):
-        if sort == "fid":
-            v = run_fid(r)[1]
+        if sort == "score":
+            k, _, v, _ = run_score(r)
+            if v is not None and k:
+                from raygan.metrics.registry import direction
+
+                v = v if direction(k) == "min" else -v
         else:
             v = r.data.metrics.get(sort)
         return (v is None or not math.isfinite(v), v if v is not None else 0.0)
@@ -216,80 +269,59 @@ def sort_runs(runs: List[Any], sort: str) -> List[Any]:
     return sorted(runs, key=key)
 
 
-def show_run(uri: Optional[str], run_id: str) -> str:
+def show_run(uri: Optional[str], run_id: str, as_json: bool = False) -> str:
     client, uri = open_store(uri)
     r = get_run(client, uri, run_id)
     info, p, m, t = r.info, r.data.params, r.data.metrics, r.data.tags
     exp = client.get_experiment(info.experiment_id)
+    if as_json:
+        return json.dumps({**run_record(client, r, exp.name if exp else None), "params": p, "metrics": m,
+                           "tags": {k: v for k, v in t.items() if not k.startswith("mlflow.log-model")},
+                           "artifacts": list_artifacts(client, info.run_id), "models": model_uris(client, r)},
+                          indent=1, default=str)
     lines = [f"run         {info.run_id}  ({info.run_name})",
              f"experiment  {exp.name if exp else info.experiment_id}",
-             f"status      {info.status}  ({role(r)})"]
-    if t.get("raygan.trial_status"):
-        lines[-1] += f"  {t['raygan.trial_status']}"
+             f"status      {info.status}  ({role(r)})" + (f"  {t['raygan.trial_status']}" if t.get("raygan.trial_status")
+                                                          else "")]
     if t.get("mlflow.parentRunId"):
         lines.append(f"parent      {t['mlflow.parentRunId']}")
     if t.get("raygan.error"):
         lines.append(f"error       {t['raygan.error']}")
     dur = f"  ({(info.end_time - info.start_time) / 1000:.1f} s)" if info.end_time and info.start_time else ""
     lines.append(f"started     {_fmt_time(info.start_time)}{dur}")
-
-    key, v, std = run_fid(r)
-    lines.append("")
-    lines.append("final metrics")
-    shown = set()
-    rows = []
-    for k in ("reeval_fid_mean", "best_fid_mean", "best_proxy_fid"):
-        if k in m:
-            s = STD_KEYS.get(k)
-            val = f"{m[k]:.4f}" + (f" ± {m[s]:.4f}" if s and s in m else "")
-            prefix = {"reeval_fid_mean": "reeval.protocol.", "best_fid_mean": "best.protocol."}.get(k, "")
-            rows.append((k, val, protocol_text(t, prefix) if prefix else "the trials' proxy"))
-            shown |= {k, s}
+    lines += ["", "final metrics"]
+    shown, rows = set(), []
+    for k in sorted(m):
+        if k.startswith(("reeval_", "best_")) and not k.endswith("_std"):
+            std = k[:-len("_mean")] + "_std" if k.endswith("_mean") else None
+            val = f"{m[k]:.4f}" + (f" ± {m[std]:.4f}" if std and std in m else "")
+            rows.append((k, val, score_protocol(r, k) or "the trials' proxy"))
+            shown |= {k, std}
     for k in sorted(m):
         if k.startswith("final_"):
             rows.append((k, f"{m[k]:.4f}", protocol_text(t, "final.protocol.")))
             shown.add(k)
-    if not rows and "fid" in m:
-        rows.append(("fid", f"{m['fid']:.4f}", protocol_text(t, "eval.protocol.")))
     for k, val, proto in rows:
-        lines.append(f"  {k:18s} {val:>18s}   {proto}")
+        lines.append(f"  {k:22s} {val:>18s}   {proto}")
     if not rows:
         lines.append("  (none)")
     others = {k: v for k, v in m.items() if k not in shown and not k.startswith("final_")}
     if others:
-        lines.append("")
-        lines.append("last metrics")
-        for k in sorted(others):
-            lines.append(f"  {k:22s} {_fmt(others[k])}")
-
+        lines += ["", "last metrics"] + [f"  {k:22s} {fmt(others[k])}" for k in sorted(others)]
     applied = {k: v for k, v in p.items() if k.startswith("applied.")}
     rest = {k: v for k, v in p.items() if not k.startswith("applied.")}
-    lines.append("")
-    lines.append(f"params ({len(rest)})")
     width = max((len(k) for k in rest), default=0)
-    for k in sorted(rest):
-        lines.append(f"  {k.ljust(width)}  {rest[k]}")
+    lines += ["", f"params ({len(rest)})"] + [f"  {k.ljust(width)}  {rest[k]}" for k in sorted(rest)]
     if applied:
-        lines.append("")
-        lines.append("applied (read back from the trainer)")
         width = max(len(k) for k in applied)
-        for k in sorted(applied):
-            lines.append(f"  {k.ljust(width)}  {applied[k]}")
-
-    lines.append("")
-    lines.append("artifacts")
+        lines += ["", "applied (read back from the trainer)"] + [f"  {k.ljust(width)}  {applied[k]}"
+                                                                for k in sorted(applied)]
     arts = list_artifacts(client, info.run_id)
     base = info.artifact_uri.rstrip("/")
-    for a in arts:
-        lines.append(f"  {base}/{a}")
-    if not arts:
-        lines.append("  (none)")
+    lines += ["", "artifacts"] + ([f"  {base}/{a}" for a in arts] or ["  (none)"])
     uris = model_uris(client, r)
     if uris:
-        lines.append("")
-        lines.append("model")
-        for u in uris:
-            lines.append(f"  {u}")
+        lines += ["", "model"] + [f"  {u}" for u in uris]
     return "\n".join(lines)
 
 
@@ -307,64 +339,55 @@ def list_artifacts(client, run_id: str, path: Optional[str] = None, depth: int =
     return out
 
 
-def compare_runs(uri: Optional[str], run_ids: Sequence[str]) -> str:
+def compare_runs(uri: Optional[str], run_ids: Sequence[str], as_json: bool = False) -> str:
     if len(run_ids) < 2:
         raise RunsError("compare needs at least two run ids")
     client, uri = open_store(uri)
     runs = [get_run(client, uri, rid) for rid in run_ids]
     keys = sorted(set().union(*(r.data.params for r in runs)))
-    differing = [k for k in keys if not k.startswith(_NOISE_PARAMS)
-                 and len({r.data.params.get(k) for r in runs}) > 1]
+    differing = [k for k in keys if not k.startswith(_NOISE_PARAMS) and len({r.data.params.get(k) for r in runs}) > 1]
+    metric_keys = sorted({k for r in runs for k in r.data.metrics
+                          if k.startswith(("final_", "reeval_", "best_")) or k in ("kimg", "img_per_s")})
+    if as_json:
+        return json.dumps({"runs": [r.info.run_id for r in runs],
+                           "params": {k: [r.data.params.get(k) for r in runs] for k in differing},
+                           "metrics": {k: [r.data.metrics.get(k) for r in runs] for k in metric_keys}}, indent=1)
     headers = [""] + [f"{(r.info.run_name or '')[:20]} ({r.info.run_id[:8]})" for r in runs]
-    rows: List[List[Any]] = []
-    for k in differing:
-        rows.append([k] + [r.data.params.get(k, "-") for r in runs])
-    metric_keys = [k for k in ("reeval_fid_mean", "reeval_fid_std", "best_fid_mean", "final_fid", "fid",
-                               "final_kid", "kid", "kimg", "img_per_s")
-                   if any(k in r.data.metrics for r in runs)]
+    rows: List[List[Any]] = [[k] + [r.data.params.get(k, "-") for r in runs] for k in differing]
     if rows and metric_keys:
         rows.append(["---"] + [""] * len(runs))
-    for k in metric_keys:
-        rows.append([k] + [r.data.metrics.get(k) for r in runs])
+    rows += [[k] + [r.data.metrics.get(k) for r in runs] for k in metric_keys]
     rows.append(["status"] + [r.info.status for r in runs])
     same = len([k for k in keys if k not in differing and not k.startswith(_NOISE_PARAMS)])
-    text = format_table(headers, rows, [False] + [True] * len(runs))
-    return text + f"\n({len(differing)} params differ, {same} are the same)"
+    return format_table(headers, rows, [False] + [True] * len(runs)) + \
+        f"\n({len(differing)} params differ, {same} are the same)"
 
 
-def best_run(uri: Optional[str], experiment: str) -> str:
+def best_run(uri: Optional[str], experiment: str, as_json: bool = False) -> str:
+    from raygan.metrics.registry import direction
+
     client, uri = open_store(uri)
     exps = experiment_ids(client, uri, experiment)
-    runs = [r for r in search(client, exps) if role(r) != "sweep"]
-    scored = []
-    for key in FID_KEYS:  # the most honest FID any run has decides what is compared
-        scored = [r for r in runs if r.data.metrics.get(key) is not None and math.isfinite(r.data.metrics[key])]
-        if scored:
-            break
+    scored = [(r, run_score(r)) for r in search(client, exps) if role(r) != "sweep"]
+    scored = [(r, s) for r, s in scored if s[2] is not None]
     if not scored:
-        raise RunsError(f"no run in experiment '{experiment}' has a FID yet")
-    best = min(scored, key=lambda r: r.data.metrics[key])
-    v = best.data.metrics[key]
-    std = best.data.metrics.get(STD_KEYS.get(key, ""))
+        raise RunsError(f"no run in experiment '{experiment}' has a score yet")
+    rank = {"reeval": 0, "best": 1, "final": 2}
+    best_tier = min(rank.get(s[1].split("_", 1)[0], 3) for _, s in scored)  # the most honest kind any run has
+    scored = [(r, s) for r, s in scored if rank.get(s[1].split("_", 1)[0], 3) == best_tier]
+    key = scored[0][1][0]
+    best, (key, source, v, std) = min(scored, key=lambda rs: rs[1][2] if direction(key) == "min" else -rs[1][2])
+    if as_json:
+        return json.dumps({**run_record(client, best, experiment), "protocol": score_protocol(best, source),
+                           "models": model_uris(client, best)}, indent=1, default=str)
     lines = [f"best run    {best.info.run_id}  ({best.info.run_name})",
-             f"fid         {v:.4f}" + (f" ± {std:.4f}" if std is not None else "") + f"  [{key}]",
-             f"protocol    {fid_protocol(best, key) or 'not recorded'}"]
+             f"{key:11s} {v:.4f}" + (f" ± {std:.4f}" if std is not None else "") + f"  [{source}, {direction(key)}]",
+             f"protocol    {score_protocol(best, source) or 'not recorded'}"]
     if best.data.tags.get("mlflow.parentRunId"):
         lines.append(f"sweep       {best.data.tags['mlflow.parentRunId']}")
-    sampled = best.data.tags.get("raygan.sampled")
-    if sampled:
-        lines.append(f"sampled     {sampled}")
+    if best.data.tags.get("raygan.sampled"):
+        lines.append(f"sampled     {best.data.tags['raygan.sampled']}")
     uris = model_uris(client, best)
-    if uris:
-        lines.append(f"model       {uris[0]}")
-        for u in uris[1:]:
-            lines.append(f"            {u}")
-    else:
-        lines.append("model       none logged")
+    lines.append(f"model       {uris[0]}" if uris else "model       none logged")
+    lines += [f"            {u}" for u in uris[1:]]
     return "\n".join(lines)
-
-
-def best_run_id(uri: Optional[str], experiment: str) -> str:
-    """The id `best_run` prints (for scripts and tests)."""
-    text = best_run(uri, experiment)
-    return text.splitlines()[0].split()[2]

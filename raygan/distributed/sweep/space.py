@@ -40,7 +40,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -331,11 +331,11 @@ def _parse_param(where: str, key: str, spec: Any, name: str) -> Param:
     return param
 
 
-def _walk(params: List[Param]):
+def walk(params: List[Param]):
     for p in params:
         yield p
         for subs in p.given.values():
-            yield from _walk(subs)
+            yield from walk(subs)
 
 
 class SearchSpace:
@@ -357,7 +357,7 @@ class SearchSpace:
         if not isinstance(params, dict) or not params:
             raise SearchSpaceError(f"{source}: 'parameters' must map config paths to distributions")
         self.params = [_parse_param(source, str(k), v, str(k)) for k, v in params.items()]
-        names = [p.name for p in _walk(self.params)]
+        names = [p.name for p in walk(self.params)]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             raise SearchSpaceError(f"{source}: parameter name '{dup}' used twice")
@@ -365,7 +365,7 @@ class SearchSpace:
         dup = next((n for n in top_paths if top_paths.count(n) > 1), None)
         if dup:
             raise SearchSpaceError(f"{source}: config path '{dup}' is set by two parameters")
-        self._by_name = {p.name: p for p in _walk(self.params)}
+        self._by_name = {p.name: p for p in walk(self.params)}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -462,7 +462,7 @@ class SearchSpace:
         """Every choice and bound, applied alone to the base config, gives a valid config."""
         from raygan.config import build_config
 
-        for p in _walk(self.params):
+        for p in walk(self.params):
             samples = p.choices if p.dist == "choice" else [p.low, p.high]
             for v in samples:
                 if p.dist in ("int", "logint"):
@@ -483,7 +483,7 @@ class SearchSpace:
                     msg = msg[len("config: "):] if msg.startswith("config: ") else msg
                     raise SearchSpaceError(f"{self.source}: parameter '{p.key}' = {v!r}: {msg}") from None
         # a kwarg sampled under `given` must be taken by that regulariser
-        for p in _walk(self.params):
+        for p in walk(self.params):
             for label, subs in p.given.items():
                 if "regularizer.name" not in p.paths:
                     continue
@@ -496,7 +496,7 @@ class SearchSpace:
     def describe(self) -> Dict[str, str]:
         """{parameter: distribution} for the sweep's MLflow parent run."""
         out = {}
-        for p in _walk(self.params):
+        for p in walk(self.params):
             cond = ""
             if ":" in p.name:
                 cond = f" if {p.name.split(':', 1)[1]}"
@@ -574,8 +574,3 @@ def load_space(name_or_path: Optional[str], base: Dict[str, Any]) -> SearchSpace
     space.validate(base)
     return space.bind(base)
 
-
-def sampled_items(space: SearchSpace, sampled: Dict[str, Any]) -> List[Tuple[str, Any]]:
-    """[(config path, value)] of one trial, in the space's order (for printing)."""
-    vals = space.values(sampled)
-    return [(k, vals[k]) for k in vals]

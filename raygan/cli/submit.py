@@ -1,58 +1,11 @@
-"""The Ray parts of the `raygan` command: `train --workers N` and `submit`.
-
-Imported by raygan.cli, which it extends through `_EXTENSIONS` (no Ray import until used).
-"""
+"""`raygan submit`: run a raygan command as a Ray job on a cluster, and look after jobs."""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from raygan.errors import RayganError
 
-
-# ---------------------------------------------------------------------------- train --workers
-def _ray_run_location(args):
-    """(storage, name) from --storage/--name, or from --run-dir (its parent and basename)."""
-    if args.run_dir:
-        if args.storage or args.name:
-            raise RayganError("with --workers, give either --run-dir DIR or --storage/--name, not both")
-        run_dir = Path(args.run_dir)
-        if run_dir.name in ("", ".", ".."):
-            raise RayganError(f"--run-dir {args.run_dir}: needs a final folder name (the run's name)")
-        return str(run_dir.parent), run_dir.name
-    return args.storage, args.name
-
-
-def train_on_ray(args, print_summary) -> int:
-    from raygan.config import load_config
-    from raygan.distributed.train import RayOptions, load_run_config, train_ray
-    from raygan.distributed import cluster
-
-    storage, name = _ray_run_location(args)
-    if args.resume:
-        if not name:
-            raise RayganError("--resume on Ray needs the run's --name (and the same --storage)")
-        if args.preset or args.config:
-            raise RayganError("--resume continues with the run's own config.yaml; change values with --set")
-        cfg = load_run_config(cluster.resolve_storage(storage), name, args.overrides)
-    else:
-        cfg = load_config(args.preset, args.config, args.overrides)
-    if args.dry_run:
-        print(cfg.to_yaml(), end="")
-        return 0
-    opts = RayOptions(workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                      gpus_per_worker=args.gpus_per_worker, storage=storage, name=name,
-                      max_failures=args.max_failures, address=args.address, keep=args.keep,
-                      resume=args.resume, progress=not args.no_progress, resource_wait_s=args.resource_wait)
-    summary = train_ray(cfg, opts)
-    print_summary(summary)
-    print(f"resume with: raygan train --workers {args.workers} --storage {summary['storage']} "
-          f"--name {summary['name']} --resume")
-    return 0
-
-
-# ---------------------------------------------------------------------------- submit
 SUBMIT_HELP = """\
 examples:
   raygan submit -- train --preset digits --workers 2 --storage s3://bucket/raygan
@@ -66,16 +19,19 @@ cluster, export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or keep it in ~/
 """
 
 
-def add_submit(sub) -> None:
+def add(sub) -> None:
     p = sub.add_parser("submit", help="run a raygan command as a Ray job on a cluster",
                        description="Submit `raygan <command>` as a Ray job (ships the working directory), "
                                    "or look after submitted jobs.",
-                       epilog=SUBMIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=SUBMIT_HELP + "\n" + _exposure(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--address", help="the cluster's dashboard, http://HOST:8265")
     p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     p.add_argument("--working-dir", default=".", help="the directory shipped with the job (default: .)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="an environment variable for the job (repeatable), e.g. MLFLOW_TRACKING_URI=http://head:5000")
+    p.add_argument("--env", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="an environment variable for the job (repeatable); stored with the job, readable by anyone "
+                        "with dashboard access; --env NAME copies it from your environment")
+    p.add_argument("--include-secret-files", action="store_true",
+                   help="also ship credential files (.env, *.pem, *.key, .ssh/, .aws/, ...), left out by default")
     p.add_argument("--job-id", help="the submission id to use (default: generated)")
     act = p.add_mutually_exclusive_group()
     act.add_argument("--status", metavar="ID", help="print a job's status")
@@ -85,20 +41,16 @@ def add_submit(sub) -> None:
     p.add_argument("--follow", action="store_true", help="with --logs: stream until the job ends")
     p.add_argument("job_command", nargs=argparse.REMAINDER, metavar="-- COMMAND",
                    help="a raygan command to run as the job (train, tune, ...)")
-    p.set_defaults(func=cmd_submit)
+    p.set_defaults(func=run)
 
 
-def _parse_env(items):
-    env = {}
-    for item in items:
-        if "=" not in item or not item.split("=", 1)[0]:
-            raise RayganError(f"--env {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        env[k] = v
-    return env
+def _exposure() -> str:
+    from raygan.distributed.jobs import SUBMIT_EXPOSURE
+
+    return SUBMIT_EXPOSURE
 
 
-def cmd_submit(args) -> int:
+def run(args) -> int:
     from raygan.distributed import jobs
 
     command = list(args.job_command)
@@ -111,10 +63,10 @@ def cmd_submit(args) -> int:
         raise RayganError("--follow goes with --logs ID")
     if not acting and not command:
         raise RayganError("nothing to submit: raygan submit [--address URL] -- train --preset NAME --workers N")
-    env = _parse_env(args.env)
+    env = jobs.parse_env(args.env)
     if command:  # checked before connecting: a bad command line fails without a cluster
         jobs.entrypoint(command, args.working_dir)
-        jobs.runtime_env(args.working_dir, env)
+        jobs.runtime_env(args.working_dir, env, include_secret_files=args.include_secret_files)
     client = jobs.connect(args.address)
 
     if args.list:
@@ -140,7 +92,8 @@ def cmd_submit(args) -> int:
             and "RAYGAN_STORAGE" not in env:
         print("raygan: note: no --storage: checkpoints go to $RAYGAN_STORAGE on the cluster if it is set "
               "(cluster.yaml sets it), else into the job's working dir, which Ray deletes later", file=sys.stderr)
-    job_id = jobs.submit(client, command, args.working_dir, env, args.job_id)
+    job_id = jobs.submit(client, command, args.working_dir, env, args.job_id,
+                         include_secret_files=args.include_secret_files)
     address = jobs.resolve_address(args.address)
     print(f"submitted job {job_id} to {address}", flush=True)
     if args.no_wait:
@@ -160,11 +113,3 @@ def cmd_submit(args) -> int:
     return code
 
 
-def _register() -> None:
-    from raygan.cli import _EXTENSIONS
-
-    if add_submit not in _EXTENSIONS:
-        _EXTENSIONS.append(add_submit)
-
-
-_register()

@@ -1,0 +1,193 @@
+"""raygan from Python (a notebook, a script): the same doors as the CLI, which is built on them.
+
+    import raygan.api as rg
+
+    cfg = rg.config("quickstart", overrides=["train.total_kimg=20"])
+    summary = rg.train(cfg, run_dir="runs/nb")              # or ray=rg.RayOptions(workers=2)
+    values, protocol = rg.evaluate("runs/nb", metrics=["fid", "kid"])
+    images, labels = rg.sample("runs/nb", num=16)           # uint8 NCHW (+ labels if conditional)
+    result = rg.tune(cfg, rg.SweepOptions(samples=8, budget_kimg=40))
+
+Every user mistake raises a `raygan.errors.RayganError` subclass with a one-line message.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from raygan.config import Config, load_config
+from raygan.distributed.options import RayOptions
+from raygan.distributed.sweep.options import SweepOptions
+from raygan.errors import ConfigError, RayganError
+from raygan.runstore import RunStore
+
+__all__ = ["config", "train", "evaluate", "sample", "load", "tune", "resume_tune", "RayOptions", "SweepOptions"]
+
+
+def config(preset: Optional[str] = None, file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
+    """Typed defaults <- preset <- file <- overrides ("a.b=value"), checked."""
+    return load_config(preset, file, list(overrides))
+
+
+def _store(run_dir: Union[str, Path, RunStore]) -> RunStore:
+    return run_dir if isinstance(run_dir, RunStore) else RunStore(run_dir)
+
+
+def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, resume: bool = False,
+          overrides: Sequence[str] = (), ray: Optional[RayOptions] = None, progress: bool = True) -> Dict[str, Any]:
+    """Train `cfg` into `run_dir` (default runs/<preset>-<time>), in this process or on Ray
+    Train (`ray`). `resume=True` continues the run in `run_dir` with its own config (+ overrides);
+    a run started on Ray resumes on Ray with its recorded workers unless `ray` says otherwise."""
+    from raygan.tracking.store import pin
+
+    if resume:
+        if run_dir is None:
+            raise RayganError("resume needs the run dir of the run to continue")
+        if cfg is not None:
+            raise RayganError("resume continues with the run's own config.yaml; change values with overrides")
+        store = _store(run_dir)
+        cfg = store.read_config(list(overrides))
+        record = store.read_record()
+        if ray is None and record.get("host") == "ray-train":
+            ray = RayOptions(workers=int(record.get("workers", 1)),
+                             cpus_per_worker=float(record.get("cpus_per_worker", 1.0)),
+                             gpus_per_worker=float(record.get("gpus_per_worker", 0.0)))
+    else:
+        if cfg is None:
+            raise RayganError("train needs a config: raygan.api.config(preset, ...)")
+        if overrides:
+            from raygan.config import build_config, deep_merge, parse_override
+
+            data = cfg.to_dict()
+            for item in overrides:
+                data = deep_merge(data, parse_override(item))
+            cfg = build_config(data)
+        store = _store(run_dir) if run_dir is not None else None
+    cfg = pin(cfg)
+    if ray is not None:
+        from raygan import storage
+        from raygan.distributed.launch import train_ray
+
+        if store is not None:  # the run dir names the storage (its parent) and the run (its name)
+            if ray.storage or ray.name:
+                raise RayganError("give either a run dir or Ray storage/name, not both")
+            parent = storage.join(store.location.rstrip("/").rsplit("/", 1)[0]) if storage.is_uri(store.location) \
+                else str(Path(store.location).parent)
+            ray = ray.model_copy(update={"storage": parent, "name": store.name})
+        return train_ray(cfg, ray, resume=resume, progress=progress)
+    from raygan.local import train_local
+
+    return train_local(cfg, store or RunStore.new_default(cfg.preset), resume=resume, progress=progress)
+
+
+def load(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None, checkpoint: Optional[str] = None,
+         tracking_uri: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+         expect_task: Optional[str] = None):
+    """(network in eval mode, its config, info) from a run dir's checkpoint or a model URI;
+    cheap (no dataset, no trainer) and safe (no pickle)."""
+    if (run_dir is None) == (model_uri is None):
+        raise RayganError("give a run dir or a model URI (one of them)")
+    device = torch.device(device)
+    if model_uri is not None:
+        from raygan.config import build_config
+        from raygan.tracking.models import load_model_uri
+        from raygan.tracking.store import resolve_tracking_uri
+
+        module, spec = load_model_uri(model_uri, resolve_tracking_uri(tracking_uri), expect_task)
+        return module.to(device), build_config(spec["config"]), {"source": model_uri, **spec.get("model_spec", {}),
+                                                                 "model_spec": spec.get("model_spec", {})}
+    from raygan.tasks.loading import load_model
+
+    store = _store(run_dir)
+    with store.local_checkpoint(checkpoint) as d:
+        loaded = load_model(d, device=device, expect_task=expect_task)
+    return loaded.module, loaded.config, {"source": loaded.checkpoint, "kimg": loaded.nimg / 1000.0,
+                                          "network": loaded.network, "model_spec": loaded.model_spec}
+
+
+def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None,
+             metrics: Optional[Sequence[str]] = None, num_samples: Optional[int] = None,
+             extractor: Optional[str] = None, inception_weights: Optional[str] = None,
+             checkpoint: Optional[str] = None, tracking_uri: Optional[str] = None,
+             seed: Optional[int] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
+    """The run's metrics (or others) on its exported network, with their protocol."""
+    from raygan.config import build_config
+    from raygan.engine.device import resolve_device
+    from raygan.tasks import check_config, task_class
+
+    module, cfg, info = load(run_dir, model_uri, checkpoint, tracking_uri)
+    data = cfg.to_dict()
+    if metrics is not None:
+        data["eval"]["metrics"] = list(metrics)
+    if extractor:
+        data["eval"]["extractor"] = extractor
+    if inception_weights:
+        data["eval"]["inception_weights"] = inception_weights
+    cfg = build_config(data)
+    check_config(cfg)
+    n = num_samples if num_samples is not None else cfg.eval.final_num_samples
+    check_sample_count(cfg, n)
+    cls = task_class(cfg.task)
+    if seed is not None:
+        cfg = cls.with_eval_seed(cfg, seed)
+    device = resolve_device(cfg.train.device)
+    evaluator = cls.evaluator_for(cfg, device, info["model_spec"])
+    if evaluator is None:
+        raise RayganError(f"task '{cfg.task}' has no evaluator")
+    values, protocol = evaluator(module.to(device), n)
+    return values, {**protocol, "source": info["source"]}
+
+
+#: the fewest samples each metric needs to mean anything
+MIN_SAMPLES = {"fid": 10, "kid": 10, "is": 10, "pr": 10, "dc": 10}
+
+
+def check_sample_count(cfg: Config, n: int) -> None:
+    if n < 2:
+        raise ConfigError(f"--num-samples must be at least 2, got {n}")
+    for m in cfg.eval.metrics:
+        need = MIN_SAMPLES.get(m, 2)
+        if n < need:
+            raise ConfigError(f"metric '{m}' needs at least {need} samples, got --num-samples {n}")
+
+
+@torch.no_grad()
+def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None, num: int = 64, seed: int = 0,
+           tracking_uri: Optional[str] = None, labels: Optional[Sequence[int]] = None
+           ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """`num` generated images as uint8 (N, C, H, W) and, for a conditional G, their labels
+    (classes in turn, or `labels`)."""
+    from raygan.metrics import to_uint8
+
+    if num < 1:
+        raise ConfigError(f"--num must be at least 1, got {num}")
+    G, cfg, _ = load(run_dir, model_uri, tracking_uri=tracking_uri, expect_task="generate")
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(num, G.z_dim, generator=gen)
+    k = getattr(G, "num_classes", 0)
+    y = None
+    if k:
+        y = torch.tensor(list(labels), dtype=torch.long) if labels is not None else torch.arange(num) % k
+        if y.shape[0] != num or int(y.min()) < 0 or int(y.max()) >= k:
+            raise ConfigError(f"labels must be {num} class indices in 0..{k - 1}")
+    out: List[torch.Tensor] = []
+    for i in range(0, num, 500):
+        out.append(to_uint8(G(z[i:i + 500], None if y is None else y[i:i + 500]).float()))
+    return torch.cat(out), y
+
+
+def tune(cfg: Config, options: Optional[SweepOptions] = None, search_space: Optional[str] = None) -> Dict[str, Any]:
+    """A sweep over `search_space` (default: the shipped one) from base config `cfg`."""
+    from raygan.distributed.sweep.driver import run_sweep
+    from raygan.tracking.store import pin
+
+    return run_sweep(pin(cfg), options or SweepOptions(), search_space)
+
+
+def resume_tune(name: str, storage: Optional[str] = None, address: Optional[str] = None,
+                progress: bool = True) -> Dict[str, Any]:
+    from raygan.distributed.sweep.driver import resume_sweep
+
+    return resume_sweep(name, storage, address, progress)

@@ -1,0 +1,132 @@
+"""`raygan eval` and `raygan sample`: judge or draw from a run's exported network (its latest
+checkpoint, loaded cheaply) or a registered model, never by building a trainer."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raygan.cli.common import dump_json, protocol_text
+from raygan.errors import RayganError
+
+SAMPLE_FORMATS = {"png": ".png", "png-dir": "", "npz": ".npz"}
+
+
+def _source(p) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run-dir", help="a run directory (local path or storage URI): its latest checkpoint")
+    src.add_argument("--model-uri", help="an MLflow model URI, e.g. models:/raygan-fashion-mnist-dcgan@champion")
+    p.add_argument("--tracking-uri", default=None, help="the MLflow store for --model-uri (default "
+                                                          "$MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+
+
+def add(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint (or a registered model)")
+    _source(p)
+    p.add_argument("--checkpoint", help="a checkpoint dir of the run (default: its latest)")
+    p.add_argument("--metrics", default=None,
+                   help="comma list, e.g. fid,kid,is,pr,dc | psnr,ssim,fid | fid,cas,gan-test (default: the run's)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="generated (or repaired/translated) images to judge (default: eval.final_num_samples)")
+    p.add_argument("--seed", type=int, default=None, help="the evaluation seed (default: the run's eval.seed)")
+    p.add_argument("--extractor", default=None, help="feature extractor for FID & co: fmnist-cnn | inception")
+    p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--json", action="store_true", help="print the values and protocol as JSON")
+    p.set_defaults(func=run_eval)
+
+    s = sub.add_parser("sample", help="write generated images: a grid, a folder of PNGs or an npz")
+    _source(s)
+    s.add_argument("--num", type=int, default=64, help="how many images (default 64)")
+    s.add_argument("--seed", type=int, default=0, help="the latent noise seed (default 0)")
+    s.add_argument("--out", required=True, help="output file (.png grid, .npz) or folder (--format png-dir)")
+    s.add_argument("--format", choices=list(SAMPLE_FORMATS), default=None,
+                   help="png (a grid), png-dir (one PNG per image, for torch-fidelity/clean-fid), npz (uint8 NCHW "
+                        "images + labels); default from --out's extension")
+    s.add_argument("--force", action="store_true", help="replace an existing --out")
+    s.set_defaults(func=run_sample)
+
+
+def run_eval(args) -> int:
+    from raygan import api
+
+    if args.checkpoint and not args.run_dir:
+        raise RayganError("--checkpoint goes with --run-dir")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    values, protocol = api.evaluate(args.run_dir, args.model_uri, metrics, args.num_samples, args.extractor,
+                                    args.inception_weights, args.checkpoint, args.tracking_uri, args.seed)
+    if args.json:
+        dump_json({"values": values, "protocol": protocol})
+        return 0
+    print(f"source     {protocol.get('source')}")
+    for k, v in values.items():
+        print(f"{k:10s} {v:.4f}")
+    print(protocol_text(protocol))
+    return 0
+
+
+def sample_format(out: str, fmt) -> str:
+    """The output format, checked before any model is loaded."""
+    path = Path(out)
+    if fmt is None:
+        fmt = {".png": "png", ".npz": "npz"}.get(path.suffix.lower())
+        if fmt is None:
+            raise RayganError(f"--out {out}: unknown or missing extension; use .png (a grid), .npz, or a folder "
+                              f"with --format png-dir")
+    elif SAMPLE_FORMATS[fmt] and path.suffix.lower() != SAMPLE_FORMATS[fmt]:
+        raise RayganError(f"--out {out}: --format {fmt} writes a {SAMPLE_FORMATS[fmt]} file")
+    return fmt
+
+
+def check_out(out: str, fmt: str, force: bool) -> None:
+    path = Path(out)
+    if fmt == "png-dir":
+        if path.exists() and (not path.is_dir() or any(path.iterdir())) and not force:
+            raise RayganError(f"--out {out} exists and is not an empty folder; pass --force to write into it")
+        parent = path if path.is_dir() else path.parent
+    else:
+        if path.is_dir():
+            raise RayganError(f"--out {out} is a directory; give a file name (or --format png-dir)")
+        if path.exists() and not force:
+            raise RayganError(f"--out {out} exists; pass --force to replace it")
+        parent = path.parent
+    probe = parent if str(parent) else Path(".")
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise RayganError(f"--out {out}: {probe} is not writable")
+
+
+def run_sample(args) -> int:
+    from raygan import api
+
+    fmt = sample_format(args.out, args.format)
+    check_out(args.out, fmt, args.force)
+    images, labels = api.sample(args.run_dir, args.model_uri, args.num, args.seed, args.tracking_uri)
+    write_samples(images, labels, Path(args.out), fmt)
+    print(f"wrote {images.shape[0]} samples to {args.out} ({fmt})")
+    return 0
+
+
+def write_samples(images, labels, out: Path, fmt: str) -> None:
+    import numpy as np
+
+    if fmt == "npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"images": images.numpy()}
+        if labels is not None:
+            arrays["labels"] = labels.numpy()
+        tmp = out.with_name(out.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out)
+        return
+    if fmt == "png-dir":
+        from PIL import Image
+
+        out.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            a = img.permute(1, 2, 0).numpy()
+            Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).save(out / f"{i:06d}.png")
+        return
+    from torchvision.utils import save_image
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.float() / 255.0, str(out), nrow=max(1, int(images.shape[0] ** 0.5)))

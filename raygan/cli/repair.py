@@ -1,0 +1,35 @@
+"""`raygan repair`: restore image files with a trained repair model (a run or a registered model)."""
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  raygan repair --run-dir runs/fmnist-denoise-... --in noisy.png --out restored.png
+  raygan repair --run-dir runs/fmnist-inpaint-... --in damaged/ --mask masks/ --out restored/
+  raygan repair --model-uri models:/raygan-repair-fashion-mnist-unet@champion --in x.png --out y.png
+"""
+
+
+def add(sub) -> None:
+    p = sub.add_parser("repair", help="repair images (denoise, inpaint, super-resolve) with a trained model",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run-dir", help="a repair run: its latest checkpoint")
+    src.add_argument("--model-uri", help="a registered repair model, e.g. models:/NAME@champion")
+    p.add_argument("--tracking-uri", default=None, help="the MLflow store for --model-uri")
+    p.add_argument("--in", dest="src", required=True, help="an image file or a folder of images")
+    p.add_argument("--mask", default=None, help="inpainting: a mask image (white = missing) or a folder of them")
+    p.add_argument("--out", required=True, help="the output file or folder")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from raygan import api
+    from raygan.tasks.repair_infer import fill_value, repair_path
+
+    module, cfg, _ = api.load(args.run_dir, args.model_uri, tracking_uri=args.tracking_uri, expect_task="repair")
+    written = repair_path(module, args.src, args.out, mask=args.mask, fill=fill_value(cfg), overwrite=args.force)
+    print(f"repaired {len(written)} image(s) into {args.out}")
+    return 0

@@ -1,0 +1,80 @@
+"""`raygan presets`, `raygan data info` and `raygan extractor train`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from raygan.errors import RayganError
+
+
+def add(sub) -> None:
+    p = sub.add_parser("presets", help="list the shipped presets with what each is for")
+    p.set_defaults(func=run_presets)
+
+    d = sub.add_parser("data", help="datasets")
+    ds = d.add_subparsers(dest="data_cmd", required=True)
+    i = ds.add_parser("info", help="where a dataset was found, its splits and shapes")
+    i.add_argument("name", help="fashion-mnist | mnist | cifar10 | digits | folder")
+    i.add_argument("--root", default=None, help="a folder to look in first (the folder dataset: its images)")
+    i.add_argument("--download", action="store_true", help="allow a torchvision download when it is not found")
+    i.set_defaults(func=run_data_info)
+
+    e = sub.add_parser("extractor", help="the fmnist-cnn feature extractor")
+    es = e.add_subparsers(dest="extractor_cmd", required=True)
+    t = es.add_parser("train", help="train fmnist-cnn on Fashion-MNIST train (>= 90%% test accuracy)")
+    t.add_argument("--out", default="fmnist_cnn.pt",
+                   help="weights file to write (default ./fmnist_cnn.pt; never replaced without --force)")
+    t.add_argument("--replace-shipped", action="store_true",
+                   help="write the package's shipped weights instead (changes every fmnist-cnn metric's hash)")
+    t.add_argument("--force", action="store_true", help="replace an existing --out")
+    t.add_argument("--seed", type=int, default=0, help="training seed (the shipped weights: 0)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
+    t.add_argument("--data-dir", default=None, help="where the Fashion-MNIST IDX files are")
+    t.set_defaults(func=run_extractor_train)
+
+
+def preset_description(name: str) -> str:
+    """The first comment line of the preset's YAML."""
+    from importlib import resources
+
+    text = (resources.files("raygan") / "presets" / f"{name}.yaml").read_text()
+    for line in text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def run_presets(args) -> int:
+    from raygan.config import load_preset, preset_names
+
+    for name in preset_names():
+        d = load_preset(name)
+        task = d.get("task", "generate")
+        print(f"{name:20s} {task:9s} {preset_description(name)[:90]}")
+    return 0
+
+
+def run_data_info(args) -> int:
+    from raygan.data import describe
+
+    for k, v in describe(args.name, root=args.root, download=args.download).items():
+        print(f"{k:12s} {v}")
+    return 0
+
+
+def run_extractor_train(args) -> int:
+    from raygan.metrics.extractors import fmnist_cnn
+
+    if args.replace_shipped:
+        out = Path(fmnist_cnn.SHIPPED_WEIGHTS)
+    else:
+        out = Path(args.out)
+        if out.resolve() == Path(fmnist_cnn.SHIPPED_WEIGHTS).resolve():
+            raise RayganError("--out is the shipped weights file: pass --replace-shipped to replace it on purpose")
+        if out.exists() and not args.force:
+            raise RayganError(f"--out {out} exists; pass --force to replace it")
+    kwargs = {"seed": args.seed, "data_dir": args.data_dir}
+    if args.epochs:
+        kwargs["epochs"] = args.epochs
+    print(json.dumps(fmnist_cnn.train_fmnist_cnn(str(out), **kwargs), indent=1))
+    return 0

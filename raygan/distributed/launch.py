@@ -1,0 +1,187 @@
+"""The Ray Train host: N TorchTrainer workers run the same loop as a plain process.
+
+Driver (`train_ray`): checks the options, storage, run name and the cluster's resources (fails
+in seconds, never waits forever), creates the MLflow run *before* fit and records it in the run
+store (`<storage>/<name>/run.json`), so a worker-group restart and a later `--resume` continue
+the same MLflow run; then runs `TorchTrainer.fit()` with `run_worker` on every rank.
+
+`make_torch_trainer` is the one place a TorchTrainer is built: Train runs and multi-worker Tune
+trials both come through it. The run directory on storage has a local run's layout, so `raygan
+eval/sample --run-dir <storage>/<name>` and `raygan train --run-dir <storage>/<name> --resume`
+read it the same way.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+from raygan.config import Config
+from raygan.distributed import cluster
+from raygan.distributed.options import RayOptions
+from raygan.distributed.reporter import SCORE_ATTR
+from raygan.distributed.worker import WorkerSpec, run_worker
+from raygan.errors import ConfigError, RayganError, RunDirError
+from raygan.runstore import RunStore, default_name
+
+
+class DistributedError(RayganError):
+    """The Ray workers failed (after the allowed restarts)."""
+
+
+def check_options(cfg: Config, opts: RayOptions) -> None:
+    """Checks that involve the config (the options' own checks live on RayOptions)."""
+    if cfg.optim.batch_size % opts.workers:
+        raise ConfigError(f"config: optim.batch_size {cfg.optim.batch_size} does not split evenly "
+                          f"across {opts.workers} workers")
+    if opts.gpus_per_worker == 0 and cfg.train.device.startswith("cuda"):
+        raise ConfigError(f"config: train.device is {cfg.train.device}, but no --gpus-per-worker were asked for")
+    if opts.gpus_per_worker > 0 and cfg.train.device == "cpu":
+        raise ConfigError("config: train.device is cpu, but --gpus-per-worker asks for GPUs")
+    if opts.keep == "best" and not cfg.eval.metrics:
+        raise ConfigError("--keep best ranks checkpoints by the run's first metric: eval.metrics is empty")
+    if opts.name is not None and ("/" in opts.name or opts.name in ("", ".", "..")):
+        raise ConfigError(f"run name {opts.name!r}: no slashes (it names a folder under the storage path)")
+
+
+def root_cause(e: BaseException) -> BaseException:
+    """The exception a worker raised, from inside Ray's wrappers."""
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        failures = getattr(e, "worker_failures", None)
+        if failures:
+            e = failures[min(failures)]
+            continue
+        for attr in ("controller_failure", "health_check_failure", "cause", "failure"):
+            inner = getattr(e, attr, None)
+            if isinstance(inner, BaseException):
+                e = inner
+                break
+        else:
+            if e.__cause__ is not None:
+                e = e.__cause__
+                continue
+            return e
+    return e
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines() or [type(e).__name__])[-1 if "Traceback" in text else 0][:300]
+
+
+def forward_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """raygan's and MLflow's settings travel to the workers (they may run on other nodes)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("RAYGAN_", "MLFLOW_"))}
+    env.update(extra or {})
+    return env
+
+
+def make_torch_trainer(spec: WorkerSpec, *, workers: int, cpus_per_worker: float, gpus_per_worker: float,
+                       run_name: str, storage: str, max_failures: int = 0, keep: int = 2,
+                       score_order: Optional[str] = None, callbacks: Optional[List[Any]] = None):
+    """A TorchTrainer whose every rank runs `run_worker(spec)`; gloo on CPU, nccl on GPU."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.v2.api.config import LoggingConfig
+
+    use_gpu = gpus_per_worker > 0
+    return TorchTrainer(
+        train_loop_per_worker=run_worker,
+        train_loop_config=spec.dump(),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker=cluster.worker_bundle(cpus_per_worker, gpus_per_worker)),
+        run_config=RunConfig(
+            name=run_name, storage_path=storage, callbacks=callbacks,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=keep,
+                                               checkpoint_score_attribute=SCORE_ATTR if score_order else None,
+                                               checkpoint_score_order=score_order or "max"),
+            logging_config=LoggingConfig(log_level=os.environ.get("RAYGAN_RAY_LOG_LEVEL", "WARNING"))))
+
+
+def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Run the training on Ray Train; returns rank 0's summary plus where things are."""
+    from raygan import storage as st
+    from raygan.metrics.registry import direction, objective
+
+    check_options(cfg, opts)
+    storage = st.resolve(opts.storage)
+    name = opts.name or cfg.tracking.run_name or default_name(cfg.preset)
+    store = RunStore(st.join(storage, name))
+    st.check_writable(storage, "storage")
+    exists = store.holds_run() or st.exists(store.join("checkpoint_manager_snapshot.json"))
+    if resume and not exists:
+        raise RunDirError(f"no run named '{name}' in {storage}: nothing to resume")
+    if not resume and exists:
+        raise RunDirError(f"a run named '{name}' already exists in {storage}; pass --resume to continue it "
+                          f"or choose another --name")
+    if cfg.tracking.enabled:
+        from raygan.tracking.store import preflight
+
+        preflight(cfg)
+    cluster.connect(opts.address)  # reachable and big enough -- before anything is written
+    cluster.check_resources(opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.resource_wait)
+
+    run_id = _mlflow_run(cfg, store, name, opts.workers)
+    store.write_config(cfg)
+    store.update_record(host="ray-train", workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
+                        gpus_per_worker=opts.gpus_per_worker, storage=storage, name=name, task=cfg.task)
+    key = objective(list(cfg.eval.metrics))
+    spec = WorkerSpec(config=cfg.to_dict(), report_to="train", run_location=store.location, mlflow_run_id=run_id,
+                      objective=key, keep_best=opts.keep == "best", progress=progress, env=forward_env())
+    trainer = make_torch_trainer(spec, workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
+                                 gpus_per_worker=opts.gpus_per_worker, run_name=name, storage=storage,
+                                 max_failures=opts.max_failures, keep=cfg.train.keep_checkpoints,
+                                 score_order=direction(key) if opts.keep == "best" else None)
+    print(f"raygan: {'resuming' if resume else 'training'} {cfg.task} on {opts.workers} Ray worker(s) in "
+          f"{store}" + (f"  (MLflow run {run_id})" if run_id else ""), file=sys.stderr, flush=True)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt as e:
+        _mark(cfg, run_id, e)
+        print(f"raygan: interrupted; resume with: raygan train --run-dir {store} --resume", file=sys.stderr)
+        raise
+    except Exception as e:
+        cause = root_cause(e)
+        _mark(cfg, run_id, cause)
+        if isinstance(cause, (RayganError, KeyboardInterrupt)):
+            raise cause from None
+        raise DistributedError(f"training failed on the Ray workers: {type(cause).__name__}: "
+                               f"{first_line(cause)} (worker logs above; resume with --resume)") from None
+    summary: Dict[str, Any] = dict(result.return_value or {})
+    latest = store.latest_checkpoint()
+    summary.update({"run_dir": store.location, "storage": storage, "name": name, "workers": opts.workers,
+                    "checkpoint": latest, "ray_metrics": dict(result.metrics or {})})
+    if run_id:
+        summary["mlflow_run_id"], summary["tracking_uri"] = run_id, cfg.tracking.uri
+    return summary
+
+
+def _mlflow_run(cfg: Config, store: RunStore, name: str, workers: int) -> Optional[str]:
+    """The MLflow run, created by the driver (a restart or a resume continues it)."""
+    if not cfg.tracking.enabled:
+        return None
+    from raygan.tracking.reporter import MLflowReporter
+
+    rep = MLflowReporter(cfg.to_dict(), store, uri=cfg.tracking.uri, experiment=cfg.tracking.experiment,
+                         run_name=name, register_model=cfg.tracking.register_model,
+                         tags={"raygan.host": "ray-train", "raygan.workers": str(workers)})
+    return rep.run_id
+
+
+def _mark(cfg: Config, run_id: Optional[str], error: BaseException) -> None:
+    """A run the workers did not finish is KILLED (Ctrl-C) or FAILED, never left RUNNING."""
+    if not run_id:
+        return
+    try:
+        from raygan.tracking.store import open_client, set_status
+
+        client = open_client(cfg.tracking.uri)
+        if client.get_run(run_id).info.status == "RUNNING":
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            set_status(client, run_id, status, {"raygan.error": str(error)[:5000]} if status == "FAILED" else {})
+    except Exception:
+        pass

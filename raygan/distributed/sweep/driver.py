@@ -1,0 +1,347 @@
+"""The sweep driver: Ray Tune + Optuna (TPE, define-by-run) + ASHA on the plan's objective.
+
+`run_sweep` validates the search space against the base config, checks the storage and that one
+trial fits the cluster (sizing `max_concurrent_trials`), creates the parent run, saves the plan,
+then runs `Tuner.fit()`; `resume_sweep` restores the Tuner from storage
+(`resume_errored=True`). Afterwards `raygan.distributed.sweep.champion.finish_sweep`
+re-evaluates the top trials and registers the winner. While trials run, one status line per
+tick says how many run, were stopped, finished or errored, and the best objective so far.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from raygan import storage
+from raygan.config import Config, build_config
+from raygan.distributed import cluster
+from raygan.distributed.sweep import plan as plans
+from raygan.distributed.sweep.options import SweepOptions, TuneError, budget_kimg, check, grace_kimg
+from raygan.distributed.sweep.plan import SweepPlan
+from raygan.distributed.sweep.resources import size_concurrency, trial_resources
+from raygan.distributed.sweep.space import load_space
+from raygan.distributed.sweep.trial import trial_fn, trial_name
+from raygan.errors import RayganError, RunDirError
+from raygan.runstore import default_name
+
+try:  # Ray is a dependency, but keep the module importable for `--help` without it
+    from ray.tune import Callback as _Callback
+    from ray.tune.stopper import Stopper as _Stopper
+except Exception:  # pragma: no cover
+    _Callback = object
+    _Stopper = object
+
+
+# ---------------------------------------------------------------------------- driver callbacks
+class SweepCallback(_Callback):
+    """In the driver: a live status line per reported tick, one line per ended trial, and each
+    trial's MLflow child run closed with what happened to it (finished, stopped at a rung by
+    the scheduler, errored with the reason)."""
+
+    def __init__(self, runs, objective: str, mode: str, budget: float, samples: int, progress: bool = True):
+        self.runs, self.objective, self.mode = runs, objective, mode
+        self.budget, self.samples, self.progress = budget, samples, progress
+        self.best: Optional[float] = None
+        self.best_trial = ""
+        self.state: Dict[str, str] = {}
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr, flush=True)
+
+    def _status(self) -> str:
+        counts = {s: sum(v == s for v in self.state.values()) for s in ("running", "stopped", "finished", "errored")}
+        best = f"best {self.objective} {self.best:.4g} ({self.best_trial})" if self.best is not None else \
+            f"no {self.objective} yet"
+        return (f"[tune] {counts['running']} running, {counts['stopped']} stopped, {counts['finished']} done, "
+                f"{counts['errored']} errored of {self.samples}; {best}")
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.state[trial.trial_id] = "running"
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.state[trial.trial_id] = "running"
+        v = result.get(self.objective)
+        if v is not None and (self.best is None or (v < self.best if self.mode == "min" else v > self.best)):
+            self.best, self.best_trial = float(v), trial.trial_id
+        self._say(f"{self._status()}  | {trial.trial_id} kimg {result.get('kimg', 0):g} "
+                  f"{self.objective} {v:.4g}" if v is not None else self._status())
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        r = trial.last_result or {}
+        kimg = r.get("kimg")
+        stopped = kimg is not None and kimg < self.budget - 1e-6
+        self.state[trial.trial_id] = "stopped" if stopped else "finished"
+        if stopped:
+            self.runs.close(trial.trial_id, "KILLED",
+                            {"raygan.trial_status": f"stopped early by the scheduler at {kimg:g} kimg"})
+        else:
+            self.runs.close(trial.trial_id, "FINISHED", {"raygan.trial_status": "finished"})
+        what = f"stopped at {kimg:g} kimg" if stopped else (f"finished {kimg:g} kimg" if kimg is not None
+                                                          else "ended without a result")
+        v = r.get(self.objective)
+        self._say(f"[tune] {trial.trial_id}  {what}" + (f"  {self.objective} {v:.4g}" if v is not None else ""))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        reason = trial_error_reason(trial)
+        self.state[trial.trial_id] = "errored"
+        self.runs.close(trial.trial_id, "FAILED", {"raygan.trial_status": "errored", "raygan.error": reason})
+        self._say(f"[tune] {trial.trial_id}  errored: {reason}")
+
+
+class KimgBudgetStopper(_Stopper):
+    """Ends the sweep once all trials together have trained `total_kimg` (a benchmark's fixed
+    budget): running trials are stopped, no new ones start."""
+
+    def __init__(self, total_kimg: float):
+        self.total = total_kimg
+        self.kimg: Dict[str, float] = {}
+
+    def __call__(self, trial_id, result):
+        self.kimg[trial_id] = max(self.kimg.get(trial_id, 0.0), float(result.get("kimg", 0.0)))
+        return False
+
+    def stop_all(self):
+        return sum(self.kimg.values()) >= self.total - 1e-9
+
+
+def trial_error_reason(trial_or_error) -> str:
+    """The one line that says why a trial failed (DivergenceError's message when it diverged)."""
+    err = None
+    if hasattr(trial_or_error, "get_error"):
+        try:
+            err = trial_or_error.get_error()
+        except Exception:
+            err = None
+        if err is None:
+            ef = getattr(trial_or_error, "error_file", None)
+            if ef and os.path.isfile(ef):
+                err = Path(ef).read_text()
+    else:
+        err = trial_or_error
+    if err is None:
+        return "unknown error"
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(cause, type(err)):
+        err = cause
+    text = str(err)
+    for line in reversed(text.strip().splitlines()):
+        for cls in ("DivergenceError", "ConfigError", "DataError", "CheckpointError", "RayganError"):
+            if f"{cls}: " in line:
+                return line.split(f"{cls}: ", 1)[1].strip()[:500]
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:500]
+
+
+# ---------------------------------------------------------------------------- the Tuner
+def _trainable(plan: SweepPlan):
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(trial_fn, plan=plan.model_dump(mode="json")),
+                               trial_resources(plan.options))
+
+
+def _searcher(space, plan: SweepPlan):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    opts = plan.options
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = (optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=plans.tpe_startup(opts), constant_liar=True)
+               if opts.sampler == "tpe" else optuna.samplers.RandomSampler(seed=opts.seed))
+    return OptunaSearch(space=space, metric=plan.objective, mode=plan.mode, sampler=sampler)
+
+
+def _scheduler(cfg: Config, plan: SweepPlan):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    opts = plan.options
+    if opts.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="kimg", metric=plan.objective, mode=plan.mode, max_t=budget_kimg(cfg, opts),
+                         grace_period=grace_kimg(cfg, opts), reduction_factor=opts.reduction_factor,
+                         stop_last_trials=False)
+
+
+def _run_config(plan: SweepPlan):
+    from ray import tune
+
+    from raygan.tracking.sweeps import ChildRuns
+
+    opts = plan.options
+    runs = ChildRuns(plan.tracking_uri, plan.experiment, plan.parent_run_id)
+    return tune.RunConfig(
+        name=plan.name, storage_path=plan.storage, verbose=0,
+        stop=KimgBudgetStopper(opts.total_kimg) if opts.total_kimg else None,
+        callbacks=[SweepCallback(runs, plan.objective, plan.mode, plan.budget, opts.samples, opts.progress)],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures))
+
+
+def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None):
+    """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
+    check(cfg, opts)
+    base = plans.trial_base(cfg, opts)
+    space = load_space(search_space, base)
+    plans.check_batch_split(space, base, opts.workers_per_trial)
+    return base, space
+
+
+def run_sweep(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None) -> Dict[str, Any]:
+    """Validate, size, track and run a new sweep; then re-evaluate the top trials."""
+    from ray import tune
+
+    from raygan.distributed.launch import forward_env
+
+    base, space = prepare(cfg, opts, search_space)
+    storage_path = storage.resolve(opts.storage)
+    storage.check_writable(storage_path, "storage")
+    name = opts.name or default_name(cfg.preset, prefix="tune-")
+    if plans.exists(storage_path, name):
+        raise RunDirError(f"a sweep named '{name}' already exists in {storage_path}; resume it with "
+                          f"raygan tune --resume {name}, or choose another --name")
+    if cfg.tracking.enabled:
+        from raygan.tracking.store import preflight
+
+        preflight(cfg)
+        base["tracking"]["uri"] = cfg.tracking.uri
+    cluster.connect(opts.address, log_to_driver=False)
+    plan = plans.make_plan(cfg, opts, space, base, storage_path, name, size_concurrency(opts), forward_env())
+    if plan.tracking_uri:
+        from raygan.tracking.store import flatten
+        from raygan.tracking.sweeps import create_parent_run
+
+        params = {**plans.describe(plan, cfg), **{f"space.{k}": v for k, v in space.describe().items()},
+                  **{f"base.{k}": v for k, v in flatten(base).items()}}
+        files = {"search_space.yaml": plan.space_text or str(plan.space), "base_config.yaml": build_config(base).to_yaml()}
+        plan.parent_run_id = create_parent_run(plan.tracking_uri, plan.experiment, name, plan.path, params, files)
+    plan.save()
+    tuner = tune.Tuner(
+        _trainable(plan),
+        tune_config=tune.TuneConfig(search_alg=_searcher(space, plan), scheduler=_scheduler(cfg, plan),
+                                    num_samples=opts.samples, max_concurrent_trials=plan.max_concurrent,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                    reuse_actors=opts.workers_per_trial == 1),  # no torch import per trial
+        run_config=_run_config(plan))
+    return _fit_and_finish(tuner, plan)
+
+
+def resume_sweep(name: str, storage_path: Optional[str] = None, address: Optional[str] = None,
+                 progress: bool = True) -> Dict[str, Any]:
+    """Continue an interrupted sweep: finished trials stay finished, unfinished and errored ones
+    continue from their last checkpoints, trials not started yet are sampled."""
+    from ray import tune
+
+    storage_path = storage.resolve(storage_path)
+    plan = SweepPlan.load(storage_path, name)
+    if not tune.Tuner.can_restore(plan.path):
+        raise TuneError(f"sweep '{name}' in {storage_path} has no Tune state to resume from (it stopped "
+                        f"before its first trial started); start it again under another --name")
+    plan.options = plan.options.model_copy(update={"progress": progress})
+    cluster.connect(address, log_to_driver=False)
+    if plan.parent_run_id:
+        from raygan.tracking.store import open_client
+
+        client = open_client(plan.tracking_uri)
+        client.update_run(plan.parent_run_id, status="RUNNING")
+        client.set_tag(plan.parent_run_id, "raygan.resumed", time.strftime("%Y-%m-%d %H:%M:%S"))
+    tuner = tune.Tuner.restore(plan.path, trainable=_trainable(plan), resume_errored=True)
+    return _fit_and_finish(tuner, plan)
+
+
+# ---------------------------------------------------------------------------- after the trials
+@dataclass
+class TrialRecord:
+    trial_id: str
+    status: str  # finished | stopped | errored | pending | running
+    sampled: Dict[str, Any]
+    config: Dict[str, Any]
+    kimg: float = 0.0
+    value: Optional[float] = None  # the objective's last proxy value
+    error: Optional[str] = None
+    checkpoint: Any = None  # a ray Checkpoint, or a path (W>1 trials)
+    run_id: Optional[str] = None
+    applied: Dict[str, Any] = field(default_factory=dict)
+
+
+def collect_trials(grid, plan: SweepPlan) -> List[TrialRecord]:
+    from raygan.tracking.sweeps import ChildRuns
+
+    space = plan.search_space()
+    runs = ChildRuns(plan.tracking_uri, plan.experiment, plan.parent_run_id)
+    out = []
+    for t in list(getattr(grid, "_experiment_analysis").trials):
+        r = t.last_result or {}
+        kimg = float(r.get("kimg", 0.0) or 0.0)
+        status = {"TERMINATED": "finished", "ERROR": "errored", "PENDING": "pending",
+                  "RUNNING": "running", "PAUSED": "pending"}.get(t.status, t.status.lower())
+        if status == "finished" and kimg < plan.budget - 1e-6:
+            status = "stopped" if r.get(plan.objective) is not None else "pending"
+        try:
+            cfg = space.apply(plan.base, t.config).to_dict()
+        except RayganError:
+            cfg = {}
+        out.append(TrialRecord(
+            trial_id=t.trial_id, status=status, sampled=space.values(t.config), config=cfg, kimg=kimg,
+            value=r.get(plan.objective), error=trial_error_reason(t) if status == "errored" else None,
+            checkpoint=t.checkpoint, run_id=runs.run_id(t.trial_id),
+            applied={k: v for k, v in r.items() if k.startswith("applied_")}))
+    return out
+
+
+class _QuietTune:
+    """Tune's own console output off (raygan prints its status lines and a summary): the legacy
+    reporter honours verbose=0, the new output engine prints its header regardless."""
+
+    _ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+    def __enter__(self):
+        import logging
+
+        self._old = {k: os.environ.get(k) for k in self._ENV}
+        os.environ.update(self._ENV)
+        self._level = logging.getLogger("ray.tune").level
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # raygan prints one line per failed trial
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger("ray.tune").setLevel(self._level)
+        for k, v in self._old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        return False
+
+
+def _fit_and_finish(tuner, plan: SweepPlan) -> Dict[str, Any]:
+    from raygan.distributed.sweep.champion import finish_sweep
+    from raygan.tracking.sweeps import mark_parent
+
+    hint = {"raygan.sweep_status": f"interrupted: resume with raygan tune --resume {plan.name}"}
+    try:
+        with _QuietTune():
+            grid = tuner.fit()
+    except KeyboardInterrupt:
+        mark_parent(plan.tracking_uri, plan.parent_run_id, "KILLED", hint)
+        raise
+    trials = collect_trials(grid, plan)
+    summary: Dict[str, Any] = {"name": plan.name, "storage": plan.storage, "trials": trials,
+                               "tracking_uri": plan.tracking_uri, "parent_run_id": plan.parent_run_id,
+                               "experiment": plan.experiment, "objective": plan.objective, "mode": plan.mode}
+    opts = plan.options
+    unfinished = [t for t in trials if t.status in ("pending", "running")]
+    if not opts.total_kimg and (unfinished or len(trials) < opts.samples):
+        summary["interrupted"] = True
+        mark_parent(plan.tracking_uri, plan.parent_run_id, "KILLED", hint)
+        return summary
+    if opts.finish:
+        summary.update(finish_sweep(plan, trials))
+    else:
+        mark_parent(plan.tracking_uri, plan.parent_run_id, "FINISHED", {})
+    return summary

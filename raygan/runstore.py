@@ -1,0 +1,243 @@
+"""The one owner of a run directory, local path or storage URI, whichever host wrote it.
+
+Layout (the same for a local run, a Ray Train run and a Tune trial's trainer):
+
+    config.yaml          the resolved config (the run's identity; --resume reads it)
+    run.json             the run record: MLflow run id and tracking URI, host, workers
+    checkpoints/ckpt-<nimg>/   state.pt, meta.json, rng-rank<r>.pt
+    samples/grid-<nimg>.png    the task's picture per tick
+    metrics.jsonl        one line per tick (the run's own record)
+    curves.png, summary.json   written at the end
+
+`eval`, `sample`, `repair`, `--resume` and MLflow logging read every run the same way through
+this class. A local run directory is locked for the life of a run (one writer at a time).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import yaml
+
+from raygan import storage
+from raygan.engine.checkpoint import CHECKPOINT_NAME, STATE_FILE, list_checkpoints
+from raygan.errors import RunDirError
+
+CONFIG_FILE = "config.yaml"
+RECORD_FILE = "run.json"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CURVES_FILE = "curves.png"
+LOCK_FILE = ".raygan.lock"
+
+
+def default_name(preset: Optional[str], prefix: str = "") -> str:
+    return f"{prefix}{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class RunStore:
+    def __init__(self, location: "str | os.PathLike[str]"):
+        self.location = storage.resolve(str(location))
+        self.is_local = not storage.is_uri(self.location)
+
+    @classmethod
+    def new_default(cls, preset: Optional[str], base: str = "runs") -> "RunStore":
+        """A fresh run dir under `base` named <preset>-<time> (never an existing one)."""
+        name = default_name(preset)
+        path, i = storage.join(storage.resolve(base), name), 1
+        while storage.exists(path):
+            path, i = storage.join(storage.resolve(base), f"{name}-{i}"), i + 1
+        return cls(path)
+
+    def __repr__(self) -> str:
+        return f"RunStore({self.location})"
+
+    def __str__(self) -> str:
+        return self.location
+
+    @property
+    def path(self) -> Path:
+        if not self.is_local:
+            raise RunDirError(f"{self.location} is not a local directory")
+        return Path(self.location)
+
+    @property
+    def name(self) -> str:
+        return self.location.rstrip("/").rsplit("/", 1)[-1]
+
+    def join(self, *parts: str) -> str:
+        return storage.join(self.location, *parts)
+
+    # ------------------------------------------------------------------ identity
+    def holds_run(self) -> bool:
+        return any(storage.exists(self.join(f)) for f in (CONFIG_FILE, RECORD_FILE, CHECKPOINTS))
+
+    def check_fresh(self) -> None:
+        """A new run must not land in a directory that holds one, nor in a file."""
+        if self.is_local and self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"run dir {self.location} is a file, not a directory")
+        if self.holds_run():
+            raise RunDirError(f"run dir {self.location} already holds a run; pass --resume to continue it "
+                              f"or choose another --run-dir")
+
+    def check_writable(self) -> None:
+        """Before anything is written: the directory (or its nearest existing parent) is writable."""
+        if not self.is_local:
+            storage.check_writable(self.location, "run dir")
+            return
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"run dir {p} is a file, not a directory")
+        probe = p
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise RunDirError(f"run dir {p}: {probe} is a file, not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise RunDirError(f"run dir {p} cannot be created or written ({probe} is not writable)")
+
+    def read_config(self, overrides: Optional[List[str]] = None):
+        """The run's own config, with --set overrides on top (e.g. a larger train.total_kimg)."""
+        from raygan.config import build_config, deep_merge, parse_override
+
+        text = storage.read_text(self.join(CONFIG_FILE))
+        if text is None:
+            raise RunDirError(f"run dir {self.location} holds no run ({CONFIG_FILE} missing)")
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            raise RunDirError(f"{self.join(CONFIG_FILE)} is not valid YAML") from None
+        for item in overrides or []:
+            data = deep_merge(data, parse_override(item))
+        return build_config(data)
+
+    def write_config(self, cfg) -> None:
+        storage.write_text(self.join(CONFIG_FILE), cfg.to_yaml())
+
+    def read_record(self) -> Dict[str, Any]:
+        text = storage.read_text(self.join(RECORD_FILE))
+        if not text:
+            return {}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise RunDirError(f"{self.join(RECORD_FILE)} is not valid JSON") from None
+
+    def update_record(self, **values: Any) -> Dict[str, Any]:
+        record = {**self.read_record(), **{k: v for k, v in values.items() if v is not None}}
+        storage.write_text(self.join(RECORD_FILE), json.dumps(record, indent=1, sort_keys=True))
+        return record
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoints(self) -> List[str]:
+        """Complete checkpoints, oldest first (a half-written one has no state.pt)."""
+        root = self.join(CHECKPOINTS)
+        if self.is_local:
+            return [str(p) for p in list_checkpoints(Path(root))]
+        found = []
+        for name in storage.list_dir(root):
+            m = CHECKPOINT_NAME.match(name)
+            if m and storage.exists(storage.join(root, name, STATE_FILE)):
+                found.append((int(m.group(1)), storage.join(root, name)))
+        return [p for _, p in sorted(found)]
+
+    def latest_checkpoint(self) -> Optional[str]:
+        ckpts = self.checkpoints()
+        return ckpts[-1] if ckpts else None
+
+    def resume_checkpoint(self) -> str:
+        ckpt = self.latest_checkpoint()
+        if ckpt is None:
+            raise RunDirError(f"run dir {self.location} has no checkpoint to resume from")
+        return ckpt
+
+    @contextmanager
+    def local_checkpoint(self, ckpt: Optional[str] = None) -> Iterator[Path]:
+        """A local directory holding the checkpoint (downloaded first for a URI run)."""
+        ckpt = ckpt or self.resume_checkpoint()
+        if not storage.is_uri(ckpt):
+            yield Path(ckpt)
+            return
+        import tempfile
+
+        import pyarrow.fs
+
+        tmp = Path(tempfile.mkdtemp(prefix="raygan-ckpt-"))
+        try:
+            fs, inner = storage._fs(ckpt)
+            pyarrow.fs.copy_files(inner, str(tmp), source_filesystem=fs)
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def clean_stale(self) -> List[str]:
+        """Remove what a killed checkpoint write left behind (.tmp-ckpt-*, .old-ckpt-*)."""
+        if not self.is_local:
+            return []
+        root = self.path / CHECKPOINTS
+        removed = []
+        if root.is_dir():
+            for p in root.iterdir():
+                if p.name.startswith((".tmp-ckpt-", ".old-ckpt-")):
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p.name)
+        return removed
+
+    # ------------------------------------------------------------------ per-tick files
+    def picture_path(self, nimg: int) -> str:
+        return self.join(SAMPLES, f"grid-{nimg:010d}.png")
+
+    def pictures(self) -> List[str]:
+        return [self.join(SAMPLES, n) for n in storage.list_dir(self.join(SAMPLES)) if n.endswith(".png")]
+
+    def metrics(self) -> List[Dict[str, Any]]:
+        text = storage.read_text(self.join(METRICS_FILE)) or ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def append_metrics(self, row: Dict[str, Any]) -> None:
+        storage.append_text(self.join(METRICS_FILE), json.dumps(row, sort_keys=True) + "\n")
+
+    def truncate_metrics_after(self, nimg: int) -> int:
+        """Drop ticks past `nimg` (a resume redoes them); returns how many were dropped."""
+        rows = self.metrics()
+        keep = [r for r in rows if round(r.get("kimg", 0) * 1000) <= nimg]
+        if len(keep) != len(rows):
+            storage.write_text(self.join(METRICS_FILE), "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+        return len(rows) - len(keep)
+
+    def write_summary(self, summary: Dict[str, Any]) -> str:
+        path = self.join(SUMMARY_FILE)
+        storage.write_text(path, json.dumps(summary, indent=1, default=str))
+        return path
+
+    # ------------------------------------------------------------------ one writer at a time
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive lock on a local run dir for the life of a run; a second process gets one
+        line. (A URI run relies on the Ray run name being unique instead.)"""
+        if not self.is_local:
+            yield
+            return
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                raise RunDirError(f"run dir {self.location} is in use by {holder}; wait for it to finish "
+                                  f"or choose another --run-dir") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}".encode())
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
