@@ -65,6 +65,20 @@ def test_unet_dropout_is_noise_in_training_only():
     assert torch.equal(g0(x), g0(x))
 
 
+def test_unet_residual_predicts_a_correction_of_its_input():
+    g = unet(28, residual=True).eval()
+    x = torch.rand(2, 1, 28, 28) * 1.6 - 0.8
+    y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    assert torch.allclose(y, (x + g.net(F.pad(x, (2, 2, 2, 2), mode="replicate"))[..., 2:30, 2:30]).clamp(-1, 1))
+    assert (y - x).abs().mean() < 0.05  # N(0, 0.02) init: close to the identity
+    m = GENERATORS.build("inpaint-unet", in_channels=2, out_channels=1, resolution=32, residual=True).eval()
+    xm = torch.cat([torch.rand(1, 1, 32, 32), (torch.rand(1, 1, 32, 32) > 0.5).float()], 1)
+    assert m(xm).shape == (1, 1, 32, 32)
+    with pytest.raises(ConfigError, match="residual must be true or false"):
+        unet(32, residual=1)
+
+
 def test_pix2pix_init():
     w = torch.cat([m.weight.flatten() for m in unet(64, ngf=64).modules() if isinstance(m, nn.Conv2d)])
     assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001

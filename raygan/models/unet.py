@@ -12,6 +12,12 @@ bottleneck (28 px: 3, 32: 4, 64: 5). Any input size works: an input whose sides 
 multiples of 2^depth is replicate-padded up to the next multiple inside the network and the
 output cropped back (28 px -> 32 internally), so `raygan repair` runs on larger images too.
 
+`residual=True` adds a global skip (DnCNN/VDSR's residual learning): the network predicts the
+correction to its input image (the first `out_channels` input channels), output = input +
+correction, clamped to [-1, 1] with a straight-through gradient (as SRResNet). For denoising
+and super-resolution from an upsampled input this converges much faster than mapping the image
+from scratch; pix2pix's U-Net has no such skip (the default, False).
+
 `inpaint-unet` takes the image plus the mask (last channel, 1 = missing, values 0/1) and
 returns the input's known pixels bit-for-bit, generating only the holes.
 """
@@ -72,7 +78,7 @@ class UNet(nn.Module):
     who = "generator 'unet'"
 
     def __init__(self, *, in_channels: int, out_channels: int, resolution: int, ngf: int = 32,
-                 depth: Optional[int] = None, norm: str = "batch", dropout: float = 0.5):
+                 depth: Optional[int] = None, norm: str = "batch", dropout: float = 0.5, residual: bool = False):
         super().__init__()
         positive_int(self.who, "in_channels", in_channels)
         positive_int(self.who, "out_channels", out_channels)
@@ -84,7 +90,12 @@ class UNet(nn.Module):
         check_norm(self.who, norm)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ConfigError(f"{self.who}: dropout must be in [0, 1), got {dropout!r}")
+        if not isinstance(residual, bool):
+            raise ConfigError(f"{self.who}: residual must be true or false, got {residual!r}")
+        if residual and in_channels < out_channels:
+            raise ConfigError(f"{self.who}: residual needs in_channels >= out_channels, got {in_channels} < {out_channels}")
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
+        self.residual = residual
         widths = [ngf * min(2**i, 8) for i in range(depth)]  # output width of each encoder level
         block: Optional[nn.Module] = None
         for i in reversed(range(1, depth)):  # innermost first; dropout in the 3 innermost levels
@@ -109,6 +120,10 @@ class UNet(nn.Module):
         y = self.net(x)
         if ph or pw:
             y = y[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+            x = x[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        if self.residual:
+            y = x[:, : self.out_channels] + y
+            y = y + (y.clamp(-1, 1) - y).detach()
         return y
 
 
@@ -120,13 +135,13 @@ class InpaintUNet(UNet):
     who = "generator 'inpaint-unet'"
 
     def __init__(self, *, in_channels: int, out_channels: int, resolution: int, ngf: int = 32,
-                 depth: Optional[int] = None, norm: str = "batch", dropout: float = 0.5):
+                 depth: Optional[int] = None, norm: str = "batch", dropout: float = 0.5, residual: bool = False):
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels != out_channels + 1:
             raise ConfigError(
                 f"{self.who}: in_channels must be out_channels + 1 (image + mask), got {in_channels} and {out_channels}"
             )
         super().__init__(in_channels=in_channels, out_channels=out_channels, resolution=resolution,
-                         ngf=ngf, depth=depth, norm=norm, dropout=dropout)
+                         ngf=ngf, depth=depth, norm=norm, dropout=dropout, residual=residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         generated = super().forward(x)
