@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 class Evaluator:
     def __init__(self, cfg: Config, device: torch.device, channels: Optional[int] = None,
                  model_spec: Optional[Dict[str, Any]] = None, recipe: Any = None):
+        import raygan.metrics  # noqa: F401  (every metric registered before its kind is asked)
         from raygan.metrics.registry import kind
 
         self.cfg = cfg
