@@ -4,7 +4,6 @@ run with a child per cell."""
 import dataclasses
 
 import pytest
-import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset

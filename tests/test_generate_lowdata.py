@@ -235,3 +235,35 @@ def test_cas_and_gan_test_of_a_tiny_conditional_run_from_its_checkpoint(tmp_path
     assert protocol["train_subset_hash"] == t.task.subset["subset_hash"] and "extractor" not in protocol
     again, _ = ev(loaded.module, 200)
     assert again == values  # seeded: the same G gives the same scores
+
+
+def test_fold_keeps_the_cross_rank_sum_so_rank0s_checkpoint_carries_it():
+    """Two ranks' partial observations, folded at a tick end onto rank 0, adjust p exactly as
+    unfolded ones would; a rank > 0 loading rank 0's checkpoint drops its copy of them."""
+    from raygan.ada import AdaptiveAugment
+
+    def ranks():
+        r = [AdaptiveAugment(target=0.6, speed_kimg=0.1, interval=3, p=0.5) for _ in range(2)]
+        r[0].observe(torch.tensor([1.0, 2.0, -1.0]))
+        r[1].observe(torch.tensor([-1.0, -2.0, -3.0, 4.0]))
+        return r
+
+    def allreduce(r):  # what all_reduce_sum returns on every rank
+        total = r[0]._acc + r[1]._acc
+        return lambda t: total.clone()
+
+    plain = ranks()
+    red = allreduce(plain)  # a collective: every rank gets the same sum
+    want = [a.adjust(20, red) or float(a.p) for a in plain]
+    folded = ranks()
+    red = allreduce(folded)
+    folded[0].fold(red, keep=True)
+    folded[1].fold(red, keep=False)
+    assert folded[1]._acc.sum() == 0 and folded[0]._acc.tolist() == [-1.0, 7.0]
+    red = allreduce(folded)
+    got = [a.adjust(20, red) or float(a.p) for a in folded]
+    assert got == want == [pytest.approx(0.3)] * 2  # r_t = -1/7 < 0.6: p falls 20/100
+    other = AdaptiveAugment(target=0.6, speed_kimg=0.1, interval=3)
+    state = ranks()[0].state_dict()
+    other.load_state_dict(state, keep_partial=False)
+    assert other._acc.sum() == 0 and float(other.p) == 0.5
