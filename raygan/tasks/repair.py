@@ -162,6 +162,16 @@ class RepairTask(Task):
         self.step.step(self.next_batch(), nimg)
         self.steps += 1
 
+    def read_stats(self, reduce=None) -> Dict[str, float]:
+        """The tick's statistics; D's (and the adversarial term's) only once D has trained in it,
+        so an L1-only warm-up does not report zeros as if they were losses."""
+        d_ran = "d_steps" in self.stats.counters and self.stats.counted("d_steps") > 0  # the same on every rank
+        out = super().read_stats(reduce)
+        if not d_ran:
+            for k in ("loss_d", "reg", "d_real", "d_fake", "adv"):
+                out.pop(k, None)
+        return out
+
     # ------------------------------------------------------------------ evaluation and pictures
     def eval_network(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G_plain

@@ -104,6 +104,7 @@ class Evaluator:
         self.restoration = [m for m in self.metrics if m in RESTORATION]
         self.features = [m for m in self.metrics if m not in RESTORATION and kind(m) == "features"]
         self.test = EvalSet(cfg, self.channels)
+        len(self.test)  # a missing evaluation split fails now (DataError), not at the first evaluation
         self.crop = self.test.scale if self.test.scale > 1 else 0
         self._extractor = None
         self._refs: Dict[int, Any] = {}

@@ -3,7 +3,7 @@
     from raygan.tasks.loading import load_model
     from raygan.tasks.repair_infer import repair_path
     loaded = load_model(ckpt, expect_task="repair")
-    written = repair_path(loaded.module, "damaged.png", "restored.png", mask="mask.png", fill=fill_value(loaded.config))
+    written = repair_path(loaded.module, "damaged.png", "restored.png", mask="mask.png")
 
 Inputs: one PNG/JPEG (or BMP/WebP) file, or a folder of them (not recursive; outputs keep the
 file names, as PNG). Any size the network handles: the U-Net pads internally, SRResNet takes
@@ -11,7 +11,7 @@ any size; a super-resolution model returns `scale` times the input size. Colour:
 model takes greyscale images, a 3-channel model colour ones (an alpha channel is dropped; a
 palette image is read as RGB); anything else is refused. Inpainting models need a mask (a
 greyscale image of the input's size, white = missing; for a folder, a folder of masks with the
-same file names); holes are filled with the training fill value before repair.
+same file names); holes are filled with the training fill value (`module.fill`) before repair.
 
 Everything is read and checked before anything is written, and existing outputs are not
 replaced unless `overwrite=True`: a bad input raises one-line RayganError and leaves the disk
@@ -27,19 +27,10 @@ import torch
 from torch import nn
 
 from raygan.errors import RayganError
+from raygan.tasks.repair_net import fill_value  # noqa: F401 (re-exported for callers holding a config)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PathLike = Union[str, Path]
-
-
-def fill_value(cfg) -> float:
-    """The value training put into holes (the first mask op's `fill`; 0.5 without mask ops)."""
-    from raygan.degradations import build_degradations
-
-    for op in build_degradations(cfg.repair.degradations).ops:
-        if op.makes_mask:
-            return float(op.fill)
-    return 0.5
 
 
 def _first_line(e: BaseException) -> str:
@@ -140,9 +131,12 @@ def _plan(src: Path, out: Path, mask: Optional[Path]) -> List[Tuple[Path, Path, 
 
 @torch.no_grad()
 def repair_path(module: nn.Module, src: PathLike, out: PathLike, mask: Optional[PathLike] = None,
-                fill: float = 0.5, overwrite: bool = False, device: Optional[torch.device] = None) -> List[Path]:
-    """Repair `src` (a file or a folder) into `out`; returns the files written."""
+                fill: Optional[float] = None, overwrite: bool = False, device: Optional[torch.device] = None
+                ) -> List[Path]:
+    """Repair `src` (a file or a folder) into `out`; returns the files written. Holes are filled
+    with `fill` (default: the network's training fill value) before repair."""
     channels = int(getattr(module, "channels", 0))
+    fill = float(getattr(module, "fill", 0.5) if fill is None else fill)
     needs_mask = bool(getattr(module, "needs_mask", False))
     if getattr(module, "task", None) != "repair" or channels not in (1, 3):
         raise RayganError("this model is not a repair network")

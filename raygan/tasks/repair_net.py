@@ -51,10 +51,12 @@ class RepairNet(nn.Module):
 
     task = "repair"
 
-    def __init__(self, net: nn.Module, *, channels: int, scale: int, mask: bool, upsample_input: bool):
+    def __init__(self, net: nn.Module, *, channels: int, scale: int, mask: bool, upsample_input: bool,
+                 fill: float = 0.5):
         super().__init__()
         self.net = net
         self.channels, self.scale, self.needs_mask = int(channels), int(scale), bool(mask)
+        self.fill = float(fill)  # what training put into holes, on [0, 1] (repair_infer does the same)
         self.upsample_input = bool(upsample_input)
         self.registry_name = getattr(net, "registry_name", type(net).__name__)
 
@@ -111,6 +113,16 @@ class ConditionedD:
 # ------------------------------------------------------------------------------ building
 
 
+def fill_value(cfg) -> float:
+    """The value training put into holes (the first mask op's `fill`; 0.5 without mask ops)."""
+    from raygan.degradations import build_degradations
+
+    for op in build_degradations(cfg.repair.degradations).ops:
+        if op.makes_mask:
+            return float(op.fill)
+    return 0.5
+
+
 def spec_from_pipeline(pipeline, channels: int) -> Dict[str, Any]:
     return {"channels": int(channels), "scale": int(pipeline.scale), "mask": bool(pipeline.has_mask)}
 
@@ -150,7 +162,8 @@ def build_generator(cfg, spec: Dict[str, Any]) -> RepairNet:
         kwargs["scale"] = scale
     net = GENERATORS.build(m.arch, in_channels=channels + int(mask), out_channels=channels,
                            resolution=cfg.data.resolution, **kwargs)
-    return RepairNet(net, channels=channels, scale=scale, mask=mask, upsample_input=scale > 1 and not sr)
+    return RepairNet(net, channels=channels, scale=scale, mask=mask, upsample_input=scale > 1 and not sr,
+                     fill=fill_value(cfg))
 
 
 def build_discriminator(cfg, spec: Dict[str, Any]) -> nn.Module:
