@@ -172,6 +172,10 @@ class ClassifierScores:
         from raygan.metrics import to_uint8
         from raygan.metrics.cas import balanced_labels, cas, gan_test
 
+        classes = int(self.model_spec.get("num_classes") or getattr(G, "num_classes", 0) or 0)
+        if num_samples < classes:
+            raise ConfigError(f"cas/gan-test need at least one generated image per class ({classes}), "
+                              f"got {num_samples} samples")
         self._setup()
         dev, z_dim = self.device, G.z_dim
 
