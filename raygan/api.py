@@ -101,6 +101,8 @@ def load(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None
     from raygan.tasks.loading import load_model
 
     store = _store(run_dir)
+    if checkpoint is None and not store.holds_run():
+        raise RayganError(f"run dir {store} holds no run")
     with store.local_checkpoint(checkpoint) as d:
         loaded = load_model(d, device=device, expect_task=expect_task)
     return loaded.module, loaded.config, {"source": loaded.checkpoint, "kimg": loaded.nimg / 1000.0,
@@ -141,7 +143,7 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
 
 
 #: the fewest samples each metric needs to mean anything
-MIN_SAMPLES = {"fid": 10, "kid": 10, "is": 10, "pr": 10, "dc": 10}
+MIN_SAMPLES = {"fid": 10, "kid": 10, "is": 10, "pr": 10, "dc": 10, "cas": 100, "gan-test": 100}
 
 
 def check_sample_count(cfg: Config, n: int) -> None:

@@ -85,6 +85,18 @@ def from_args(model: Type[T], args: argparse.Namespace, **extra: Any) -> T:
     return build(model, {**given(model, args), **extra})
 
 
+def _message(err: Dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "greater_than_equal":
+        return "must not be negative" if ctx["ge"] == 0 else f"must be at least {ctx['ge']}"
+    if kind == "greater_than":
+        return "must be positive" if ctx["gt"] == 0 else f"must be above {ctx['gt']}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}"
+    return err["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+
+
 def build(model: Type[T], values: Dict[str, Any]) -> T:
     """The options, checked; the first problem as one line naming its flag."""
     try:
@@ -94,7 +106,7 @@ def build(model: Type[T], values: Dict[str, Any]) -> T:
         name = str(err["loc"][0]) if err["loc"] else ""
         info = model.model_fields.get(name)
         flag = _flag(name, info) if info is not None else name
-        msg = err["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+        msg = _message(err)
         got = err.get("input")
         raise ConfigError(f"{flag} {msg}" + (f", got {got!r}" if got is not None and not isinstance(got, dict)
                                              else "")) from None

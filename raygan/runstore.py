@@ -155,7 +155,7 @@ class RunStore:
     def resume_checkpoint(self) -> str:
         ckpt = self.latest_checkpoint()
         if ckpt is None:
-            raise RunDirError(f"run dir {self.location} has no checkpoint to resume from")
+            raise RunDirError(f"run dir {self.location} has no checkpoint yet")
         return ckpt
 
     @contextmanager

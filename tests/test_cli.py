@@ -40,9 +40,9 @@ def trained(in_tmp, capsys):
 def test_train_end_to_end_prints_grid_fid_protocol_and_ui(trained):
     tmp, out = trained
     run_dir = tmp / "runs" / "a"
-    assert "sample grid: runs/a/samples/grid-0000000768.png" in out
+    assert f"picture:     {run_dir}/samples/grid-0000000768.png" in out
     assert (run_dir / "samples" / "grid-0000000768.png").is_file()
-    assert "FID " in out and "extractor fmnist-cnn@" in out and "300 generated vs 359 digits:test@28px" in out
+    assert "fid " in out and "extractor fmnist-cnn@" in out and "300 generated vs 359 digits:test@28px" in out
     db = (tmp / "mlflow.db").resolve()
     assert f"mlflow ui --backend-store-uri sqlite:///{db}" in out
     for f in ("config.yaml", "run.json", "metrics.jsonl", "summary.json", "curves.png"):
@@ -60,9 +60,12 @@ def test_train_end_to_end_prints_grid_fid_protocol_and_ui(trained):
     assert "final_fid" in r.data.metrics and r.data.tags["final.protocol.num_samples"] == "300"
     assert [m.step for m in client.get_metric_history(run_id, "loss_d")] == [384, 768]
     arts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"samples", "config.yaml", "curves.png", "summary.json"} <= arts
-    versions = client.search_model_versions("name='raygan-generator'")
+    assert {"images", "config.yaml", "curves.png", "summary.json", "model"} <= arts
+    # registered per dataset and architecture: a digits smoke run never touches a Fashion-MNIST model
+    versions = client.search_model_versions("name='raygan-digits-mlp'")
     assert len(versions) == 1 and versions[0].run_id == run_id
+    assert float(versions[0].tags["fid"]) == pytest.approx(r.data.metrics["final_fid"], rel=1e-5)
+    assert r.data.tags["mlflow.source.name"].startswith("raygan train")
 
 
 def test_resume_continues_same_run_and_sample_eval(trained, capsys):
@@ -82,7 +85,7 @@ def test_resume_continues_same_run_and_sample_eval(trained, capsys):
     assert code == 0, err
     assert Image.open(tmp / "grid.png").size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 tiles of 28 px + 2 px padding
 
-    code, out, err = run(capsys, "sample", "--model-uri", "models:/raygan-generator/2", "--num", "4", "--out", "m.png")
+    code, out, err = run(capsys, "sample", "--model-uri", "models:/raygan-digits-mlp/2", "--num", "4", "--out", "m.png")
     assert code == 0, err
     assert (tmp / "m.png").is_file()
 

@@ -228,7 +228,7 @@ def test_protocol_keys():
 
 
 def test_compute_metrics_unknown_name_and_registry():
-    assert METRICS.names() == ["dc", "fid", "is", "kid", "pr"]
+    assert {"dc", "fid", "is", "kid", "pr"} <= set(METRICS.names())  # the feature metrics (tasks add theirs)
     with pytest.raises(ConfigError, match="unknown metric 'fld'"):
         compute_metrics(np.zeros((4, 2)), None, None, ["fid", "fld"])
 
@@ -240,3 +240,33 @@ def test_generate_features_rounds_before_extracting():
     direct = ext(to_uint8(x))
     assert feats.shape == (10, 128) and logits.shape == (10, 10)
     torch.testing.assert_close(feats, direct["features"])
+
+
+def test_knn_metrics_ignore_a_constant_shift_of_the_features():
+    """Audit defect 6: distances in float64 on centred features; a shift of 1e4 (features far from
+    the origin) used to lose the small distances to float32 cancellation."""
+    from raygan.metrics import density_coverage, precision_recall
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(400, 16, generator=g), torch.randn(300, 16, generator=g) * 1.2 + 0.3
+    base = precision_recall(real, fake), density_coverage(real, fake)
+    shifted = precision_recall(real + 1e4, fake + 1e4), density_coverage(real + 1e4, fake + 1e4)
+    assert base == shifted
+    assert 0 < base[0][0] < 1 and 0 < base[1][1] < 1  # a non-trivial case
+
+
+def test_knn_metrics_compare_the_same_counts_at_ticks_and_at_the_end():
+    """Audit defect 6: pr/dc use `eval.knn_samples` fakes and reals (default: the tick count), so a
+    tick's value and the final one are made the same way; both counts are in the protocol."""
+    from raygan.metrics import precision_recall
+    from raygan.metrics.evaluate import ReferenceStats, compute_metrics, knn_counts
+
+    g = torch.Generator().manual_seed(1)
+    ref_feats = torch.randn(500, 8, generator=g).numpy()
+    fake = torch.randn(300, 8, generator=g)
+    ref = ReferenceStats(ref_feats.mean(0), np.cov(ref_feats, rowvar=False), ref_feats,
+                         np.zeros((500, 10), np.float32), None)
+    out = compute_metrics(fake, None, ref, ["pr"], knn_samples=200)
+    assert (out["precision"], out["recall"]) == precision_recall(ref_feats[:200], fake[:200])
+    assert knn_counts(300, 500, 200) == (200, 200) and knn_counts(100, 500, 200) == (100, 100)
+    assert knn_counts(300, 150, None) == (300, 150)

@@ -1,6 +1,7 @@
 """`raygan runs` over an MLflow store written the way training and sweeps write it (no training
 here: runs are made with the MLflow reporter and a tiny registered generator), and
 `raygan sample --model-uri models:/NAME@champion`."""
+import json
 import re
 
 import pytest
@@ -25,13 +26,12 @@ def one_line_error(code, err, pattern):
 
 
 def _run(uri, tmp, name, overrides, fids, experiment="e1", tags=None, parent=None):
-    from raygan.engine import rundir
+    from raygan.runstore import RunStore
     from raygan.tracking.reporter import MLflowReporter
 
     cfg = load_config("digits", None, overrides)
-    run_dir = tmp / name
-    run_dir.mkdir()
-    rundir.write_config(run_dir, cfg)
+    run_dir = RunStore(tmp / name)
+    run_dir.write_config(cfg)
     rep = MLflowReporter(cfg.to_dict(), run_dir, uri=uri, experiment=experiment, run_name=name, tags=tags,
                          parent_run_id=parent)
     rep.start({"world_size": 1})
@@ -46,12 +46,11 @@ def _run(uri, tmp, name, overrides, fids, experiment="e1", tags=None, parent=Non
 
 @pytest.fixture
 def store(in_tmp):
-    import mlflow
-    import mlflow.pytorch
-    import torch
     from mlflow.tracking import MlflowClient
 
     from raygan.models import build_models
+    from raygan.tasks import ExportedModel
+    from raygan.tracking.models import log_model
 
     uri = f"sqlite:///{in_tmp}/mlflow.db"
     a = _run(uri, in_tmp, "run-a", ["optim.g_lr=0.001", "loss.name=ns"], [50.0, 40.0])
@@ -71,13 +70,11 @@ def store(in_tmp):
         for k, v in {**PROTOCOL, "num_samples": 1000, "seeds": "[124, 125, 126]"}.items():
             client.set_tag(rid, f"reeval.protocol.{k}", str(v))
     # a tiny generator registered from run a, alias champion
+    gcfg = load_config("digits", None, ["model.z_dim=8", "model.g={hidden: [16]}", "model.d={hidden: [16]}"])
     G, _ = build_models("mlp", resolution=28, channels=1, z_dim=8, g={"hidden": [16]}, d={"hidden": [16]})
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=a.run_id):
-        info = mlflow.pytorch.log_model(G.eval(), name="generator", serialization_format="pickle",
-                                        registered_model_name="g-test", pip_requirements=["torch"],
-                                        input_example=torch.zeros(2, 8).numpy())
-    client.set_registered_model_alias("g-test", "champion", str(info.registered_model_version))
+    spec = {"task": "generate", "network": "G", "config": gcfg.to_dict(), "model_spec": {"channels": 1, "num_classes": 0}}
+    logged = log_model(client, a.run_id, ExportedModel(G.eval(), spec), "g-test")
+    client.set_registered_model_alias("g-test", "champion", logged.version)
     return {"uri": uri, "a": a.run_id, "b": b.run_id, "c": c.run_id, "d": d.run_id, "parent": parent}
 
 
@@ -87,14 +84,23 @@ def test_list_sorts_filters_and_limits(store, capsys):
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["run_id", "name", "experiment", "role"]
     for rid in ("a", "b", "c", "d"):
-        assert store[rid] in out
-    code, out, _ = run(capsys, "runs", "list", "--experiment", "e1", "--sort", "fid", "--tracking-uri", store["uri"])
+        assert store[rid][:12] in out
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e1", "--sort", "score", "--tracking-uri", store["uri"])
     rows = [ln for ln in out.splitlines()[2:] if ln.strip()]
-    assert [r.split()[0] for r in rows] == [store["b"], store["a"], store["parent"]]  # 35 < 40 < no FID
-    assert "final_fid" in rows[0] and "35.00" in rows[0] and "experiment" not in out.splitlines()[0]
-    code, out, _ = run(capsys, "runs", "list", "--experiment", "e2", "--sort", "fid", "--limit", "1")
-    assert store["c"] in out and store["d"] not in out and "(1 more: --limit N)" in out
-    assert "36.50 ± 0.40" in out and "reeval_fid_mean" in out
+    assert [r.split()[0] for r in rows] == [store[k][:12] for k in ("b", "a", "parent")]  # 35 < 40 < no FID
+    assert "final_fid" in rows[0] and " 35 " in rows[0] and "experiment" not in out.splitlines()[0]
+    # by score: c's honest re-evaluated FID (36.5) beats d's (38.2), though d's last tick (37) beat c's (39)
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e2", "--sort", "score", "--limit", "1")
+    assert store["c"][:12] in out and store["d"][:12] not in out and "(1 more: --limit N)" in out
+    assert "36.5 ± 0.4" in out and "reeval_fid_mean" in out
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e2", "--sort", "fid", "--limit", "1")  # a metric
+    assert store["d"][:12] in out
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e2", "--json")
+    rows = json.loads(out)
+    assert {r["run_id"] for r in rows} == {store["c"], store["d"]}
+    assert next(r for r in rows if r["run_id"] == store["c"])["value"] == 36.5
+    code, _, err = run(capsys, "runs", "list", "--sort", "bogus")
+    one_line_error(code, err, r"--sort 'bogus': no run has that metric")
 
 
 def test_show_prints_params_final_metrics_with_protocol_and_artifacts(store, capsys):
@@ -105,6 +111,10 @@ def test_show_prints_params_final_metrics_with_protocol_and_artifacts(store, cap
     assert re.search(r"optim\.g_lr\s+0\.001\n", out) and re.search(r"data\.name\s+digits", out)
     assert re.search(r"file://\S+/artifacts/config\.yaml", out) and "/artifacts/summary.json" in out
     assert "models:/g-test@champion" in out and "models:/g-test/1" in out
+    code, out2, _ = run(capsys, "runs", "show", store["a"][:8])  # a unique prefix
+    assert out2 == out
+    code, out, _ = run(capsys, "runs", "show", store["a"], "--json")
+    assert json.loads(out)["params"]["optim.g_lr"] == "0.001"
     code, out, _ = run(capsys, "runs", "show", store["c"])
     assert re.search(r"reeval_fid_mean\s+36\.5000 ± 0\.4000\s+fmnist-cnn@.*1000 generated.*seeds 124, 125, 126", out)
 
@@ -124,10 +134,10 @@ def test_compare_shows_only_differing_params_and_metrics(store, capsys):
 def test_best_prefers_the_honest_fid_and_prints_model_uris(store, capsys):
     code, out, _ = run(capsys, "runs", "best", "--experiment", "e1")
     assert code == 0 and out.startswith(f"best run    {store['b']}  (run-b)")
-    assert "35.0000  [final_fid]" in out and "model       none logged" in out
+    assert "35.0000  [final_fid, min]" in out and "model       none logged" in out
     code, out, _ = run(capsys, "runs", "best", "--experiment", "e2")
     # d's last proxy FID (37) beats c's (39), but c wins the re-evaluation (36.5 vs 38.2)
-    assert out.startswith(f"best run    {store['c']}") and "36.5000 ± 0.4000  [reeval_fid_mean]" in out
+    assert out.startswith(f"best run    {store['c']}") and "36.5000 ± 0.4000  [reeval_fid_mean, min]" in out
     assert "seeds 124, 125, 126" in out and 'sampled     {"optim.g_lr": 0.0004}' in out
 
 
@@ -153,4 +163,4 @@ def test_unknown_experiment_run_or_store_is_one_line(store, capsys, tmp_path):
     code, _, err = run(capsys, "runs", "list", "--tracking-uri", f"sqlite:///{tmp_path}/elsewhere/mlflow.db")
     one_line_error(code, err, r"no MLflow store at .*elsewhere/mlflow\.db")
     code, _, err = run(capsys, "sample", "--model-uri", "models:/g-test@nope", "--out", "x.png")
-    one_line_error(code, err, r"cannot load model models:/g-test@nope")
+    one_line_error(code, err, r"cannot fetch model models:/g-test@nope")

@@ -10,7 +10,8 @@ import pytest
 
 from raygan.cli import main
 from raygan.config import load_config
-from raygan.distributed import tune
+from raygan.distributed.sweep import plan as plans, resources
+from raygan.distributed.sweep.options import SweepOptions, TuneError
 from raygan.distributed.sweep.space import (SearchSpace, SearchSpaceError, apply_values, load_space,
                                              loss_is_critic, regularizer_takes, shipped_spaces)
 
@@ -186,7 +187,7 @@ def test_dry_run_prints_the_plan(in_tmp, capsys):
 
 def test_trial_base_evaluates_every_tick_with_the_proxy():
     cfg = load_config("quickstart")
-    d = tune.trial_base(cfg, tune.SweepOptions(budget_kimg=27))
+    d = plans.trial_base(cfg, SweepOptions(budget_kimg=27))
     assert d["train"]["total_kimg"] == 27 and d["train"]["tick_kimg"] == 3
     assert d["train"]["eval_ticks"] == 1 and d["train"]["snapshot_ticks"] == 1
     assert d["eval"]["final_num_samples"] == d["eval"]["num_samples"] == 2000
@@ -195,17 +196,17 @@ def test_trial_base_evaluates_every_tick_with_the_proxy():
 
 def test_concurrency_is_sized_to_the_cluster():
     two_cpus = [{"CPU": 2.0}]
-    assert tune.size_concurrency(tune.SweepOptions(samples=8), two_cpus) == 2
-    assert tune.size_concurrency(tune.SweepOptions(samples=1), two_cpus) == 1
-    assert tune.size_concurrency(tune.SweepOptions(samples=8, max_concurrent=1), two_cpus) == 1
-    assert tune.size_concurrency(tune.SweepOptions(samples=8, workers_per_trial=2, cpus_per_worker=0.5), two_cpus) == 1
+    assert resources.size_concurrency(SweepOptions(samples=8), two_cpus) == 2
+    assert resources.size_concurrency(SweepOptions(samples=1), two_cpus) == 1
+    assert resources.size_concurrency(SweepOptions(samples=8, max_concurrent=1), two_cpus) == 1
+    assert resources.size_concurrency(SweepOptions(samples=8, workers_per_trial=2, cpus_per_worker=0.5), two_cpus) == 1
     gpu_nodes = [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]
-    assert tune.size_concurrency(tune.SweepOptions(samples=8, workers_per_trial=2, gpus_per_worker=1), gpu_nodes) == 4
-    with pytest.raises(tune.TuneError, match=r"cannot place one trial \(2 workers x \{'CPU': 1.0\}\): it has 1 node "
+    assert resources.size_concurrency(SweepOptions(samples=8, workers_per_trial=2, gpus_per_worker=1), gpu_nodes) == 4
+    with pytest.raises(TuneError, match=r"cannot place one trial \(2 workers x \{'CPU': 1.0\}\): it has 1 node "
                                              r"with 2 CPUs and 0 GPUs"):
-        tune.size_concurrency(tune.SweepOptions(workers_per_trial=2), two_cpus)
-    with pytest.raises(tune.TuneError, match="cannot place one trial"):
-        tune.size_concurrency(tune.SweepOptions(gpus_per_worker=1), two_cpus)
+        resources.size_concurrency(SweepOptions(workers_per_trial=2), two_cpus)
+    with pytest.raises(TuneError, match="cannot place one trial"):
+        resources.size_concurrency(SweepOptions(gpus_per_worker=1), two_cpus)
 
 
 def test_space_errors_are_search_space_errors():

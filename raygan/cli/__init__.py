@@ -4,6 +4,7 @@ Ctrl-C exits 130 after saying how to resume."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -24,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    os.environ["RAYGAN_COMMAND"] = " ".join(["raygan", *argv])  # MLflow's source tag, on every Ray worker too
     try:
         return int(args.func(args) or 0)
     except RayganError as e:

@@ -36,13 +36,30 @@ def add(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (mean ± std)")
     p.add_argument("--work-dir", default=None, help="keep each cell's GAN run here (default: a temp dir)")
     p.add_argument("--plot", default=None, help="where the PNG goes (default <work-dir>/augment.png)")
+    p.add_argument("--tracking-uri", default=None, help="the MLflow store (default $MLFLOW_TRACKING_URI or "
+                                                          "sqlite:///./mlflow.db)")
+    p.add_argument("--experiment", default="raygan-augment", help="MLflow experiment (one parent run per call)")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from raygan.experiments.augment_run import run_augment
 
-    run_augment(args.run_dir, _ints(args.real_per_class), args.synthetic_per_class, args.classic, args.seeds,
-                base=args.preset, overrides=args.overrides, gan_kimg=args.gan_kimg, work_dir=args.work_dir,
-                plot_path=args.plot)
+    from raygan.tracking.store import check_experiment_name, resolve_tracking_uri
+
+    uri = None
+    if not args.no_tracking:  # checked before hours of work, not after
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_experiment_name(args.experiment)
+    outcome = run_augment(args.run_dir, _ints(args.real_per_class), args.synthetic_per_class, args.classic, args.seeds,
+                          base=args.preset, overrides=args.overrides, gan_kimg=args.gan_kimg, work_dir=args.work_dir,
+                          plot_path=args.plot)
+    print(outcome.table)
+    if outcome.plot_path:
+        print(f"plot:        {outcome.plot_path}")
+    if uri is not None:
+        from raygan.tracking.augment import log_augment
+
+        print(f"mlflow run:  {log_augment(outcome, uri, args.experiment)}")
     return 0

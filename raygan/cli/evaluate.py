@@ -66,6 +66,8 @@ def run_eval(args) -> int:
 def sample_format(out: str, fmt) -> str:
     """The output format, checked before any model is loaded."""
     path = Path(out)
+    if fmt is None and path.is_dir():
+        raise RayganError(f"--out {out} is a directory; give a file name (or --format png-dir)")
     if fmt is None:
         fmt = {".png": "png", ".npz": "npz"}.get(path.suffix.lower())
         if fmt is None:
@@ -91,8 +93,13 @@ def check_out(out: str, fmt: str, force: bool) -> None:
     probe = parent if str(parent) else Path(".")
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise RayganError(f"--out {out}: {probe} is not writable")
+    try:  # really try (os.access says yes to root everywhere, /proc included)
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError:
+        raise RayganError(f"--out {out}: {probe} is not writable") from None
 
 
 def run_sample(args) -> int:

@@ -126,8 +126,8 @@ def print_sweep(summary) -> int:
     top = summary.get("top") or []
     if top:
         w = summary["winner"]
-        print(f"re-evaluated the top {len(top)} on {key} ({protocol_text(w['protocol'])}; seeds "
-              f"{', '.join(map(str, w['protocol'].get('seeds', [])))}):"[:2 * TABLE_WIDTH])
+        print(f"re-evaluated the top {len(top)} on {key}, seeds {', '.join(map(str, w['protocol'].get('seeds', [])))}:")
+        print(f"  protocol: {protocol_text(w['protocol'])}"[:TABLE_WIDTH])
         print(sweep_table(summary))
         print(f"winner:      {w['trial_id']}  {key} {w['mean']:.4g} ± {w['std']:.2g}  (mlflow run {w['run_id']})")
         champ = summary.get("champion") or {}

@@ -14,8 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+#: seeds reach numpy (0..2**32-1 only), torch and Python's random: one range for all of them
+SEED_MAX = 2**32 - 1
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # every float must be finite: an inf learning rate or total_kimg is refused, not trained
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -110,10 +115,13 @@ class EvalConfig(_Strict):
     metrics: List[str] = Field(default_factory=lambda: ["fid"])
     num_samples: int = Field(default=5000, gt=1)  # during training
     final_num_samples: int = Field(default=10000, gt=1)  # at the end of the run
+    # k-NN metrics (pr, dc) compare this many fakes with as many reals at every evaluation, so tick
+    # and final values are comparable; None: min(num_samples, final_num_samples)
+    knn_samples: Optional[int] = Field(default=None, gt=5)
     reference_split: str = "test"
     batch_size: int = Field(default=500, gt=0)
     inception_weights: Optional[str] = None
-    seed: int = 123  # fixed noise for evaluation, independent of the training RNG
+    seed: int = Field(default=123, ge=0, le=SEED_MAX)  # fixed noise for evaluation, independent of training
 
 
 class TrackingConfig(_Strict):
@@ -128,7 +136,8 @@ class RepairConfig(_Strict):
     """Task `repair`: degraded -> clean, with an L1 reconstruction term beside the adversarial one."""
 
     degradations: Union[str, List[Dict[str, Any]]] = "noise:sigma=0.5"  # in order; see raygan.degradations
-    eval_seed: int = 2024  # fixes each test image's degradation (part of the metric protocol)
+    # fixes each test image's degradation (part of the metric protocol)
+    eval_seed: int = Field(default=2024, ge=0, le=SEED_MAX)
     l1_weight: float = Field(default=100.0, ge=0)  # pix2pix's lambda
     adv_weight: float = Field(default=1.0, ge=0)  # 0: the plain regression baseline, same network
     feature_weight: float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
@@ -147,7 +156,7 @@ class TranslateConfig(_Strict):
 
 class Config(_Strict):
     task: str = "generate"  # a registered task: generate | repair | translate
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     preset: Optional[str] = None  # informational: which preset this came from
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -131,13 +131,14 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
                         gpus_per_worker=opts.gpus_per_worker, storage=storage, name=name, task=cfg.task)
     key = objective(list(cfg.eval.metrics))
     spec = WorkerSpec(config=cfg.to_dict(), report_to="train", run_location=store.location, mlflow_run_id=run_id,
-                      objective=key, keep_best=opts.keep == "best", progress=progress, env=forward_env())
+                      objective=key, keep_best=opts.keep == "best", progress=False, env=forward_env())
     trainer = make_torch_trainer(spec, workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
                                  gpus_per_worker=opts.gpus_per_worker, run_name=name, storage=storage,
                                  max_failures=opts.max_failures, keep=cfg.train.keep_checkpoints,
                                  score_order=direction(key) if opts.keep == "best" else None)
     print(f"raygan: {'resuming' if resume else 'training'} {cfg.task} on {opts.workers} Ray worker(s) in "
           f"{store}" + (f"  (MLflow run {run_id})" if run_id else ""), file=sys.stderr, flush=True)
+    tail = MetricsTail(store, cfg.train.total_kimg) if progress else None
     try:
         result = trainer.fit()
     except KeyboardInterrupt as e:
@@ -151,6 +152,9 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
             raise cause from None
         raise DistributedError(f"training failed on the Ray workers: {type(cause).__name__}: "
                                f"{first_line(cause)} (worker logs above; resume with --resume)") from None
+    finally:
+        if tail is not None:
+            tail.stop()
     summary: Dict[str, Any] = dict(result.return_value or {})
     latest = store.latest_checkpoint()
     summary.update({"run_dir": store.location, "storage": storage, "name": name, "workers": opts.workers,
@@ -185,3 +189,40 @@ def _mark(cfg: Config, run_id: Optional[str], error: BaseException) -> None:
             set_status(client, run_id, status, {"raygan.error": str(error)[:5000]} if status == "FAILED" else {})
     except Exception:
         pass
+
+
+class MetricsTail:
+    """The driver prints each tick of a Ray run as a local run does: it follows the run's
+    metrics.jsonl (written by rank 0 into the run store) from a background thread."""
+
+    def __init__(self, store: RunStore, total_kimg: float, interval_s: float = 1.0):
+        import threading
+
+        from raygan.engine.reporter import ConsoleReporter
+
+        self.store, self.interval = store, interval_s
+        self.console = ConsoleReporter(total_kimg, bar=False)
+        self.seen = len(store.metrics())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="raygan-metrics-tail", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            rows = self.store.metrics()
+        except Exception:  # a partly written line: next time
+            return
+        if len(rows) < self.seen:  # truncated by a restart's redo
+            self.seen = len(rows)
+        for row in rows[self.seen:]:
+            self.console.report(row)
+        self.seen = len(rows)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.poll()

@@ -61,8 +61,13 @@ class RayReporter(Reporter):
             self.local.finish(summary, model if self.spec.log_model else None)
 
     def close(self, error=None):
-        if self.local is not None:
-            self.local.close(error)
+        if self.local is None:
+            return
+        if self.spec.only_evaluated and error is not None:
+            # a trial: the scheduler stops it by raising inside report(); the sweep's callback
+            # closes its run as stopped, errored (with the reason) or finished
+            return
+        self.local.close(error)
 
     # ------------------------------------------------------------------ to Ray
     def report(self, metrics, checkpoint_dir=None):

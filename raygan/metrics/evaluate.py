@@ -182,14 +182,31 @@ def _dc(fake_feats, fake_logits, ref) -> Dict[str, float]:
     return {"density": d, "coverage": c}
 
 
-def compute_metrics(fake_feats, fake_logits, ref: ReferenceStats, metrics: Iterable[str]) -> Dict[str, float]:
-    """Values of the named metrics of fake features/logits against the reference."""
-    fns = [METRICS.get(name) for name in metrics]  # unknown name -> ConfigError before any work
+KNN = ("pr", "dc")  # metrics whose value depends on how many fakes and reals are compared
+
+
+def knn_counts(num_fake: int, num_real: int, knn_samples: Optional[int]) -> Tuple[int, int]:
+    """(fakes, reals) the k-NN metrics compare: `knn_samples` of each, capped by what there is."""
+    n = min(knn_samples or num_fake, num_fake)
+    return n, min(n, num_real)
+
+
+def compute_metrics(fake_feats, fake_logits, ref: ReferenceStats, metrics: Iterable[str],
+                    knn_samples: Optional[int] = None) -> Dict[str, float]:
+    """Values of the named metrics of fake features/logits against the reference. The k-NN
+    metrics use the first `knn_samples` fakes and reference images (see `knn_counts`)."""
+    names = list(metrics)
+    fns = [METRICS.get(name) for name in names]  # unknown name -> ConfigError before any work
     fake_feats = _np32(fake_feats)
     fake_logits = None if fake_logits is None else _np32(fake_logits)
+    n_fake, n_real = knn_counts(len(fake_feats), ref.count, knn_samples)
+    knn_ref = ReferenceStats(ref.mu, ref.sigma, ref.features[:n_real], ref.logits[:n_real], ref.protocol)
     out: Dict[str, float] = {}
-    for fn in fns:
-        out.update(fn(fake_feats, fake_logits, ref))
+    for name, fn in zip(names, fns):
+        if name in KNN:
+            out.update(fn(fake_feats[:n_fake], None, knn_ref))
+        else:
+            out.update(fn(fake_feats, fake_logits, ref))
     return out
 
 

@@ -11,7 +11,9 @@ whose ball holds at least one fake sample.
 
 "Inside" is `distance <= radius` throughout (the closed balls of the precision/recall paper).
 Distances come from torch.cdist in row chunks, so 10k x 10k sets need ~chunk x N floats at a
-time, never N x N.
+time, never N x N. They are computed in float64 on features centred on the real mean: a
+constant shift of every feature cannot change a result (in float32, |x|^2 + |y|^2 - 2xy loses
+the small distances to cancellation once the features sit far from the origin).
 """
 from __future__ import annotations
 
@@ -27,8 +29,15 @@ CHUNK = 1024
 
 def _t(x: ArrayLike, device=None) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    t = t.detach().to(torch.float32)
+    t = t.detach().to(torch.float64)
     return t.to(device) if device is not None else t
+
+
+def _centred(real: ArrayLike, fake: ArrayLike) -> Tuple[torch.Tensor, torch.Tensor]:
+    r = _t(real)
+    f = _t(fake, r.device)
+    mu = r.mean(dim=0, keepdim=True)
+    return r - mu, f - mu
 
 
 def knn_radii(x: torch.Tensor, k: int, chunk: Optional[int] = None) -> torch.Tensor:
@@ -67,8 +76,7 @@ def _covered(centers: torch.Tensor, radii: torch.Tensor, points: torch.Tensor, c
 
 def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> Tuple[float, float]:
     """(precision, recall) of fake features against real features, k-NN balls."""
-    r = _t(real)
-    f = _t(fake, r.device)
+    r, f = _centred(real, fake)
     precision = (_ball_hits(f, r, knn_radii(r, k)) > 0).double().mean()
     recall = (_ball_hits(r, f, knn_radii(f, k)) > 0).double().mean()
     return float(precision), float(recall)
@@ -76,8 +84,7 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> Tuple[floa
 
 def density_coverage(real: ArrayLike, fake: ArrayLike, k: int = 5) -> Tuple[float, float]:
     """(density, coverage) of fake features against real features, k-NN balls on real only."""
-    r = _t(real)
-    f = _t(fake, r.device)
+    r, f = _centred(real, fake)
     radii = knn_radii(r, k)
     density = _ball_hits(f, r, radii).double().sum() / (k * f.shape[0])
     coverage = _covered(r, radii, f).double().mean()

@@ -29,6 +29,29 @@ if TYPE_CHECKING:
     from raygan.config import Config
 
 
+_WARNED = set()
+#: the data an extractor's features were learnt on (None: general-purpose, e.g. Inception)
+EXTRACTOR_DOMAIN = {"fmnist-cnn": "fashion-mnist"}
+
+
+def domain_mismatch(cfg) -> Optional[str]:
+    """A plain warning when the extractor was trained on other data than the run's (e.g. digits
+    judged by the Fashion-MNIST CNN): its FID is then only comparable between runs on that data,
+    and precision/density may sit near 0 for any generator. Said once per process, and kept in
+    the protocol."""
+    domain = EXTRACTOR_DOMAIN.get(cfg.eval.extractor)
+    if domain is None or cfg.data.name == domain:
+        return None
+    text = (f"{cfg.eval.extractor} features were learnt on {domain}, not {cfg.data.name}: its FID here is only "
+            f"comparable between {cfg.data.name} runs, and precision/density can be near 0 for any generator")
+    if text not in _WARNED and dist.rank() == 0:
+        import sys
+
+        print(f"raygan: warning: {text}", file=sys.stderr, flush=True)
+        _WARNED.add(text)
+    return text
+
+
 class Evaluator:
     def __init__(self, cfg: Config, device: torch.device, channels: Optional[int] = None,
                  model_spec: Optional[Dict[str, Any]] = None, recipe: Any = None):
@@ -79,6 +102,7 @@ class Evaluator:
     @torch.no_grad()
     def _features(self, G: nn.Module, num_samples: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
         from raygan.metrics import Protocol, compute_metrics, generate_features
+        from raygan.metrics.evaluate import KNN, knn_counts
 
         self._setup()
         e = self.cfg.eval
@@ -102,10 +126,20 @@ class Evaluator:
         if world > 1:
             feats = dist.all_gather_cat(feats.to(self.device)).cpu()[:num_samples]
             logits = dist.all_gather_cat(logits.to(self.device)).cpu()[:num_samples]
-        values = compute_metrics(feats, logits, self._ref, self.feature_metrics) if rank == 0 else None
+        knn = self.knn_samples()
+        values = compute_metrics(feats, logits, self._ref, self.feature_metrics, knn) if rank == 0 else None
         values = dist.broadcast_object(values)
         protocol = Protocol(**{**self._ref.protocol.as_dict(), "num_samples": num_samples}).as_dict()
+        mismatch = domain_mismatch(self.cfg)
+        if mismatch:
+            protocol["domain_warning"] = mismatch
+        if any(m in KNN for m in self.feature_metrics):
+            protocol["knn_fake_count"], protocol["knn_real_count"] = knn_counts(num_samples, self._ref.count, knn)
         return values, protocol
+
+    def knn_samples(self) -> int:
+        e = self.cfg.eval
+        return e.knn_samples or min(e.num_samples, e.final_num_samples)
 
 
 class ClassifierScores:

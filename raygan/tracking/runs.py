@@ -125,7 +125,7 @@ def protocol_text(tags: Dict[str, str], prefix: str) -> str:
         return ""
     if "extractor" in p and "reference" in p:
         wh = p.get("weights_hash", "")
-        text = (f"{p.get('extractor')}@{wh[:8]}, {p.get('num_samples', '?')} generated vs "
+        text = (f"{p.get('extractor')}@{wh[:8]}{'…' if len(wh) > 8 else ''}, {p.get('num_samples', '?')} generated vs "
                 f"{p.get('reference_count', '?')} {p.get('reference', '?')}, resize {p.get('resize', '?')}")
     else:
         text = ", ".join(f"{k} {v}" for k, v in list(p.items())[:6])

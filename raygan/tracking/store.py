@@ -236,7 +236,8 @@ def source_tags() -> Dict[str, str]:
     import subprocess
     import sys
 
-    tags = {"mlflow.source.name": " ".join(["raygan"] + sys.argv[1:])[:500], "mlflow.source.type": "LOCAL"}
+    command = os.environ.get("RAYGAN_COMMAND") or f"python: {' '.join(sys.argv)[:200]}"
+    tags = {"mlflow.source.name": command[:500], "mlflow.source.type": "LOCAL"}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).resolve().parent).stdout.strip()

@@ -108,26 +108,22 @@ def mark_parent(uri: Optional[str], parent_run_id: Optional[str], status: str, t
 
 
 def record_result(uri: str, parent_run_id: str, metrics: Dict[str, float], tags: Dict[str, str],
-                  files: Dict[str, str], status: str = "FINISHED") -> None:
-    """The sweep's outcome on its parent run: numbers, winner, protocol, the re-evaluation table
-    and the winner's picture (files: artifact name -> local path or text)."""
+                  texts: Dict[str, str], images: Optional[Dict[str, str]] = None, status: str = "FINISHED") -> None:
+    """The sweep's outcome on its parent run: numbers, winner, protocol, text artifacts (name ->
+    content, e.g. the re-evaluation table) and pictures (name -> PNG path, e.g. the winner's)."""
     client = open_client(uri)
     client.log_batch(parent_run_id, metrics=metric_batch(metrics))
     for k, v in tags.items():
         client.set_tag(parent_run_id, k, str(v)[:5000])
     with tempfile.TemporaryDirectory() as d:
-        for name, content in files.items():
-            if Path(content).is_file():
-                if name.endswith(".png") and "/" not in name:
-                    from PIL import Image
+        for name, content in texts.items():
+            (Path(d) / name).write_text(content)
+            client.log_artifact(parent_run_id, str(Path(d) / name))
+    for name, path in (images or {}).items():
+        from PIL import Image
 
-                    with Image.open(content) as im:
-                        client.log_image(parent_run_id, im.copy(), artifact_file=f"winner/{name}")
-                    continue
-                client.log_artifact(parent_run_id, content)
-            else:
-                (Path(d) / name).write_text(content)
-                client.log_artifact(parent_run_id, str(Path(d) / name))
+        with Image.open(path) as im:
+            client.log_image(parent_run_id, im.copy(), artifact_file=f"winner/{name}")
     client.set_terminated(parent_run_id, status)
 
 

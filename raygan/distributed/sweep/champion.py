@@ -159,12 +159,10 @@ def finish_sweep(plan: SweepPlan, trials) -> Dict[str, Any]:
     elif champion.get("model_uri"):
         tags["raygan.model_uri"] = champion["model_uri"]
     with tempfile.TemporaryDirectory() as d:
-        files = {"reevaluation.json": json.dumps({"objective": key, "mode": mode, "top": rows,
-                                                   "winner": winner["trial_id"]}, indent=1, default=str)}
+        texts = {"reevaluation.json": json.dumps({"objective": key, "mode": mode, "top": rows,
+                                                  "winner": winner["trial_id"]}, indent=1, default=str)}
         pic = _winner_picture(plan.tracking_uri, wt.run_id, d) if wt.run_id else None
-        if pic:
-            files["winner.png"] = pic
         record_result(plan.tracking_uri, plan.parent_run_id,
                       {**tally, f"best_{key}_mean": winner["mean"], f"best_{key}_std": winner["std"],
-                       f"best_proxy_{key}": winner["proxy"]}, tags, files)
+                       f"best_proxy_{key}": winner["proxy"]}, tags, texts, {"winner.png": pic} if pic else {})
     return out

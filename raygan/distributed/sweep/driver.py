@@ -288,7 +288,7 @@ def collect_trials(grid, plan: SweepPlan) -> List[TrialRecord]:
         out.append(TrialRecord(
             trial_id=t.trial_id, status=status, sampled=space.values(t.config), config=cfg, kimg=kimg,
             value=r.get(plan.objective), error=trial_error_reason(t) if status == "errored" else None,
-            checkpoint=t.checkpoint, run_id=runs.run_id(t.trial_id),
+            checkpoint=t.checkpoint or r.get("checkpoint_path"), run_id=runs.run_id(t.trial_id),
             applied={k: v for k, v in r.items() if k.startswith("applied_")}))
     return out
 
