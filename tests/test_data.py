@@ -434,7 +434,7 @@ def test_sampler_ranks_partition_each_epoch():
         a, b = set(seen[0].tolist()), set(seen[1].tolist())
         assert len(a) == 50 and len(b) == 50
         assert a | b == set(range(n)) and not a & b
-        assert all(s.state_dict() == {"epoch": epoch + 1, "pos": 0} for s in ranks)
+        assert all(s.state_dict() == {"epoch": epoch + 1, "cursor": 0, "world_size": 2} for s in ranks)
 
 
 def test_sampler_determinism_and_epochs():
@@ -464,12 +464,86 @@ def test_sampler_exact_resume():
     ref = EpochSampler(50, 7, seed=11, rank=1, world_size=2)  # 25 per rank, 3 batches per epoch
     drain(ref, 5)
     state = ref.state_dict()
-    assert state == {"epoch": 1, "pos": 14}
+    assert state == {"epoch": 1, "cursor": 28, "world_size": 2}  # 2 ranks x 14 of epoch 1's order
     expected = drain(ref, 20)
 
     resumed = EpochSampler(50, 7, seed=11, rank=1, world_size=2)
     resumed.load_state_dict(dict(state))
     got = drain(resumed, 20)
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
-    with pytest.raises(CheckpointError):
-        resumed.load_state_dict({"epoch": 0, "pos": 21})
+    for bad in ({"epoch": 0, "pos": 25}, {"epoch": 0, "cursor": 50}, {"epoch": -1, "cursor": 0}, {"pos": 1}):
+        with pytest.raises(CheckpointError):
+            resumed.load_state_dict(bad)
+
+
+# ----------------------------------------------------------------------------- folder: pixel rules
+
+
+def test_folder_16bit_grey_png_scales_to_8_bits(tmp_path):
+    from PIL import Image
+
+    ramp = np.round(np.linspace(0, 65535, 256)).astype(np.uint16).reshape(16, 16)  # k * 257
+    odd = np.array([[0, 128, 129, 385, 386, 32896, 65406, 65535]], np.uint16).repeat(8, 0)
+    for name, a in (("ramp", ramp), ("odd", odd)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(a).save(tmp_path / name / "x.png")  # a real 16-bit grey PNG
+        with Image.open(tmp_path / name / "x.png") as im:
+            assert im.mode == "I;16"
+    got = load_dataset("folder", root=tmp_path / "ramp", channels=1).images[0, 0].flatten()
+    assert got.tolist() == list(range(256))  # round(v / 257): monotone 0..255, not 0 then 255s
+    # round(v / 257) = (v + 128) // 257 on the values either side of each rounding edge
+    ds = load_dataset("folder", root=tmp_path / "odd", channels=1)
+    assert ds.images[0, 0, 0].tolist() == [0, 0, 1, 1, 2, 128, 254, 255]
+    rgb = load_dataset("folder", root=tmp_path / "odd")
+    assert torch.equal(rgb.images[0], ds.images[0].expand(3, 8, 8))
+
+
+def test_folder_transparency_composited_over_black(tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:, :4] = (10, 200, 30, 255)  # opaque
+    rgba[:, 4:] = (255, 255, 0, 0)  # fully transparent, bright colour underneath
+    rgba[0, 7] = (200, 100, 50, 128)  # half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a_rgba.png")
+    la = np.zeros((8, 8, 2), np.uint8)
+    la[..., 0], la[:, :4, 1] = 255, 255  # white; right half transparent
+    Image.fromarray(la, "LA").save(tmp_path / "b_la.png")
+    pal = Image.fromarray(np.array([[0, 1] * 4] * 8, np.uint8), "P")
+    pal.putpalette([0, 0, 255, 255, 255, 255] + [0] * 762)  # 0 blue, 1 white (transparent)
+    pal.save(tmp_path / "c_p.png", transparency=1)
+
+    ds = load_dataset("folder", root=tmp_path)
+    x = ds.images
+    assert x[0, :, 3, 0].tolist() == [10, 200, 30]
+    assert (x[0, :, 1:, 4:] == 0).all()  # the yellow under alpha 0 is gone
+    assert x[0, :, 0, 7].tolist() == [100, 50, 25]  # round(c * 128 / 255)
+    assert (x[1, :, :, :4] == 255).all() and (x[1, :, :, 4:] == 0).all()
+    assert x[2, :, 0, 0].tolist() == [0, 0, 255] and (x[2, :, :, 1::2] == 0).all()
+    grey = load_dataset("folder", root=tmp_path, channels=1).images
+    assert int(grey[0, 0, 0, 7]) == round(0.299 * 100 + 0.587 * 50 + 0.114 * 25)
+    assert (grey[:2, 0, 1:, 4:] == 0).all() and (grey[2, 0, :, 1::2] == 0).all()
+
+
+def test_folder_fits_like_every_source(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    for i, a in enumerate(small):
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+    wide = rng.integers(0, 256, (28, 34), dtype=np.uint8)  # center-cropped to columns 3..30
+    Image.fromarray(wide).save(tmp_path / "2_wide.png")
+    ds = load_dataset("folder", root=tmp_path, resolution=32, channels=1)
+    native = torch.from_numpy(np.stack([*small, wide[:, 3:31]]))[:, None]
+    assert torch.equal(ds.images, fit_resolution(native, 32))
+    assert torch.equal(ds.images[:, :, 2:30, 2:30], native)  # 28 -> 32 zero-padded, not resized
+    assert ds.images[:, :, :2].sum() == 0 and ds.images[:, :, :, 30:].sum() == 0
+
+    big = rng.integers(0, 256, (40, 40), dtype=np.uint8)  # mixed sizes: each fitted by the rule
+    Image.fromarray(big).save(tmp_path / "3_big.png")
+    mixed = load_dataset("folder", root=tmp_path, resolution=32, channels=1).images
+    assert torch.equal(mixed[:3], ds.images)
+    assert torch.equal(mixed[3:], fit_resolution(torch.from_numpy(big)[None, None], 32))
+    with pytest.raises(DataError, match="different sizes.*data.resolution"):
+        load_dataset("folder", root=tmp_path)

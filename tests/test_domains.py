@@ -94,7 +94,9 @@ def test_folder_layout_from_real_files(layout):
     assert a.images.shape == (4, 1, 32, 32) and b.images.shape == (2, 1, 32, 32)
     assert a.images.dtype == torch.uint8
     # constant images stay constant through crop + resize; RGB (v, v, v) -> luminance v
-    assert [int(x.float().mean().round()) for x in a.images] == [10, 20, 30, 40]
+    assert [int(x.float().mean().round()) for x in a.images[[0, 2, 3]]] == [10, 30, 40]
+    # a1 (50x30) is cropped to 30x30 and, like every source's <= 4 px smaller image, zero-padded
+    assert a.images[1, :, 1:31, 1:31].eq(20).all() and a.images[1].sum() == 20 * 30 * 30
     assert [int(x.float().mean().round()) for x in b.images] == [200, 220]
     assert a.labels.tolist() == [0] * 4 and b.labels.tolist() == [1, 1]
     assert (a.name, b.name, a.class_names) == ("folder:trainA", "folder:trainB", ["trainA", "trainB"])

@@ -41,11 +41,34 @@ def test_values(name):
     assert loss.d_loss(r, f).shape == () and loss.g_loss(f).shape == ()
 
 
+# Hand numbers on other logits, r = [1, -1], f = [0.5, -2], written out as decimals (sp(x) =
+# log(1 + e^x): sp(1) = 1.31326169, sp(-1) = 0.31326169, sp(0.5) = 0.97407698,
+# sp(-0.5) = 0.47407698, sp(2) = 2.12692801, sp(-2) = 0.12692801; sp(x) - sp(-x) = x).
+HAND = {
+    # minimax / ns D: mean sp(-r) + mean sp(f) = (0.31326169 + 1.31326169) / 2
+    #                                          + (0.97407698 + 0.12692801) / 2 = 1.36376419
+    # minimax G: -mean sp(f) = -0.55050250;  ns G: mean sp(-f) = (0.47407698 + 2.12692801) / 2
+    "minimax": (1.36376419, -0.55050250),
+    "ns": (1.36376419, 1.30050250),
+    # lsgan D: 0.5 (mean (r - 1)^2 + mean f^2) = 0.5 ((0 + 4) / 2 + (0.25 + 4) / 2) = 2.0625
+    #       G: 0.5 mean (f - 1)^2 = 0.5 (0.25 + 9) / 2 = 2.3125
+    "lsgan": (2.0625, 2.3125),
+    # wgan D: mean f - mean r = -0.75 - 0;  G: -mean f = 0.75
+    "wgan": (-0.75, 0.75),
+    # hinge D: mean relu(1 - r) + mean relu(1 + f) = (0 + 2) / 2 + (1.5 + 0) / 2 = 1.75;  G: 0.75
+    "hinge": (1.75, 0.75),
+}
+
+
 def test_hand_numbers():
-    # the closed forms above, spelled out once as plain numbers
-    assert EXPECTED["minimax"][0] == pytest.approx(0.9132420, abs=1e-6)
-    assert EXPECTED["ns"][1] == pytest.approx(1.0032044, abs=1e-6)
-    assert EXPECTED["minimax"][1] == pytest.approx(-0.5032044, abs=1e-6)
+    """Every registered loss, computed by raygan, against the numbers worked out above."""
+    assert sorted(HAND) == LOSSES.names()  # a new loss must bring its hand numbers
+    r, f = torch.tensor([1.0, -1.0]), torch.tensor([0.5, -2.0])
+    for name in LOSSES.names():
+        loss = LOSSES.build(name)
+        d, g = HAND[name]
+        assert loss.d_loss(r, f).item() == pytest.approx(d, abs=1e-6), name
+        assert loss.g_loss(f).item() == pytest.approx(g, abs=1e-6), name
 
 
 GRADS = {

@@ -4,6 +4,7 @@ validated once at the end; then every registry name is checked before any data i
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -76,8 +77,7 @@ def parse_override(item: str) -> Dict[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        value = _maybe_number(value)
+    value = yaml_number(value)
     out: Dict[str, Any] = {}
     cur = out
     for p in parts[:-1]:
@@ -86,12 +86,26 @@ def parse_override(item: str) -> Dict[str, Any]:
     return out
 
 
-def _maybe_number(s: str) -> Any:
-    # YAML 1.1 reads "1e-4" as a string; users mean a float.
-    try:
-        return float(s) if any(c in s for c in ".eE") else s
-    except ValueError:
-        return s
+_DECIMAL_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def yaml_number(v: Any) -> Any:
+    """A string that is a decimal number with a fraction or an exponent becomes a float; any
+    other value comes back unchanged.
+
+    PyYAML follows YAML 1.1, whose float needs a dot and, if it has an exponent, a signed one:
+    `1e-4`, `1e5` and `1.0e10` arrive as strings although users mean numbers (`5.0e-5` parses).
+    The rule: the string (surrounding spaces ignored) is a decimal literal - optional sign,
+    digits with an optional dot (or a dot and digits), optional exponent - and has a dot or an
+    exponent. So "1e-4" -> 0.0001, "1.0e10" -> 1e10, "5.0e-5" -> 5e-05, "-.5" -> -0.5; while
+    "ns", "e", "1e", "none", "inf", "nan", "1_000.5", "0x10" and quoted integers such as "42"
+    stay strings (an integer is only ever a string because the user quoted it).
+    """
+    if isinstance(v, str):
+        s = v.strip()
+        if _DECIMAL_FLOAT.fullmatch(s) and any(c in s for c in ".eE"):
+            return float(s)
+    return v
 
 
 def _format_validation(e: ValidationError) -> str:

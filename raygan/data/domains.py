@@ -11,8 +11,9 @@
   by construction, and the task draws A and B batches with independent samplers.
 * "folder": the reference project's layout, `root/trainA`, `root/trainB`, `root/testA`,
   `root/testB`, each holding images at any depth (a domain has no classes) of any size, RGB or
-  grey, read as the folder source reads them (center crop to a square, PIL bicubic resize to
-  `resolution`, grey when channels=1, else RGB). Mixed sizes need a `resolution`.
+  grey, read as the folder source reads them (16-bit grey scaled, transparency over black,
+  center crop to a square, fitted to `resolution` by the rule of every source, grey when
+  channels=1, else RGB). Mixed sizes need a `resolution`.
 
 Each domain is an ImageDataset fitted to `resolution`/`channels`, with labels all 0 (A) or all
 1 (B) and `class_names` = [name of A, name of B], so a batch's labels say its domain. `name`
@@ -27,11 +28,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-import numpy as np
 import torch
 
 from raygan.data.dataset import ImageDataset, _check_positive, fit
@@ -44,8 +43,8 @@ from raygan.data.sources import (
     SPLITS,
     PathArg,
     _images_under,
-    _read_image,
     load_dataset,
+    read_images,
 )
 from raygan.errors import ConfigError, DataError
 
@@ -175,22 +174,8 @@ def _read_domain(
     d: Path, resolution: Optional[int], channels: Optional[int], limit: Optional[int]
 ) -> torch.Tensor:
     """Every image under `d`, at any depth (a domain has no classes), read as the folder source
-    reads them (center crop, PIL bicubic resize; grey when channels=1, else RGB)."""
-    files = _images_under(d)[:limit]
-    mode = "L" if channels == 1 else "RGB"
-    read = lambda p: _read_image(p, mode, resolution)  # noqa: E731
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as ex:
-        arrays = list(ex.map(read, files))  # PIL decodes without the GIL; order is kept
-    odd = next((i for i, a in enumerate(arrays) if a.shape[0] != arrays[0].shape[0]), None)
-    if odd is not None:
-        raise DataError(
-            f"images in {d} have different sizes ({files[0].name} is {arrays[0].shape[0]}px square "
-            f"after cropping, {files[odd].name} is {arrays[odd].shape[0]}px); "
-            "pass a resolution, e.g. --set data.resolution=64"
-        )
-    x = np.stack(arrays)
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    return fit(torch.from_numpy(np.ascontiguousarray(x)), channels=channels)
+    reads them (raygan.data.sources.read_images)."""
+    return fit(read_images(_images_under(d)[:limit], d, channels, resolution), channels=channels)
 
 
 def load_domains(

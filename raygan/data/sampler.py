@@ -1,21 +1,37 @@
 """Deterministic, resumable, rank-aware batch order over an in-memory dataset.
 
-Each epoch is one permutation of range(n), drawn from
+Each epoch is one permutation `perm` of range(n), drawn from
 `torch.Generator().manual_seed(seed * 1_000_003 + epoch)` (a stable mix; Python's `hash` is
-salted per process). Rank r takes positions r, r + world_size, ... of it, truncated to
-n // world_size so every rank has the same count; across ranks each index is therefore seen at
-most once per epoch, and all of them when world_size divides n.
+salted per process). The ranks walk it together: the state is a global `cursor`, the length of
+the prefix of `perm` that all ranks together have consumed, and rank r's next batch is
 
-Batches never span two epochs: with drop_last=True (the default) the rank's last partial batch
-of each epoch is dropped (a different, random handful of samples each epoch), so every batch has
-exactly batch_size indices; with drop_last=False it is yielded short.
+    perm[cursor + r : cursor + world_size * batch_size : world_size]
 
-The state is (epoch, pos): pos is how many of this rank's indices for `epoch` have been handed
-out. Loading a state makes the following batches exactly those that would have come next.
+after which every rank advances the cursor by world_size * batch_size. So rank r takes positions
+r, r + world_size, ... of each epoch's permutation, each index is seen at most once per epoch
+across ranks, and after k batches the ranks have consumed exactly perm[0 : k * world_size *
+batch_size] whatever world size(s) did it.
+
+Batches never span two epochs: with drop_last=True (the default) the epoch ends when fewer than
+world_size * batch_size positions remain (floor(n / (world_size * batch_size)) batches from a
+fresh epoch; the tail dropped is a different, random handful of samples each epoch), so every
+batch has exactly batch_size indices; with drop_last=False the last batch of an epoch takes
+min(batch_size, (n - cursor) // world_size) indices per rank (every rank the same count) and the
+epoch ends when fewer than world_size positions remain.
+
+State: {"epoch", "cursor", "world_size"}, plain ints (JSON-able, loadable with
+`torch.load(weights_only=True)`). Loading it with the same world size and batch size makes the
+following batches exactly those that would have come next. Loading it with another world size
+(or batch size) continues the same epoch's permutation from the cursor: no image of the epoch
+is skipped or repeated (if fewer than one new global batch remains, that tail is dropped as at
+any epoch end). The pre-cursor form {"epoch", "pos"} (pos = this rank's count of indices handed
+out this epoch) is still accepted: cursor = pos * world_size, with "world_size" taken from the
+state when present, else the sampler's own world size (an old checkpoint does not say it, and
+the old code could only resume exactly at the same world size).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import torch
 
@@ -52,28 +68,33 @@ class EpochSampler:
         self.world_size = int(world_size)
         self.drop_last = bool(drop_last)
         self.per_rank = self.n // self.world_size
-        need = self.batch_size if self.drop_last else 1
-        if self.per_rank < need:
+        if self.per_rank < self._need:
             raise ConfigError(
                 f"sampler: {self.n} samples over {self.world_size} rank(s) leave {self.per_rank} "
                 f"per rank, fewer than one batch of {self.batch_size}"
             )
         self._epoch = 0
-        self._pos = 0
-        self._cache_epoch: Optional[int] = None
-        self._cache: Optional[torch.Tensor] = None
+        self._cursor = 0
+        self._perm_epoch: Optional[int] = None
+        self._perm: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ sizes
 
     @property
+    def _need(self) -> int:
+        """Indices per rank a batch must have (drop_last: a full batch; else at least one)."""
+        return self.batch_size if self.drop_last else 1
+
+    @property
     def batches_per_epoch(self) -> int:
+        """Batches in an epoch started from its beginning."""
         if self.drop_last:
             return self.per_rank // self.batch_size
         return -(-self.per_rank // self.batch_size)
 
     @property
     def samples_per_epoch(self) -> int:
-        """Indices this rank sees per epoch (after dropping the partial batch)."""
+        """Indices this rank sees in an epoch started from its beginning."""
         if self.drop_last:
             return self.batches_per_epoch * self.batch_size
         return self.per_rank
@@ -82,26 +103,40 @@ class EpochSampler:
     def epoch(self) -> int:
         return self._epoch
 
+    @property
+    def cursor(self) -> int:
+        """Positions of this epoch's permutation consumed by all ranks together."""
+        return self._cursor
+
     # ------------------------------------------------------------------ order
 
-    def epoch_indices(self, epoch: int) -> torch.Tensor:
-        """This rank's indices for `epoch`, in order (length n // world_size)."""
-        if self._cache_epoch != epoch:
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The whole order of `epoch` (length n), shared by every rank."""
+        if self._perm_epoch != epoch:
             g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-            perm = torch.randperm(self.n, generator=g)
-            self._cache = perm[self.rank : self.per_rank * self.world_size : self.world_size]
-            self._cache_epoch = epoch
-        assert self._cache is not None
-        return self._cache
+            self._perm = torch.randperm(self.n, generator=g)
+            self._perm_epoch = epoch
+        assert self._perm is not None
+        return self._perm
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        """This rank's indices for `epoch` from its beginning, in order (length n // world_size)."""
+        w = self.world_size
+        return self.permutation(epoch)[self.rank : self.per_rank * w : w]
+
+    def _fits(self, cursor: int) -> bool:
+        """Whether one more batch fits in the epoch after `cursor` positions were consumed."""
+        return self.n - cursor >= self.world_size * self._need
 
     def next(self) -> torch.Tensor:
         """The next batch of indices (int64, CPU)."""
-        idx = self.epoch_indices(self._epoch)
-        batch = idx[self._pos : self._pos + self.batch_size].clone()
-        self._pos += int(batch.numel())
-        if self._pos >= self.samples_per_epoch:
-            self._epoch += 1
-            self._pos = 0
+        w = self.world_size
+        take = min(self.batch_size, (self.n - self._cursor) // w)  # per rank; < batch only if not drop_last
+        stop = self._cursor + w * take
+        batch = self.permutation(self._epoch)[self._cursor + self.rank : stop : w].clone()
+        self._cursor = stop
+        if not self._fits(self._cursor):
+            self._epoch, self._cursor = self._epoch + 1, 0
         return batch
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -113,18 +148,25 @@ class EpochSampler:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> Dict[str, int]:
-        return {"epoch": self._epoch, "pos": self._pos}
+        return {"epoch": self._epoch, "cursor": self._cursor, "world_size": self.world_size}
 
-    def load_state_dict(self, state: Dict[str, int]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Accepts {"epoch", "cursor", "world_size"} and the old {"epoch", "pos"} (see the module)."""
+        form = "{'epoch': int, 'cursor': int, 'world_size': int} or {'epoch': int, 'pos': int}"
         try:
-            epoch, pos = int(state["epoch"]), int(state["pos"])
-        except (KeyError, TypeError, ValueError):
+            epoch = int(state["epoch"])
+            saved_world = int(state.get("world_size", self.world_size))
+            old_pos = None if "cursor" in state else int(state["pos"])
+            cursor = int(state["cursor"]) if old_pos is None else old_pos * saved_world
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CheckpointError(f"sampler state must be {form}, got {state!r}") from None
+        if epoch < 0 or saved_world < 1 or not 0 <= cursor < self.n or (
+            old_pos is not None and not 0 <= old_pos < self.n // saved_world
+        ):
             raise CheckpointError(
-                f"sampler state must be {{'epoch': int, 'pos': int}}, got {state!r}"
-            ) from None
-        if epoch < 0 or not 0 <= pos < self.samples_per_epoch:
-            raise CheckpointError(
-                f"sampler state epoch={epoch} pos={pos} does not fit {self.samples_per_epoch} "
-                "samples per epoch (was the batch size, world size or dataset changed?)"
+                f"sampler state {dict(state)!r} does not fit a dataset of {self.n} samples "
+                "(was the dataset changed?)"
             )
-        self._epoch, self._pos = epoch, pos
+        if not self._fits(cursor):  # under this world/batch size not one more batch fits: epoch ends
+            epoch, cursor = epoch + 1, 0
+        self._epoch, self._cursor = epoch, cursor

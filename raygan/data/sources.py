@@ -21,7 +21,10 @@ Where each source looks, in order:
   "test" the remaining 359; values 0..16 become round(v * 255 / 16).
 * folder: `root` is a directory of images (png/jpg/jpeg/bmp/webp); one class per subfolder
   (sorted names), or a single class when the images lie directly in it. A folder has no splits
-  unless it holds both `train/` and `test/`.
+  unless it holds both `train/` and `test/`. Each image is read as RGB (grey when channels=1),
+  16-bit grey scaled to 8 bits as round(v / 257), transparency composited over black,
+  center-cropped to a square at its native size and fitted to the resolution by the same rule
+  as every source (28 -> 32 is padded, not resized); mixed sizes need a resolution.
 
 Missing data raises DataError with one line: every place looked and how to get the data.
 """
@@ -36,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import numpy as np
 import torch
 
-from raygan.data.dataset import ImageDataset, _check_positive
+from raygan.data.dataset import ImageDataset, _check_positive, fit_resolution
 from raygan.data.idx import read_idx
 from raygan.errors import ConfigError, DataError
 from raygan.paths import cache_root
@@ -440,22 +443,95 @@ def _scan_folder(d: Path) -> Tuple[List[Path], List[int], List[str]]:
     )
 
 
-def _read_image(path: Path, mode: str, resolution: Optional[int]) -> np.ndarray:
+# 16-bit grey PNGs open as "I;16" (or "I;16B"/"I;16L"/"I;16N"; older Pillow: "I", 32-bit).
+_HIGH_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+FOLDER_BACKGROUND = 0  # transparent pixels are composited over black (see _pixels)
+
+
+def _pixels(im: Any, mode: str) -> np.ndarray:
+    """A PIL image as uint8 (H, W) for mode "L" or (H, W, 3) for "RGB".
+
+    * 16-bit grey ("I;16*", and "I" read as 0..65535, clipped) -> 8 bits as round(v / 257) =
+      (v + 128) // 257: the nearest 8-bit level, 0 -> 0 and 65535 -> 255, monotone, and the exact
+      inverse of the usual 8 -> 16 bit widening v * 257 (v >> 8 would bias every level down).
+      PIL's own convert clips such values at 255 instead.
+    * Transparency (RGBA, LA, PA, premultiplied RGBa/La, P or L/RGB with a tRNS colour key) is
+      composited over black: c * alpha / 255, rounded. Black is the value the resolution rule pads
+      with (raygan.data.dataset), so a transparent border and a padded one are the same pixels,
+      and it is premultiplied alpha: a fully transparent pixel keeps none of the colour stored
+      under it.
+    * Then PIL converts to `mode` (ITU-R 601-2 luma for "L").
+    """
+    from PIL import Image
+
+    alpha: Optional[np.ndarray] = None
+    if im.mode in _HIGH_BIT_GREY:
+        raw = np.asarray(im).astype(np.int64)
+        key = im.info.get("transparency")
+        if isinstance(key, int):  # a tRNS grey key, in 16-bit units
+            alpha = np.where(raw == key, 0, 255)
+        im = Image.fromarray(((np.clip(raw, 0, 65535) + 128) // 257).astype(np.uint8), "L")
+    elif im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"))
+        alpha = rgba[..., 3]
+        im = Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB")
+    if alpha is not None:
+        c = np.asarray(im).astype(np.int64)
+        a = alpha.astype(np.int64)
+        a = a[..., None] if c.ndim == 3 else a
+        c = (c * a + FOLDER_BACKGROUND * (255 - a) + 127) // 255  # round((c a + bg (255 - a)) / 255)
+        im = Image.fromarray(c.astype(np.uint8), im.mode)
+    return np.array(im.convert(mode), dtype=np.uint8)  # a writable copy
+
+
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    """One image file as uint8 (see _pixels), center-cropped to a square at its native size."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im = im.convert(mode)
             w, h = im.size
             s = min(w, h)
             if w != h:  # center crop to a square
                 left, top = (w - s) // 2, (h - s) // 2
                 im = im.crop((left, top, left + s, top + s))
-            if resolution is not None and s != resolution:
-                im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
-            return np.asarray(im, dtype=np.uint8)
+            return _pixels(im, mode)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image {path}: {_one_line(e)}") from None
+
+
+def read_images(
+    files: Sequence[Path], where: Path, channels: Optional[int], resolution: Optional[int]
+) -> torch.Tensor:
+    """Image files as one uint8 NCHW tensor (grey when channels=1, else RGB), in file order.
+
+    Each image is read at its native size, center-cropped to a square, and fitted to
+    `resolution` by the rule every source follows (`fit_resolution`: <= 4 px smaller is
+    zero-padded, anything else resized), one image at a time so that memory stays bounded and
+    mixed sizes work. Without a resolution all images must have the same size (DataError).
+    """
+    mode = "L" if channels == 1 else "RGB"
+
+    def read(p: Path) -> torch.Tensor:
+        a = _read_image(p, mode)
+        x = torch.from_numpy(np.ascontiguousarray(a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None]))
+        return fit_resolution(x, resolution)[0]
+
+    if len(files) > 64:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as ex:
+            images = list(ex.map(read, files))  # PIL decodes without the GIL; order is kept
+    else:
+        images = [read(p) for p in files]
+    first = int(images[0].shape[-1])
+    odd = next((i for i, x in enumerate(images) if int(x.shape[-1]) != first), None)
+    if odd is not None:
+        raise DataError(
+            f"images in {where} have different sizes ({files[0].name} is {first}px square "
+            f"after cropping, {files[odd].name} is {int(images[odd].shape[-1])}px); "
+            "pass a resolution, e.g. --set data.resolution=64"
+        )
+    return torch.stack(images)
 
 
 @SOURCES.register("folder")
@@ -463,7 +539,7 @@ def folder(
     *, root: PathArg = None, split: str = "train", resolution: Optional[int] = None,
     channels: Optional[int] = None, limit: Optional[int] = None, download: bool = False,
 ) -> ImageDataset:
-    """Images on disk: RGB (L when channels=1), center-cropped square, PIL-bicubic resized."""
+    """Images on disk: RGB (L when channels=1), center-cropped square, fitted like every source."""
     base = _as_path(root)
     if base is None:
         raise DataError(
@@ -481,25 +557,8 @@ def folder(
     files, labels, class_names = _scan_folder(d)
     if limit is not None:
         files, labels = files[:limit], labels[:limit]
-    mode = "L" if channels == 1 else "RGB"
-    read = lambda p: _read_image(p, mode, resolution)  # noqa: E731
-    if len(files) > 64:
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as ex:
-            arrays = list(ex.map(read, files))  # PIL decodes without the GIL; order is kept
-    else:
-        arrays = [read(p) for p in files]
-    sizes = {a.shape[0] for a in arrays}
-    if len(sizes) > 1:
-        odd = next(p for p, a in zip(files, arrays) if a.shape[0] != arrays[0].shape[0])
-        raise DataError(
-            f"images in {d} have different sizes ({files[0].name} is {arrays[0].shape[0]}px square "
-            f"after cropping, {odd.name} is {arrays[files.index(odd)].shape[0]}px); "
-            "pass a resolution, e.g. --set data.resolution=64"
-        )
-    x = np.stack(arrays)
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
     return ImageDataset(
-        images=torch.from_numpy(np.ascontiguousarray(x)),
+        images=read_images(files, d, channels, resolution),
         labels=torch.tensor(labels, dtype=torch.int64),
         num_classes=len(class_names),
         class_names=class_names,

@@ -42,8 +42,3 @@ def broadcast_object(obj):
     box = [obj]
     tdist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier() -> None:
-    if is_distributed():
-        tdist.barrier()

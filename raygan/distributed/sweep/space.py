@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from raygan.config.load import yaml_number
 from raygan.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "logint")
@@ -223,16 +224,6 @@ def choice_label(v: Any) -> str:
     return json.dumps(v)
 
 
-def _maybe_number(v: Any) -> Any:
-    """YAML 1.1 reads 1e-4 or 1.0e10 as strings; in a choice they mean numbers."""
-    if isinstance(v, str) and any(c.isdigit() for c in v) and any(c in v for c in ".eE"):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
-
-
 def _number(where: str, v: Any) -> float:
     if isinstance(v, bool):
         raise SearchSpaceError(f"{where}: expected a number, got {v!r}")
@@ -280,7 +271,7 @@ def _parse_param(where: str, key: str, spec: Any, name: str) -> Param:
         labels = [choice_label(c) for c in raw]
         if len(set(labels)) != len(labels):
             raise SearchSpaceError(f"{w}: choice lists a value twice")
-        param.choices = [_maybe_number(c) for c in raw]
+        param.choices = [yaml_number(c) for c in raw]
         if "step" in spec:
             raise SearchSpaceError(f"{w}: step goes with uniform or int, not choice")
     else:
