@@ -5,10 +5,12 @@
     sampler = EpochSampler(len(ds), batch_size=64, seed=0)
     batch = ds.images[sampler.next()]
 
-Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder); see
-raygan.data.sources for where each looks and raygan.data.dataset for the fitting rules.
+Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder) when this
+package is imported: raygan.data.sources holds the registry and lookup, raygan.data.builtin and
+raygan.data.folder the sources (where each looks), raygan.data.dataset the fitting rules.
 Augmentation lives in raygan.augment, not here.
 """
+from raygan.data import builtin, folder  # noqa: F401  imported for their @SOURCES.register: fills SOURCES
 from raygan.data.dataset import ImageDataset, fit, fit_channels, fit_resolution
 from raygan.data.idx import read_idx, write_idx
 from raygan.data.sampler import EpochSampler

@@ -34,17 +34,15 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 
 from raygan.data.dataset import ImageDataset, _check_positive, fit
+from raygan.data.builtin import CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES
+from raygan.data.folder import read_images
 from raygan.data.sources import (
-    CIFAR10_CLASSES,
-    FASHION_MNIST_CLASSES,
     IMAGE_EXTENSIONS,
-    MNIST_CLASSES,
     SOURCES,
     SPLITS,
     PathArg,
     _images_under,
     load_dataset,
-    read_images,
 )
 from raygan.errors import ConfigError, DataError
 
