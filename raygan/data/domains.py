@@ -172,7 +172,7 @@ def _read_domain(
     d: Path, resolution: Optional[int], channels: Optional[int], limit: Optional[int]
 ) -> torch.Tensor:
     """Every image under `d`, at any depth (a domain has no classes), read as the folder source
-    reads them (raygan.data.sources.read_images)."""
+    reads them (raygan.data.folder.read_images)."""
     return fit(read_images(_images_under(d)[:limit], d, channels, resolution), channels=channels)
 
 
