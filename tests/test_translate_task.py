@@ -33,7 +33,8 @@ def tiny(*extra):
         "data.resolution=28", "data.limit=64", "model.arch=resnet-translator", "model.g={ngf: 4, n_blocks: 1}",
         "model.d={ndf: 4, norm: instance}", "loss.name=lsgan", f"optim.batch_size={BATCH}",
         "translate.pool_size=12", "translate.lr_decay_start=0.25", "train.total_kimg=0.128",
-        "train.tick_kimg=0.032", "train.snapshot_ticks=1", "train.eval_ticks=1", "train.sample_ticks=2", "tracking.enabled=false",
+        "train.tick_kimg=0.032", "train.snapshot_ticks=1", "train.eval_ticks=1", "train.sample_ticks=2",
+        "tracking.enabled=false",
         "eval.metrics=[fid, domain-acc, cycle-psnr]", "eval.num_samples=24", "eval.batch_size=16", *extra])
 
 
@@ -310,3 +311,28 @@ def test_two_ranks_train_and_evaluate_like_one_with_the_double_batch(tmp_path, i
         assert two["state_pools"][r]["b"]["count"] == 4
         assert torch.equal(two["state_pools"][r]["b"]["images"], two["rank_pools"][r]["images"])
     assert not torch.equal(two["state_pools"][0]["b"]["images"], two["state_pools"][1]["b"]["images"])
+
+
+# ------------------------------------------------------------------------------ presets
+
+
+def test_presets_describe_themselves_and_folder_a2b_trains_on_the_reference_layout(tmp_path, in_tmp):
+    from importlib import resources
+
+    for name in ("fmnist-sneaker2boot", "folder-a2b"):
+        text = (resources.files("raygan") / "presets" / f"{name}.yaml").read_text()
+        assert text.startswith("# ") and load_config(name).task == "translate"
+    rng = np.random.default_rng(0)
+    for sub, tint in (("trainA", (1.0, 0.3, 0.3)), ("trainB", (0.3, 0.3, 1.0)), ("testA", (1.0, 0.3, 0.3)),
+                      ("testB", (0.3, 0.3, 1.0))):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        for i in range(6):
+            img = (rng.random((40, 48, 1)) * np.array(tint) * 255).astype(np.uint8)  # cropped, resized to 64
+            _save_png(tmp_path / "data" / sub / f"{i}.png", img)
+    cfg = load_config("folder-a2b", None, [f"data.root={tmp_path / 'data'}", "tracking.enabled=false",
+                                           "train.total_kimg=0.008", "train.tick_kimg=0.004"])
+    tr = Trainer(cfg, tmp_path / "run")
+    summary = tr.run()
+    assert tr.task.domain_names == ["trainA", "trainB"] and tr.task.channels == 3
+    assert {"fid_a2b", "baseline_fid_b2a", "cycle_psnr_a"} <= set(summary["final"])
+    assert (tmp_path / "run" / "samples").is_dir()

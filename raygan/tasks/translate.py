@@ -46,7 +46,8 @@ from raygan.errors import ConfigError
 from raygan.losses import LOSSES
 from raygan.models.networks import DISCRIMINATORS, GENERATORS
 from raygan.tasks.base import ExportedModel, Task, unwrap
-from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss, lr_factor
+from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss
+from raygan.tasks.cycle import lr_factor as decay_factor
 
 DIRECTIONS = ("a2b", "b2a")
 DEFAULT_GENERATOR, DEFAULT_DISCRIMINATOR = "resnet-translator", "patchgan"
@@ -116,10 +117,10 @@ class TranslateTask(Task):
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
+        from raygan.metrics.registry import kind
+
         d, m, e = cfg.data, cfg.model, cfg.eval
         for name in e.metrics:
-            from raygan.metrics.registry import kind
-
             if kind(name) == "features" and name not in FEATURE_METRICS:
                 raise ConfigError(f"config: eval.metrics: '{name}' is not computed for task 'translate'; "
                                   f"use fid, fid-a2b, fid-b2a, domain-acc or cycle-psnr")
@@ -144,21 +145,19 @@ class TranslateTask(Task):
         if "domain-acc" in e.metrics and (d.name != "fashion-mnist" or e.extractor != "fmnist-cnn"):
             raise ConfigError("config: eval.metrics: domain-acc needs data.name fashion-mnist and "
                               "eval.extractor fmnist-cnn (the classifier of its 10 classes)")
-        # networks and pieces: built on the meta device, so bad names/options fail before data
-        if m.conditional:
-            raise ConfigError("config: model.conditional: task 'translate' is unconditional")
+        for bad, why in ((m.conditional, "model.conditional: task 'translate' is unconditional"),
+                         (cfg.regularizer.name != "none", "regularizer.name: task 'translate' uses none"),
+                         (bool(cfg.augment.diffaugment) or cfg.augment.ada is not None,
+                          "augment: task 'translate' supports only augment.flip"),
+                         (cfg.optim.n_critic != 1, "optim.n_critic: task 'translate' runs one D step per G step"),
+                         (cfg.ema.half_life_kimg > 0, "ema.half_life_kimg: task 'translate' keeps no EMA; set 0")):
+            if bad:
+                raise ConfigError(f"config: {why}")
+        # networks and loss: built on the meta device, so bad names/options fail before data
         LOSSES.get(cfg.loss.name)
         with torch.device("meta"):
             build_generator(cfg, d.channels or 1)
             build_discriminator(cfg, d.channels or 1)
-        if cfg.regularizer.name != "none":
-            raise ConfigError("config: regularizer: task 'translate' uses no regulariser; set regularizer.name=none")
-        if cfg.augment.diffaugment or cfg.augment.ada is not None:
-            raise ConfigError("config: augment: task 'translate' supports only augment.flip")
-        if cfg.optim.n_critic != 1:
-            raise ConfigError("config: optim.n_critic: task 'translate' runs one D step per G step")
-        if cfg.ema.half_life_kimg > 0:
-            raise ConfigError("config: ema.half_life_kimg: task 'translate' keeps no EMA generators; set 0")
 
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:
@@ -200,10 +199,9 @@ class TranslateTask(Task):
         self.G_AB, self.G_BA, self.D_A, self.D_B = wrapped
         self.loss = LOSSES.build(cfg.loss.name)
         self.pool_a, self.pool_b = ImagePool(t.pool_size), ImagePool(t.pool_size)  # fakes for D_A / D_B
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.amp) \
-            if self.device.type == "cuda" else None
-        fp16 = self.amp_dtype is torch.float16
-        self.scalers = {"G": torch.amp.GradScaler("cuda", enabled=fp16), "D": torch.amp.GradScaler("cuda", enabled=fp16)}
+        cuda = self.device.type == "cuda"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.amp) if cuda else None
+        self.scalers = {k: torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16) for k in "GD"}
         self.stats = StepStats(STATS, self.device)
         self.networks = {"G_AB": self.G_AB_plain, "G_BA": self.G_BA_plain, "D_A": self.D_A_plain, "D_B": self.D_B_plain}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
@@ -237,7 +235,8 @@ class TranslateTask(Task):
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
     def lr_factor(self, nimg: int) -> float:
-        return lr_factor(int(nimg), self.total_nimg, self.cfg.translate.lr_decay_start)
+        """The lr multiplier for a step starting at `nimg` images seen (raygan.tasks.cycle.lr_factor)."""
+        return decay_factor(int(nimg), self.total_nimg, self.cfg.translate.lr_decay_start)
 
     def _apply_lr(self, nimg: int) -> None:
         o, f = self.cfg.optim, self.lr_factor(nimg)

@@ -64,7 +64,8 @@ class TranslateEvaluator:
         self._ready = True
 
     # ------------------------------------------------------------------ one direction
-    def _extract(self, images_uint8: torch.Tensor, direction: str) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _extract(self, images_uint8: torch.Tensor, direction: str
+                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         if self.extractor is None:
             return None, None
         out = self.extractor(images_uint8)

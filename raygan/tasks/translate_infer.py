@@ -53,16 +53,15 @@ def read_image(path: Path, channels: int, decode: bool = True) -> Optional[torch
         with Image.open(path) as im:
             has = 1 if im.mode in GREY_MODES else 3
             if has != channels:
-                what = "grey" if has == 1 else f"colour ({im.mode})"
-                raise DataError(f"{path}: a {what} image with {has} channel{'s' * (has > 1)}; this model translates "
-                                f"{channels}-channel images (convert it to {'greyscale' if channels == 1 else 'RGB'} first)")
+                what, to = ("grey", "RGB") if has == 1 else (f"colour ({im.mode})", "greyscale")
+                raise DataError(f"{path}: a {what} image with {has} channel{'s' * (has > 1)}; this model "
+                                f"translates {channels}-channel images (convert it to {to} first)")
             if not decode:
                 return None
             arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     except (OSError, UnidentifiedImageError, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: not a readable image ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a readable image ({why})") from None
     x = torch.from_numpy(np.array(arr))  # a writable copy
     return (x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]).contiguous()
 
