@@ -4,10 +4,11 @@ validated once at the end; then every registry name is checked before any data i
 from __future__ import annotations
 
 import copy
+import math
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 from pydantic import ValidationError
@@ -121,11 +122,26 @@ def _format_validation(e: ValidationError) -> str:
     return f"config: {loc}: {msg}{shown}{tail}"
 
 
+def _non_finite(obj: Any, path: str = "") -> Optional[Tuple[str, float]]:
+    """The first inf/nan anywhere in the config, free-form options included (model.g, kwargs)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{path}.{k}" if path else str(k))
+        if found:
+            return found
+    return None
+
+
 def build_config(data: Dict[str, Any]) -> Config:
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format_validation(e)) from None
+    bad = _non_finite(cfg.model_dump())
+    if bad:
+        raise ConfigError(f"config: {bad[0]}: must be a finite number (got {bad[1]})")
     check_names(cfg)
     return cfg
 
@@ -141,9 +157,17 @@ def load_config(
         data = deep_merge(data, load_preset(preset))
     if config_file:
         path = Path(config_file)
+        if path.is_dir():
+            raise ConfigError(f"config file {config_file} is a directory, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file not found: {config_file}")
-        data = deep_merge(data, _read_yaml(path.read_text(), str(path)))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {config_file} is not text (not UTF-8): expected a YAML file") from None
+        except OSError as e:
+            raise ConfigError(f"config file {config_file} cannot be read: {e.strerror}") from None
+        data = deep_merge(data, _read_yaml(text, str(path)))
     for item in overrides or []:
         data = deep_merge(data, parse_override(item))
     return build_config(data)
@@ -153,6 +177,7 @@ def check_names(cfg: Config) -> None:
     """Registry names are checked up front so a typo fails before any data is loaded."""
     from raygan import tasks
     from raygan.data import SOURCES
+    from raygan.engine.device import check_device_name
     from raygan.metrics import EXTRACTORS, METRICS
 
     tasks.TASKS.get(cfg.task)
@@ -160,6 +185,7 @@ def check_names(cfg: Config) -> None:
     EXTRACTORS.get(cfg.eval.extractor)
     for m in cfg.eval.metrics:
         METRICS.get(m)
+    check_device_name(cfg.train.device)
     tasks.check_config(cfg)  # the task's own names (architecture, loss, ...) and combinations
     if cfg.data.resolution not in (28, 32, 64):
         raise ConfigError(f"config: data.resolution: {cfg.data.resolution} not supported; choose 28, 32 or 64")
