@@ -179,10 +179,11 @@ class Trainer:
                                    "img_per_s": tick_imgs / max(elapsed, 1e-9), "sec_per_tick": elapsed}
         if not finite:
             self.bad_ticks += 1
-            if self.bad_ticks >= cfg.train.nan_ticks:
+            if self.bad_ticks >= cfg.train.nan_ticks or done:  # a run never ends on a non-finite tick
                 where = self.last_good_checkpoint or "none written yet"
+                when = f"for {self.bad_ticks} ticks in a row" if self.bad_ticks > 1 else "on the last tick"
                 raise DivergenceError(
-                    f"training diverged: non-finite losses for {self.bad_ticks} ticks in a row at "
+                    f"training diverged: non-finite losses {when} at "
                     f"kimg {self.nimg / 1000:.1f} ({', '.join(f'{k}={v:.3g}' for k, v in stats.items())}); "
                     f"last good checkpoint: {where}")
             self.reporter.report(metrics)
