@@ -132,31 +132,42 @@ def open_client(uri: str, create: bool = True):
         _check_server(uri)
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
-        if not db.is_file():
-            if not create:
-                raise TrackingError(f"no MLflow store at {db} (run from the directory that holds mlflow.db, "
-                                    f"or pass --tracking-uri)")
-            _create_sqlite_store(uri, db)
+        if not db.is_file() and not create:
+            raise TrackingError(f"no MLflow store at {db} (run from the directory that holds mlflow.db, "
+                                f"or pass --tracking-uri)")
+        if uri not in _READY:
+            _init_sqlite_store(uri, db)
+            _READY.add(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)
 
 
-def _create_sqlite_store(uri: str, db: Path) -> None:
-    """Create the database once, holding a lock file beside it while MLflow migrates it."""
+_READY: set = set()  # sqlite stores this process has opened (and so found complete) already
+
+
+def _init_sqlite_store(uri: str, db: Path) -> None:
+    """Open (creating and migrating if need be) the database under a lock file beside it: a
+    process that finds the file while another one is still creating its tables waits for it,
+    instead of migrating it a second time."""
     import fcntl
 
     from mlflow.tracking import MlflowClient
 
+    creating = not db.is_file()
     try:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        if creating:
+            db.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(str(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise TrackingError(f"cannot create the MLflow store {db}: {e.strerror}") from None
+        if creating:
+            raise TrackingError(f"cannot create the MLflow store {db}: {e.strerror}") from None
+        return  # an existing store in a directory this user cannot write: nothing to create, no lock
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates + migrates the schema
     except Exception as e:
-        raise TrackingError(f"cannot create the MLflow store {db}: {first_line(e)}") from None
+        raise TrackingError(f"cannot {'create' if creating else 'open'} the MLflow store {db}: "
+                            f"{first_line(e)}") from None
     finally:
         os.close(fd)
 
