@@ -4,7 +4,7 @@ worker's rank 0 builds the same reporters through `make_reporters`.
 
 Nothing is written until the run can start: the run dir is checked (free or resumable,
 writable), the tracking store opens and the task builds its data and networks first; a start
-that fails removes a run dir it created. The run dir is locked while the run lives.
+that fails removes the directories it created. The run dir is locked while the run lives.
 """
 from __future__ import annotations
 
@@ -66,16 +66,20 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
     store.check_writable()
     if resume:
         store.read_config()  # it is a run
-        ckpt = store.latest_checkpoint()
-        if ckpt is None:
-            say(f"{store} has no checkpoint yet: starting it again from the beginning")
     else:
         store.check_fresh()
-        ckpt = None
     preflight(cfg)
-    created = not Path(store.location).exists()
-    try:
-        with store.lock():
+    top = _first_missing(Path(store.location))  # the directories this start creates (None: it exists)
+    with store.lock():  # a run dir in use by another process: one line, and nothing of it touched
+        started = False
+        try:
+            ckpt = None
+            if resume:
+                ckpt = store.latest_checkpoint()
+                if ckpt is None:
+                    say(f"{store} has no checkpoint yet: starting it again from the beginning")
+            else:
+                store.check_fresh()  # again under the lock: a concurrent start may have won the race
             store.clean_stale()
             trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
             if ckpt is not None:
@@ -86,12 +90,55 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
                     return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
                             "checkpoint": ckpt, "final": {}}
             store.write_config(cfg)
-            created = False  # the run exists from here on: never removed
+            started = True  # the run exists from here on: never removed
             return _run(trainer, cfg, store, progress, resumed=ckpt is not None)
-    except BaseException:
-        if created and Path(store.location).is_dir():
-            shutil.rmtree(store.location, ignore_errors=True)  # a failed start leaves nothing behind
-        raise
+        except BaseException:
+            if not started:
+                _remove_unstarted(Path(store.location), top)  # a failed start leaves nothing behind
+            raise
+
+
+def _first_missing(path: Path) -> Optional[Path]:
+    """The topmost directory of `path` that does not exist yet (None when `path` exists)."""
+    top = None
+    while not path.exists():
+        top, path = path, path.parent
+    return top
+
+
+def _remove_unstarted(run_dir: Path, top: Optional[Path]) -> None:
+    """Remove what this failed start created: our lock file when nothing else is there, then the
+    run dir and the empty parents it created up to `top` (None: the run dir existed before, it
+    stays); anything another process wrote stays."""
+    from raygan.runstore import LOCK_FILE
+
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        d = run_dir
+        while top is not None:
+            d.rmdir()  # only when empty
+            if d == top:
+                break
+            d = d.parent
+    except OSError:
+        pass
+
+
+#: how torch.save (a C++ stream) reports a short write: ENOSPC does not reach Python as an OSError
+_TORCH_WRITE_FAILED = ("file write failed", "unexpected pos", "iostream error")
+
+
+def _disk_full(e: BaseException, store: RunStore) -> Optional[OSError]:
+    """A checkpoint write that ran out of space, as the ENOSPC the CLI reports in one line; the
+    half-written temp dir is gone already and earlier checkpoints stay."""
+    if not (isinstance(e, RuntimeError) and any(m in str(e) for m in _TORCH_WRITE_FAILED)) or not store.is_local:
+        return None
+    import errno
+
+    where = store.path / "checkpoints"
+    free = shutil.disk_usage(store.path).free
+    return OSError(errno.ENOSPC, f"no space left ({free / 2**20:.1f} MiB free)", str(where))
 
 
 def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool) -> Dict[str, Any]:
@@ -103,7 +150,10 @@ def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool) -
     try:
         summary = trainer.run()
     except BaseException as e:
-        reporter.close(e)
+        full = _disk_full(e, store)
+        reporter.close(full or e)
+        if full is not None:
+            raise full from None
         if isinstance(e, KeyboardInterrupt):
             say(f"interrupted; resume with: raygan train --run-dir {store} --resume")
         raise
