@@ -317,3 +317,16 @@ def test_11_one_class_conditional_refused_from_the_cli(here, capsys):
                                               "model.conditional=true"), "--run-dir", "r")
     one_line(code, err, r"model\.conditional: the folder training data has 1 class")
     assert not (here / "r").exists() and all_runs(here) == []
+
+
+# ============================================================================ what held (issue summary), rechecked
+@pytest.mark.parametrize("cmd,name,pattern", [
+    ("train", "../x", r"run name '\.\./x': no slashes"),
+    ("train", "a/b", r"run name 'a/b': no slashes"),
+    ("tune", "../x", r"sweep name '\.\./x': no slashes"),
+])
+def test_held_run_and_sweep_names_cannot_leave_the_storage(here, capsys, cmd, name, pattern):
+    extra = ["--workers", "1"] if cmd == "train" else []
+    code, _, err = cli(capsys, cmd, "--preset", "digits", *extra, "--name", name, "--storage", here / "st")
+    one_line(code, err, pattern)
+    assert not (here / "st").exists() and not (here / "x").exists()
