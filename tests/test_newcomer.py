@@ -37,6 +37,9 @@ def test_no_progress_flushes_a_line_per_tick_while_running(in_tmp):
 
 
 def test_start_line_names_run_dir_and_mlflow_run(in_tmp, capsys):
+    from raygan.tasks import generate_eval
+
+    generate_eval._WARNED.clear()  # said once per process: earlier tests may have said it
     assert main(["train", "--preset", "digits", "--run-dir", "r", "--no-progress", *TINY]) == 0
     err = capsys.readouterr().err
     run_id = json.loads((in_tmp / "r" / "run.json").read_text())["run_id"]

@@ -4,7 +4,6 @@ in test_cluster_yaml.py, test_local_cluster.py and test_jobs.py. RELIABILITY.md 
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import shutil
 import time
@@ -292,13 +291,6 @@ def test_11_one_class_conditional_model_is_refused(tmp_path):
                   load_dataset("digits", resolution=28))  # ten classes: fine
 
 
-def _wired(name: str) -> bool:
-    import raygan.tasks.generate as g
-
-    return name in Path(g.__file__).read_text()
-
-
-@pytest.mark.skipif(not _wired("check_generate("), reason="GenerateTask.check_config does not call check_generate yet")
 def test_11_wgan_warning_from_the_cli_and_the_run_continues(here, capsys):
     from raygan.tasks import generate_checks
 
@@ -310,7 +302,6 @@ def test_11_wgan_warning_from_the_cli_and_the_run_continues(here, capsys):
     assert (here / "r" / "checkpoints").is_dir()
 
 
-@pytest.mark.skipif(not _wired("check_classes("), reason="GenerateTask.setup_data does not call check_classes yet")
 def test_11_one_class_conditional_refused_from_the_cli(here, capsys):
     folder = _one_class_folder(here / "imgs")
     code, _, err = cli(capsys, "train", *tiny(here, "data.name=folder", f"data.root={folder}", "optim.batch_size=8",

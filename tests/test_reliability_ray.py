@@ -1,8 +1,7 @@
 """Issue 8, item 9 on Ray Train (--workers 1): Ctrl-C of a Ray run and --resume of a finished
-Ray run should behave as a local run does. Each takes about a minute on 2 cores (a local Ray
-cluster starts per command), so they run only with RAYGAN_RAY_RELIABILITY=1. Both fail today
-(see RELIABILITY.md, cases 9.7 and 9.8: the fix belongs in raygan/distributed/launch.py and
-worker.py)."""
+Ray run behave as a local run does (exit 130 + resume hint + KILLED; "is complete", nothing
+registered). About 50 s each on 2 cores (a local Ray cluster starts per command); set
+RAYGAN_SKIP_SLOW_RAY=1 to skip them."""
 from __future__ import annotations
 
 import os
@@ -12,8 +11,8 @@ import pytest
 
 from reliability_util import all_runs, client, finish, metrics_rows, run_id, spawn, tiny, versions, wait_for
 
-pytestmark = pytest.mark.skipif(os.environ.get("RAYGAN_RAY_RELIABILITY") != "1",
-                                reason="about a minute each: set RAYGAN_RAY_RELIABILITY=1")
+pytestmark = pytest.mark.skipif(os.environ.get("RAYGAN_SKIP_SLOW_RAY") == "1",
+                                reason="RAYGAN_SKIP_SLOW_RAY=1")
 
 
 def test_9_ctrl_c_of_a_ray_run_exits_130_with_the_resume_hint_and_marks_the_run_killed(tmp_path):

@@ -9,13 +9,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from reliability_util import (ROOT, all_runs, cli, client, db_uri, error_after_start, finish, metrics_rows,
+from reliability_util import (ROOT, all_runs, cli, client, finish, metrics_rows,
                               one_line, run_id, spawn, tiny, versions, wait_for)
 
 MODEL = "raygan-digits-mlp"

@@ -16,6 +16,15 @@ def add_config_source(p, resume_help: Optional[str] = None) -> None:
                    help="override one config value, e.g. --set optim.g_lr=1e-4 (repeatable)")
 
 
+def add_model_source(p, run_help: str, uri_help: str, required: bool = True) -> None:
+    """--run-dir (a run's latest checkpoint) or --model-uri (a registered model), + --tracking-uri."""
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument("--run-dir", help=run_help)
+    src.add_argument("--model-uri", help=uri_help)
+    p.add_argument("--tracking-uri", default=None, help="the MLflow store for --model-uri (default "
+                                                          "$MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+
+
 def note(text: str) -> None:
     print(f"raygan: {text}", file=sys.stderr, flush=True)
 

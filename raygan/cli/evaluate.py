@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from raygan.cli.common import dump_json, protocol_text
+from raygan.cli.common import add_model_source, dump_json, protocol_text
 from raygan.errors import RayganError
 
 SAMPLE_FORMATS = {"png": ".png", "png-dir": "", "npz": ".npz"}
 
 
 def _source(p) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run-dir", help="a run directory (local path or storage URI): its latest checkpoint")
-    src.add_argument("--model-uri", help="an MLflow model URI, e.g. models:/raygan-fashion-mnist-dcgan@champion")
-    p.add_argument("--tracking-uri", default=None, help="the MLflow store for --model-uri (default "
-                                                          "$MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    add_model_source(p, "a run directory (local path or storage URI): its latest checkpoint",
+                     "an MLflow model URI, e.g. models:/raygan-fashion-mnist-dcgan@champion")
 
 
 def add(sub) -> None:

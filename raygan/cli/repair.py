@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from raygan.cli.common import add_model_source
+
 EXAMPLES = """\
 examples:
   raygan repair --run-dir runs/fmnist-denoise-... --in noisy.png --out restored.png
@@ -14,10 +16,8 @@ examples:
 def add(sub) -> None:
     p = sub.add_parser("repair", help="repair images (denoise, inpaint, super-resolve) with a trained model",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run-dir", help="a repair run: its latest checkpoint")
-    src.add_argument("--model-uri", help="a registered repair model, e.g. models:/NAME@champion")
-    p.add_argument("--tracking-uri", default=None, help="the MLflow store for --model-uri")
+    add_model_source(p, "a repair run: its latest checkpoint",
+                     "a registered repair model, e.g. models:/NAME@champion")
     p.add_argument("--in", dest="src", required=True, help="an image file or a folder of images")
     p.add_argument("--mask", default=None, help="inpainting: a mask image (white = missing) or a folder of them")
     p.add_argument("--out", required=True, help="the output file or folder")

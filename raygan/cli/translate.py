@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from raygan.cli.common import add_model_source
+
 EXAMPLES = """\
 examples:
   raygan translate --run-dir runs/fmnist-sneaker2boot-... --direction a2b --in sneaker.png --out boot.png
@@ -13,10 +15,8 @@ examples:
 def add(sub) -> None:
     p = sub.add_parser("translate", help="translate images A->B or B->A with a trained CycleGAN-style model",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run-dir", help="a translate run: its latest checkpoint")
-    src.add_argument("--model-uri", help="a registered translation model, e.g. models:/NAME@champion")
-    p.add_argument("--tracking-uri", default=None, help="the MLflow store for --model-uri")
+    add_model_source(p, "a translate run: its latest checkpoint",
+                     "a registered translation model, e.g. models:/NAME@champion")
     p.add_argument("--direction", required=True, help="a2b or b2a")
     p.add_argument("--in", dest="src", required=True, help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="the output file or folder")

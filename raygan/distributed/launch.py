@@ -118,6 +118,13 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
     if not resume and exists:
         raise RunDirError(f"a run named '{name}' already exists in {storage}; pass --resume to continue it "
                           f"or choose another --name")
+    if resume:
+        done = _completed_nimg(store)
+        if done is not None and done >= round(cfg.train.total_kimg * 1000):
+            print(f"raygan: run {store} is complete ({done / 1000:g} kimg = train.total_kimg); nothing to do "
+                  f"(raise it with --set train.total_kimg=... to train further)", file=sys.stderr)
+            return {"run_dir": store.location, "kimg": done / 1000.0, "complete": True,
+                    "checkpoint": store.latest_checkpoint(), "final": {}}
     if cfg.tracking.enabled:
         from raygan.tracking.store import preflight
 
@@ -141,9 +148,12 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
     tail = MetricsTail(store, cfg.train.total_kimg) if progress else None
     try:
         result = trainer.fit()
-    except KeyboardInterrupt as e:
-        _mark(cfg, run_id, e)
+    except (KeyboardInterrupt, SystemExit) as e:
+        # Ray Train installs its own SIGINT handler inside fit() and ends it with SystemExit
+        _mark(cfg, run_id, KeyboardInterrupt())
         print(f"raygan: interrupted; resume with: raygan train --run-dir {store} --resume", file=sys.stderr)
+        if isinstance(e, SystemExit):
+            raise KeyboardInterrupt from None
         raise
     except Exception as e:
         cause = root_cause(e)
@@ -162,6 +172,20 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
     if run_id:
         summary["mlflow_run_id"], summary["tracking_uri"] = run_id, cfg.tracking.uri
     return summary
+
+
+def _completed_nimg(store: RunStore) -> Optional[int]:
+    """Images seen by the run's latest checkpoint (from its meta.json), or None."""
+    import json
+
+    from raygan import storage
+
+    latest = store.latest_checkpoint()
+    text = storage.read_text(storage.join(latest, "meta.json")) if latest else None
+    try:
+        return int(json.loads(text)["nimg"]) if text else None
+    except (ValueError, KeyError):
+        return None
 
 
 def _mlflow_run(cfg: Config, store: RunStore, name: str, workers: int) -> Optional[str]:

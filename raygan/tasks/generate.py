@@ -31,6 +31,7 @@ from raygan.models import ARCHITECTURES, build_models
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import ExportedModel, Task, unwrap
 from raygan.tasks.gan_step import GANStep
+from raygan.tasks.generate_checks import check_classes, check_generate
 
 GRID = 64  # images in the per-tick sample grid
 
@@ -48,6 +49,7 @@ class GenerateTask(Task):
         LOSSES.get(cfg.loss.name)
         REGULARIZERS.get(cfg.regularizer.name)
         build_d_augment(cfg.augment)
+        check_generate(cfg)
         clf = [m for m in cfg.eval.metrics if kind(m) == "classifier"]
         if clf and not cfg.model.conditional:
             raise ConfigError(f"config: eval.metrics: {', '.join(clf)} need a class-conditional generator "
@@ -64,6 +66,7 @@ class GenerateTask(Task):
             self.subset = subset_protocol(self.subset_indices, d.per_class, d.subset_seed)
             data = _take(data, self.subset_indices, f"per_class={d.per_class}, subset_seed={d.subset_seed}")
         # a small dataset lives on the device as one uint8 tensor and is indexed
+        check_classes(self.cfg, data)
         self.data = data.to(self.device)
         self.num_classes = self.data.num_classes if self.cfg.model.conditional else 0
         if ctx.batch * ctx.world > len(self.data.labels):
