@@ -67,6 +67,8 @@ class Task:
     metric_kinds: ClassVar[Tuple[str, ...]] = ()
     #: the checkpointed network that is exported (and loaded by `raygan sample/repair/...`)
     export_network: ClassVar[str] = "G"
+    #: the shipped search space `raygan tune` uses for this task when none is given
+    search_space: ClassVar[str] = "default"
 
     def __init__(self, cfg, ctx: TaskContext):
         self.cfg, self.ctx = cfg, ctx

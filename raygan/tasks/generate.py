@@ -49,7 +49,6 @@ class GenerateTask(Task):
         LOSSES.get(cfg.loss.name)
         REGULARIZERS.get(cfg.regularizer.name)
         build_d_augment(cfg.augment)
-        check_generate(cfg)
         clf = [m for m in cfg.eval.metrics if kind(m) == "classifier"]
         if clf and not cfg.model.conditional:
             raise ConfigError(f"config: eval.metrics: {', '.join(clf)} need a class-conditional generator "
@@ -67,6 +66,7 @@ class GenerateTask(Task):
             data = _take(data, self.subset_indices, f"per_class={d.per_class}, subset_seed={d.subset_seed}")
         # a small dataset lives on the device as one uint8 tensor and is indexed
         check_classes(self.cfg, data)
+        check_generate(self.cfg)  # a warning: said when a run is built, not when a search validates configs
         self.data = data.to(self.device)
         self.num_classes = self.data.num_classes if self.cfg.model.conditional else 0
         if ctx.batch * ctx.world > len(self.data.labels):

@@ -110,6 +110,7 @@ class CycleTranslator(nn.Module):
 
 class TranslateTask(Task):
     name = "translate"
+    search_space = "translate"
     metric_kinds = ("translation", "features")
     export_network = "G_AB"
 

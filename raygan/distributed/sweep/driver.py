@@ -184,9 +184,11 @@ def _run_config(plan: SweepPlan):
 
 def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None):
     """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
+    from raygan.tasks import task_class
+
     check(cfg, opts)
     base = plans.trial_base(cfg, opts)
-    space = load_space(search_space, base)
+    space = load_space(search_space or task_class(cfg.task).search_space, base)
     plans.check_batch_split(space, base, opts.workers_per_trial)
     return base, space
 
