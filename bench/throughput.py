@@ -33,9 +33,9 @@ def time_raygan(t, seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         t.task.train_step(t.nimg)
-        t.nimg += t.batch
-        n += t.batch
-        if n % (t.batch * 50) == 0:
+        t.nimg += t.task.images_per_step()
+        n += t.task.images_per_step()
+        if n % (t.task.images_per_step() * 50) == 0:
             t.task.read_stats()  # once per "tick", as the loop does
     if t.device.type == "cuda":
         torch.cuda.synchronize()
