@@ -31,12 +31,13 @@ from raygan.models import ARCHITECTURES, build_models
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import ExportedModel, Task, unwrap
 from raygan.tasks.gan_step import GANStep
+from raygan.tasks.pair import GeneratorDiscriminatorPair
 from raygan.tasks.generate_checks import check_classes, check_generate
 
 GRID = 64  # images in the per-tick sample grid
 
 
-class GenerateTask(Task):
+class GenerateTask(GeneratorDiscriminatorPair, Task):
     name = "generate"
     metric_kinds = ("features", "classifier")
 
@@ -177,40 +178,10 @@ class GenerateTask(Task):
         if self.augment is not None and "augment" in state:
             self.augment.load_state_dict(state["augment"], rank=self.ctx.rank)
 
-    def load_networks(self, models: Dict[str, Any], where: Path) -> None:
-        if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
-            models = {**models, "G_ema": models["G"]}
-        super().load_networks({k: v for k, v in models.items() if k in self.networks}, where)
-
-    def _d_hparams(self):
-        """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
-        o, r = self.cfg.optim, self.regularizer.lazy_ratio()
-        return o.d_lr * r, tuple(b ** r for b in o.d_betas)
-
-    def apply_optim_config(self) -> None:
-        o = self.cfg.optim
-        d_lr, d_betas = self._d_hparams()
-        for opt, lr, betas in ((self.opt_g, o.g_lr, o.g_betas), (self.opt_d, d_lr, d_betas)):
-            for group in opt.param_groups:
-                group["lr"], group["betas"] = lr, tuple(betas)
-
     def applied(self) -> Dict[str, Any]:
-        from torch.nn.utils import parametrize
-
-        g_group, d_group = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
-        reg, step = self.regularizer, self.step
         return {
-            "applied_g_lr": float(g_group["lr"]), "applied_d_lr": float(d_group["lr"]),
-            "applied_g_beta1": float(g_group["betas"][0]), "applied_g_beta2": float(g_group["betas"][1]),
-            "applied_d_beta1": float(d_group["betas"][0]), "applied_d_beta2": float(d_group["betas"][1]),
-            "applied_loss": type(self.loss).registry_name,
-            "applied_n_critic": int(step.n_critic),
-            "applied_regularizer": type(reg).registry_name,
-            "applied_reg_weight": float(getattr(reg, "weight", getattr(reg, "value", 0.0)) or 0.0),
-            "applied_batch_size": int(self.ctx.batch * self.ctx.world),
-            "applied_arch": self.G_plain.registry_name,
-            "applied_spectral_norm": int(any(parametrize.is_parametrized(mod) for mod in self.D_plain.modules())),
-            "applied_ema_half_life_kimg": float(step.ema_half_life_kimg if self.G_ema is not None else 0.0),
+            **self.pair_applied(),
+            "applied_n_critic": int(self.step.n_critic),
             "applied_diffaugment": ",".join(self.augment.diffaugment.ops)
             if self.augment is not None and self.augment.diffaugment is not None else "",
             "applied_augment": self.augment.describe() if self.augment is not None else "",

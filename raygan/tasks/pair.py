@@ -1,0 +1,49 @@
+"""What every task with one generator (+ its EMA copy) against one discriminator shares:
+restoring the networks (an EMA switched on at resume starts from G), D's learning rate and
+betas corrected for a lazy regulariser (StyleGAN2-ADA), re-applying the optimiser settings
+after a resume, and the hyperparameters read back from the built objects."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+
+class GeneratorDiscriminatorPair:
+    """Mixin for a Task that sets G_plain, D_plain, G_ema (or None), opt_g, opt_d, loss,
+    regularizer and step (with `ema_half_life_kimg`)."""
+
+    def load_networks(self, models: Dict[str, Any], where: Path) -> None:
+        if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
+            models = {**models, "G_ema": models["G"]}
+        super().load_networks({k: v for k, v in models.items() if k in self.networks}, where)
+
+    def _d_hparams(self):
+        """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
+        o, r = self.cfg.optim, self.regularizer.lazy_ratio()
+        return o.d_lr * r, tuple(b ** r for b in o.d_betas)
+
+    def apply_optim_config(self) -> None:
+        o = self.cfg.optim
+        d_lr, d_betas = self._d_hparams()
+        for opt, lr, betas in ((self.opt_g, o.g_lr, o.g_betas), (self.opt_d, d_lr, d_betas)):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, tuple(betas)
+
+    def pair_applied(self) -> Dict[str, Any]:
+        """Optimiser, loss, regulariser, batch, architecture, spectral norm and EMA as built."""
+        from torch.nn.utils import parametrize
+
+        g, d = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
+        reg = self.regularizer
+        return {
+            "applied_g_lr": float(g["lr"]), "applied_d_lr": float(d["lr"]),
+            "applied_g_beta1": float(g["betas"][0]), "applied_g_beta2": float(g["betas"][1]),
+            "applied_d_beta1": float(d["betas"][0]), "applied_d_beta2": float(d["betas"][1]),
+            "applied_loss": type(self.loss).registry_name,
+            "applied_regularizer": type(reg).registry_name,
+            "applied_reg_weight": float(getattr(reg, "weight", getattr(reg, "value", 0.0)) or 0.0),
+            "applied_batch_size": int(self.ctx.batch * self.ctx.world),
+            "applied_arch": self.G_plain.registry_name,
+            "applied_spectral_norm": int(any(parametrize.is_parametrized(m) for m in self.D_plain.modules())),
+            "applied_ema_half_life_kimg": float(self.step.ema_half_life_kimg if self.G_ema is not None else 0.0),
+        }
