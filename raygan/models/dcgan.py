@@ -114,7 +114,7 @@ class Discriminator(nn.Module):
             h = F.leaky_relu(norm(conv(h)), 0.2)
         out = self.head(h).flatten()
         if self.projection is not None:
-            out = out + self.projection(h.sum(dim=(2, 3)), y)
+            out = out + self.projection(h.mean(dim=(2, 3)), y)
         return out.float()
 
 
