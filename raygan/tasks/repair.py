@@ -47,6 +47,7 @@ def degradation_seed(seed: int, rank: int) -> int:
 
 class RepairTask(Task):
     name = "repair"
+    search_space = "repair"
     metric_kinds = ("restoration", "features")
 
     @classmethod
