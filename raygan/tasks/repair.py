@@ -34,6 +34,7 @@ from raygan.errors import CheckpointError, ConfigError, RayganError
 from raygan.losses import LOSSES
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.pair import GeneratorDiscriminatorPair
 from raygan.tasks.repair_net import (build_discriminator, build_generator, check_networks, spec_from_pipeline)
 from raygan.tasks.repair_step import Batch, RepairStep
 
@@ -45,7 +46,7 @@ def degradation_seed(seed: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + 7_777_777 + int(rank)) % (1 << 63)
 
 
-class RepairTask(Task):
+class RepairTask(GeneratorDiscriminatorPair, Task):
     name = "repair"
     search_space = "repair"
     metric_kinds = ("restoration", "features")
@@ -229,38 +230,11 @@ class RepairTask(Task):
         else:  # another worker count: this rank's stream restarts, distinct per rank and position
             self.deg_gen.manual_seed(degradation_seed(self.cfg.seed, self.ctx.rank) + 65_537 * self.steps)
 
-    def load_networks(self, models: Dict[str, Any], where: Path) -> None:
-        if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
-            models = {**models, "G_ema": models["G"]}
-        super().load_networks({k: v for k, v in models.items() if k in self.networks}, where)
-
-    def _d_hparams(self):
-        """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
-        o, r = self.cfg.optim, self.regularizer.lazy_ratio()
-        return o.d_lr * r, tuple(b ** r for b in o.d_betas)
-
-    def apply_optim_config(self) -> None:
-        o = self.cfg.optim
-        d_lr, d_betas = self._d_hparams()
-        for opt, lr, betas in ((self.opt_g, o.g_lr, o.g_betas), (self.opt_d, d_lr, d_betas)):
-            for group in opt.param_groups:
-                group["lr"], group["betas"] = lr, tuple(betas)
-
     def applied(self) -> Dict[str, Any]:
-        from torch.nn.utils import parametrize
-
-        g, d = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
         s = self.step
         return {
-            "applied_g_lr": float(g["lr"]), "applied_d_lr": float(d["lr"]),
-            "applied_g_beta1": float(g["betas"][0]), "applied_g_beta2": float(g["betas"][1]),
-            "applied_d_beta1": float(d["betas"][0]), "applied_d_beta2": float(d["betas"][1]),
-            "applied_loss": type(self.loss).registry_name,
-            "applied_regularizer": type(self.regularizer).registry_name,
-            "applied_batch_size": int(self.ctx.batch * self.ctx.world),
-            "applied_arch": self.G_plain.registry_name, "applied_d_arch": self.D_plain.registry_name,
-            "applied_spectral_norm": int(any(parametrize.is_parametrized(m) for m in self.D_plain.modules())),
-            "applied_ema_half_life_kimg": float(s.ema_half_life_kimg if self.G_ema is not None else 0.0),
+            **self.pair_applied(),
+            "applied_d_arch": self.D_plain.registry_name,
             "applied_l1_weight": s.l1_weight, "applied_adv_weight": s.adv_weight,
             "applied_feature_weight": s.feature_weight, "applied_adv_warmup_kimg": s.warmup_nimg / 1000.0,
             "applied_degradations": str(self.pipeline.describe()["ops"]),
