@@ -21,6 +21,7 @@ from torch import nn
 from raygan.engine import dist
 from raygan.engine.ema import ema_beta, update_ema
 from raygan.engine.stats import StepStats
+from raygan.tasks.pair import mixed_precision
 from raygan.tasks.base import unwrap
 
 #: the step's statistics and the counter each is averaged over
@@ -47,10 +48,7 @@ class GANStep:
         self.n_critic = n_critic
         self.z_dim, self.num_classes = z_dim, num_classes
         self.device = device
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
-        fp16 = self.amp_dtype is torch.float16
-        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
-        self.scaler_g = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.amp_dtype, self.scaler_d, self.scaler_g = mixed_precision(amp, device)
         self.G_ema = G_ema
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
         self.global_batch = global_batch

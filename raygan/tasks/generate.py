@@ -23,8 +23,6 @@ from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
 from raygan.data.subsets import per_class_indices, subset_protocol
 from raygan.engine import dist
-from raygan.engine.device import make_optimizer
-from raygan.engine.ema import make_ema
 from raygan.errors import CheckpointError, ConfigError
 from raygan.losses import LOSSES
 from raygan.models import ARCHITECTURES, build_models
@@ -82,21 +80,8 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
                             num_classes=self.num_classes, spectral_norm=m.spectral_norm,
                             g=dict(m.g), d=dict(m.d))
         G, D = G.to(self.device), D.to(self.device)
-        if ctx.channels_last:
-            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
-        o = cfg.optim
-        self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
-        d_lr, d_betas = self._d_hparams()
-        self.opt_g = make_optimizer(G.parameters(), o.g_lr, o.g_betas, self.device)
-        self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)
-        self.G_plain, self.D_plain = G, D
-        if ctx.prepare_model is not None:
-            G, D = ctx.prepare_model(G), ctx.prepare_model(D)
-        if ctx.compile:
-            G, D = torch.compile(G), torch.compile(D)
-        self.G, self.D = G, D
-        self.loss = LOSSES.build(cfg.loss.name)
+        self.place_pair(G, D)
+        G, D, o = self.G, self.D, cfg.optim
         self.augment = build_d_augment(cfg.augment)
         self.step = GANStep(G=G, D=D, loss=self.loss, regularizer=self.regularizer, augment=self.augment,
                             opt_g=self.opt_g, opt_d=self.opt_d, n_critic=o.n_critic, z_dim=m.z_dim,

@@ -5,12 +5,48 @@ after a resume, and the hyperparameters read back from the built objects."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+def mixed_precision(amp: str, device: torch.device) -> Tuple[Optional[torch.dtype], Any, Any]:
+    """(autocast dtype or None, D's grad scaler, G's grad scaler): AMP on CUDA only; fp16 scales."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
+    fp16 = dtype is torch.float16
+    return dtype, torch.amp.GradScaler("cuda", enabled=fp16), torch.amp.GradScaler("cuda", enabled=fp16)
 
 
 class GeneratorDiscriminatorPair:
     """Mixin for a Task that sets G_plain, D_plain, G_ema (or None), opt_g, opt_d, loss,
     regularizer and step (with `ema_half_life_kimg`)."""
+
+    def place_pair(self, G: nn.Module, D: nn.Module) -> None:
+        """Everything between building the two networks and training them, in one order for every
+        task (it fixes which random draws the init seed feeds): memory format, the EMA copy, the
+        regulariser, the optimisers (D's corrected for a lazy regulariser), DDP wrapping, compile,
+        the adversarial loss."""
+        from raygan.engine.device import make_optimizer
+        from raygan.engine.ema import make_ema
+        from raygan.losses import LOSSES
+        from raygan.regularizers import REGULARIZERS
+
+        cfg, ctx, o = self.cfg, self.ctx, self.cfg.optim
+        if ctx.channels_last:
+            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
+        self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
+        d_lr, d_betas = self._d_hparams()
+        self.opt_g = make_optimizer(G.parameters(), o.g_lr, o.g_betas, self.device)
+        self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)
+        self.G_plain, self.D_plain = G, D
+        if ctx.prepare_model is not None:
+            G, D = ctx.prepare_model(G), ctx.prepare_model(D)
+        if ctx.compile:
+            G, D = torch.compile(G), torch.compile(D)
+        self.G, self.D = G, D
+        self.loss = LOSSES.build(cfg.loss.name)
 
     def load_networks(self, models: Dict[str, Any], where: Path) -> None:
         if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G

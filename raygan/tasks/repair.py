@@ -28,8 +28,6 @@ from raygan.augment import flip_horizontal
 from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
-from raygan.engine.device import make_optimizer
-from raygan.engine.ema import make_ema
 from raygan.errors import CheckpointError, ConfigError, RayganError
 from raygan.losses import LOSSES
 from raygan.regularizers import REGULARIZERS
@@ -96,20 +94,8 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         cfg, ctx, r, o = self.cfg, self.ctx, self.cfg.repair, self.cfg.optim
         G = build_generator(cfg, self.spec).to(self.device)
         D = build_discriminator(cfg, self.spec).to(self.device)
-        if ctx.channels_last:
-            G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
-        self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
-        d_lr, d_betas = self._d_hparams()
-        self.opt_g = make_optimizer(G.parameters(), o.g_lr, o.g_betas, self.device)
-        self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)
-        self.G_plain, self.D_plain = G, D
-        if ctx.prepare_model is not None:
-            G, D = ctx.prepare_model(G), ctx.prepare_model(D)
-        if ctx.compile:
-            G, D = torch.compile(G), torch.compile(D)
-        self.G, self.D = G, D
-        self.loss = LOSSES.build(cfg.loss.name)
+        self.place_pair(G, D)
+        G, D = self.G, self.D
         self.features = self._feature_fn() if r.feature_weight > 0 else None
         self.step = RepairStep(G=G, D=D, loss=self.loss, regularizer=self.regularizer, opt_g=self.opt_g,
                                opt_d=self.opt_d, l1_weight=r.l1_weight, adv_weight=r.adv_weight,
