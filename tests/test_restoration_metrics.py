@@ -129,6 +129,29 @@ def test_masked_psnr_equals_psnr_on_the_masked_pixels_by_hand():
     assert average(torch.tensor([20.0, math.nan, 30.0])) == 25.0
 
 
+def test_quantised_exact_match_scores_as_one_grey_level_off_at_one_pixel():
+    clean = (real_images()[0] * 255).round() / 255  # an 8-bit image
+    n = clean[0].numel()
+    exact = psnr(clean, clean, quantised=True).item()
+    assert exact == pytest.approx(10 * math.log10(255**2 * n), abs=1e-9)
+    one_off = clean.clone()
+    flat = one_off.view(-1)
+    k = int((flat < 0.5).nonzero()[0])
+    flat[k] += 1 / 255
+    assert psnr(one_off, clean, quantised=True).item() == pytest.approx(exact, abs=1e-5)  # the same score
+    worse = one_off.clone().view(-1)
+    worse[int((worse < 0.5).nonzero()[1])] += 1 / 255
+    assert psnr(worse.view_as(clean), clean, quantised=True).item() < exact
+    # inexact images: unchanged; masked: N = the masked values of that image
+    noisy = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    assert psnr(noisy, clean, quantised=True).item() == psnr(noisy, clean).item()
+    m = torch.zeros(1, 1, *clean.shape[-2:])
+    m[..., :4, :5] = 1
+    assert masked_psnr(clean, clean, m, quantised=True).item() == pytest.approx(10 * math.log10(255**2 * 20))
+    assert math.isfinite(average(torch.cat([psnr(clean, clean, quantised=True), psnr(noisy, clean)])))
+    assert "exact_match" in protocol(1)
+
+
 def test_protocol_and_bad_inputs():
     assert protocol(3, crop=4)["colour"] == "y-bt601" and protocol(1)["colour"] == "grey"
     assert protocol(3, y_channel=False)["colour"] == "rgb" and protocol(3, crop=4)["border_crop"] == 4

@@ -142,11 +142,12 @@ class Evaluator:
         cols = []
         for m in self.restoration:
             if m == "psnr":
-                cols.append(R.psnr(pred, clean, crop=self.crop))
+                cols.append(R.psnr(pred, clean, crop=self.crop, quantised=True))
             elif m == "ssim":
                 cols.append(R.ssim(pred, clean, crop=self.crop))
             else:
-                cols.append(R.masked_psnr(pred, clean, full_mask(mask, clean.shape[-2:]), crop=self.crop))
+                cols.append(R.masked_psnr(pred, clean, full_mask(mask, clean.shape[-2:]), crop=self.crop,
+                                              quantised=True))
         return torch.stack(cols, 1) if cols else torch.zeros(stop - start, 0, dtype=torch.float64)
 
     @torch.no_grad()

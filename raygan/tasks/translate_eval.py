@@ -99,7 +99,7 @@ class TranslateEvaluator:
             if self.needs["cycle"]:
                 rec = to_uint8(net(y8.float().div(127.5).sub(1.0), OTHER[direction])).double().div(255)
                 ref = x8.double().div(255)
-                parts["psnr"].append(psnr(rec, ref, y_channel=True).to(self.device))
+                parts["psnr"].append(psnr(rec, ref, y_channel=True, quantised=True).to(self.device))
                 parts["ssim"].append(ssim(rec, ref, y_channel=True).to(self.device))
         ev = DirectionEvidence()
         for key, attr in (("features", "features"), ("correct", "correct"), ("psnr", "cycle_psnr"),
