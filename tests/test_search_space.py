@@ -53,6 +53,22 @@ def test_shipped_default_space_is_valid_for_the_presets():
     pickle.loads(pickle.dumps(space))  # OptunaSearch pickles it into Tune's state (--resume)
 
 
+def test_each_config_gets_its_tasks_shipped_space_and_a_low_data_run_searches_its_augmentation(in_tmp, capsys):
+    from raygan.tasks import task_class
+
+    cases = {"quickstart": "default", "fmnist-cgan-100pc": "lowdata", "fmnist-denoise": "repair",
+             "fmnist-sneaker2boot": "translate"}
+    for preset, name in cases.items():
+        cfg = load_config(preset, None, [])
+        assert task_class(cfg.task).default_search_space(cfg) == name
+    cfg = load_config("quickstart", None, ["data.per_class=50"])
+    assert task_class(cfg.task).default_search_space(cfg) == "lowdata"
+    # what `raygan tune --dry-run` prints for the low-data preset: the lowdata space, objective cas (max)
+    assert main(["tune", "--preset", "fmnist-cgan-100pc", "--objective", "cas", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "augment.ada.enabled" in out and "model.arch" not in out and "cas" in out
+
+
 def test_conditional_parameters_follow_the_choice_they_depend_on():
     b = base("quickstart")
     space = load_space(None, b)

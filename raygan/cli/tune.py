@@ -32,7 +32,8 @@ def add(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_source(p)
     p.add_argument("--resume", metavar="NAME", help="continue an interrupted sweep (by its --name)")
-    p.add_argument("--search-space", metavar="FILE", help="a search-space YAML (default: the shipped 'default')")
+    p.add_argument("--search-space", metavar="FILE", help="a search-space YAML or a shipped name (default: the "
+                   "task's: default, lowdata when data.per_class is set, repair, translate)")
     add_flags(p, SweepOptions, exclude=("progress", "finish"))
     p.add_argument("--dry-run", action="store_true", help="validate, print the plan and exit (no Ray)")
     p.add_argument("--no-progress", action="store_true", help="no live status lines")

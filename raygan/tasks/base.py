@@ -70,6 +70,11 @@ class Task:
     #: the shipped search space `raygan tune` uses for this task when none is given
     search_space: ClassVar[str] = "default"
 
+    @classmethod
+    def default_search_space(cls, cfg) -> str:
+        """The shipped space `raygan tune` uses for this config when none is given."""
+        return cls.search_space
+
     def __init__(self, cfg, ctx: TaskContext):
         self.cfg, self.ctx = cfg, ctx
         self.device = ctx.device

@@ -40,6 +40,11 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
     metric_kinds = ("features", "classifier")
 
     @classmethod
+    def default_search_space(cls, cfg) -> str:
+        """A low-data run (`data.per_class`) searches its D augmentation (`lowdata`), not the architecture."""
+        return "lowdata" if cfg.data.per_class is not None else cls.search_space
+
+    @classmethod
     def check_config(cls, cfg) -> None:
         from raygan.metrics.registry import kind
 

@@ -188,7 +188,7 @@ def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None)
 
     check(cfg, opts)
     base = plans.trial_base(cfg, opts)
-    space = load_space(search_space or task_class(cfg.task).search_space, base)
+    space = load_space(search_space or task_class(cfg.task).default_search_space(cfg), base)
     plans.check_batch_split(space, base, opts.workers_per_trial)
     return base, space
 
