@@ -20,11 +20,9 @@ MODEL = "raygan-digits-mlp"
 
 
 @pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
+def here(in_tmp):
+    """conftest's fresh working directory (own MLflow store and caches), by this module's name."""
+    return in_tmp
 
 
 def long_run(tmp: Path, *extra: str) -> list:
