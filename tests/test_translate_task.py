@@ -17,7 +17,8 @@ from raygan.errors import CheckpointError, ConfigError, DataError
 from raygan.metrics.registry import direction, kind
 from raygan.tasks.cycle import lr_factor
 from raygan.tasks.loading import load_model
-from raygan.tasks.translate import CycleTranslator, TranslateTask
+from raygan.tasks.translate import TranslateTask
+from raygan.tasks.translate_net import CycleTranslator
 from raygan.tasks.translate_eval import TranslateEvaluator
 from raygan.tasks.translate_infer import translate_path
 from raygan.trainer import Trainer

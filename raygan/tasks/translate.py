@@ -23,7 +23,7 @@ each D seeing fakes through its own history pool (one per D and per rank, in the
 Learning rates follow `lr_factor` in images seen (constant, then linear to 0 from
 `translate.lr_decay_start` x total_kimg), set before every step, so a resume re-applies it.
 
-Exported: both generators as one module, `CycleTranslator`, `forward(x, direction="a2b")`
+Exported: both generators as one module, `CycleTranslator` (raygan.tasks.translate_net), `forward(x, direction="a2b")`
 (state dict `G_AB.*`, `G_BA.*`), rebuilt from the config by `build_inference`.
 """
 from __future__ import annotations
@@ -44,14 +44,11 @@ from raygan.engine.device import make_optimizer
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
 from raygan.losses import LOSSES
-from raygan.models.networks import DISCRIMINATORS, GENERATORS
 from raygan.tasks.base import ExportedModel, Task, unwrap
 from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss
 from raygan.tasks.cycle import lr_factor as decay_factor
+from raygan.tasks.translate_net import (DIRECTIONS, CycleTranslator, build_discriminator, build_generator)
 
-DIRECTIONS = ("a2b", "b2a")
-DEFAULT_GENERATOR, DEFAULT_DISCRIMINATOR = "resnet-translator", "patchgan"
-GENERATION_DEFAULT_ARCH = "dcgan"  # ModelConfig's default, a noise -> image architecture
 GRID = 8  # test images per domain in the picture
 FEATURE_METRICS = ("fid",)  # feature metrics a translation run computes (per direction)
 
@@ -59,53 +56,6 @@ FEATURE_METRICS = ("fid",)  # feature metrics a translation run computes (per di
 STATS = {k: "steps" for k in (
     "loss_g", "g_adv_a2b", "g_adv_b2a", "loss_cycle_a", "loss_cycle_b", "loss_idt_a", "loss_idt_b",
     "loss_d", "loss_d_a", "loss_d_b", "d_real_a", "d_fake_a", "d_real_b", "d_fake_b")}
-
-
-def check_direction(direction: str) -> str:
-    if direction not in DIRECTIONS:
-        raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    return direction
-
-
-def generator_name(cfg) -> str:
-    arch = cfg.model.arch
-    return DEFAULT_GENERATOR if arch == GENERATION_DEFAULT_ARCH and arch not in GENERATORS else arch
-
-
-def discriminator_name(cfg) -> str:
-    return cfg.model.d_arch or DEFAULT_DISCRIMINATOR
-
-
-def build_generator(cfg, channels: int) -> nn.Module:
-    G = GENERATORS.build(generator_name(cfg), in_channels=channels, out_channels=channels,
-                         resolution=cfg.data.resolution, **dict(cfg.model.g))
-    G.registry_name = generator_name(cfg)
-    return G
-
-
-def build_discriminator(cfg, channels: int) -> nn.Module:
-    D = DISCRIMINATORS.build(discriminator_name(cfg), in_channels=channels, resolution=cfg.data.resolution,
-                             spectral_norm=cfg.model.spectral_norm, **dict(cfg.model.d))
-    D.registry_name = discriminator_name(cfg)
-    return D
-
-
-class CycleTranslator(nn.Module):
-    """Both directions as one module: `forward(x, direction="a2b")`, x (N, C, H, W) in [-1, 1]
-    (any H, W the generator's strides divide). `a2b`/`b2a` are shortcuts."""
-
-    def __init__(self, G_AB: nn.Module, G_BA: nn.Module):
-        super().__init__()
-        self.G_AB, self.G_BA = G_AB, G_BA
-
-    def forward(self, x: torch.Tensor, direction: str = "a2b") -> torch.Tensor:
-        return (self.G_AB if check_direction(direction) == "a2b" else self.G_BA)(x)
-
-    def a2b(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G_AB(x)
-
-    def b2a(self, x: torch.Tensor) -> torch.Tensor:
-        return self.G_BA(x)
 
 
 class TranslateTask(Task):

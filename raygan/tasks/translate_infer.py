@@ -28,7 +28,7 @@ from torch import nn
 
 from raygan.data.sources import IMAGE_EXTENSIONS, _images_under
 from raygan.errors import DataError
-from raygan.tasks.translate import check_direction
+from raygan.tasks.translate_net import check_direction
 
 PathArg = Union[str, "os.PathLike[str]"]
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
