@@ -175,17 +175,12 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
 
 
 def _completed_nimg(store: RunStore) -> Optional[int]:
-    """Images seen by the run's latest checkpoint (from its meta.json), or None."""
-    import json
-
-    from raygan import storage
+    """Images seen by the run's latest checkpoint (its name, ckpt-<nimg>), or None."""
+    from raygan.engine.checkpoint import CHECKPOINT_NAME
 
     latest = store.latest_checkpoint()
-    text = storage.read_text(storage.join(latest, "meta.json")) if latest else None
-    try:
-        return int(json.loads(text)["nimg"]) if text else None
-    except (ValueError, KeyError):
-        return None
+    m = CHECKPOINT_NAME.match(latest.rstrip("/").rsplit("/", 1)[-1]) if latest else None
+    return int(m.group(1)) if m else None
 
 
 def _mlflow_run(cfg: Config, store: RunStore, name: str, workers: int) -> Optional[str]:
