@@ -47,6 +47,7 @@ from raygan.losses import LOSSES
 from raygan.tasks.base import ExportedModel, Task, unwrap
 from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss
 from raygan.tasks.cycle import lr_factor as decay_factor
+from raygan.tasks.pair import mixed_precision
 from raygan.tasks.translate_net import (DIRECTIONS, CycleTranslator, build_discriminator, build_generator)
 
 GRID = 8  # test images per domain in the picture
@@ -150,9 +151,8 @@ class TranslateTask(Task):
         self.G_AB, self.G_BA, self.D_A, self.D_B = wrapped
         self.loss = LOSSES.build(cfg.loss.name)
         self.pool_a, self.pool_b = ImagePool(t.pool_size), ImagePool(t.pool_size)  # fakes for D_A / D_B
-        cuda = self.device.type == "cuda"
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.amp) if cuda else None
-        self.scalers = {k: torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16) for k in "GD"}
+        self.amp_dtype, scaler_d, scaler_g = mixed_precision(ctx.amp, self.device)
+        self.scalers = {"G": scaler_g, "D": scaler_d}
         self.stats = StepStats(STATS, self.device)
         self.networks = {"G_AB": self.G_AB_plain, "G_BA": self.G_BA_plain, "D_A": self.D_A_plain, "D_B": self.D_B_plain}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
