@@ -48,6 +48,9 @@ class ModelConfig(_Strict):
 
 class LossConfig(_Strict):
     name: str = "ns"
+    # AC-GAN's auxiliary class term (task generate, conditional): D's class head learns the real labels and
+    # G is pushed to make fakes that head assigns to their labels; 0 = off (projection conditioning only)
+    ac_weight: float = Field(default=0.0, ge=0)
 
 
 class RegularizerConfig(_Strict):

@@ -14,9 +14,12 @@ from torch import nn
 
 from raygan.errors import ConfigError
 from raygan.models.layers import (
+    ClassHead,
     ConditionalBatchNorm,
+    LabelInput,
     Projection,
     apply_spectral_norm,
+    conditional_output,
     pair_factory,
     require_labels,
 )
@@ -46,7 +49,9 @@ def init_weights(m: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    """ConvTranspose + BN + ReLU stack halving the width at each 2x step; tanh output."""
+    """ConvTranspose + BN + ReLU stack halving the width at each 2x step; tanh output.
+    Conditional: the label enters as an embedding beside z (LabelInput) and through
+    per-class BN at every layer."""
 
     def __init__(self, *, resolution: int, channels: int, z_dim: int, num_classes: int = 0, ngf: int = 64):
         super().__init__()
@@ -55,7 +60,8 @@ class Generator(nn.Module):
         self.resolution, self.channels = resolution, channels
         start, steps = _PLAN[resolution]
         widths = [ngf * 2 ** (steps - 1 - i) for i in range(steps)]  # 64 px: 8, 4, 2, 1 x ngf
-        self.convs = nn.ModuleList([nn.ConvTranspose2d(z_dim, widths[0], start, 1, 0, bias=False)])
+        self.label_input = LabelInput(num_classes, z_dim)
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(self.label_input.out_dim, widths[0], start, 1, 0, bias=False)])
         self.convs.extend(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(widths, widths[1:]))
         self.norms = nn.ModuleList(ConditionalBatchNorm(w, num_classes) for w in widths)
         self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False)
@@ -63,7 +69,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         require_labels(y, self.num_classes, "dcgan generator")
-        h = z.view(z.shape[0], self.z_dim, 1, 1)
+        h = self.label_input(z, y).view(z.shape[0], -1, 1, 1)
         for conv, norm in zip(self.convs, self.norms):
             h = F.relu(norm(conv(h), y))
         return torch.tanh(self.to_image(h))
@@ -82,6 +88,7 @@ class Discriminator(nn.Module):
         spectral_norm: bool = False,
         ndf: int = 64,
         norm: Optional[str] = None,
+        class_head: bool = False,
     ):
         super().__init__()
         ndf = _width(ndf, "ndf")
@@ -103,19 +110,19 @@ class Discriminator(nn.Module):
         )
         self.head = nn.Conv2d(widths[-1], 1, start, 1, 0, bias=bias)
         self.projection = Projection(num_classes, widths[-1]) if num_classes else None
+        self.classifier = ClassHead(num_classes, widths[-1], "dcgan") if class_head else None
         self.apply(init_weights)
         if spectral_norm:
             apply_spectral_norm(self)
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, classes: bool = False):
+        """The logit; with `classes=True` also the class head's logits (AC-GAN)."""
         require_labels(y, self.num_classes, "dcgan discriminator")
         h = x
         for conv, norm in zip(self.convs, self.norms):
             h = F.leaky_relu(norm(conv(h)), 0.2)
-        out = self.head(h).flatten()
-        if self.projection is not None:
-            out = out + self.projection(h.mean(dim=(2, 3)), y)
-        return out.float()
+        return conditional_output(self.head(h).flatten(), h.mean(dim=(2, 3)), y, self.projection,
+                                  self.classifier, classes)
 
 
 make = pair_factory("dcgan", Generator, Discriminator)

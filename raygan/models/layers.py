@@ -64,6 +64,54 @@ class ConditionalBatchNorm(nn.Module):
         return h * self.gamma(y).view(shape) + self.beta(y).view(shape)
 
 
+class LabelInput(nn.Module):
+    """G's label as an input: a learned per-class vector, scaled to unit second moment and
+    concatenated to z (StyleGAN2-ADA's mapping input). It is drawn N(0, 1), so from the first
+    step each class enters G as a distinct input as large as z; conditional BN alone steers
+    G only as fast as Adam moves gammas that start at 1 (about lr per step), too slowly for
+    short low-data runs. With num_classes=0 it passes z through."""
+
+    def __init__(self, num_classes: int, z_dim: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.out_dim = z_dim * 2 if num_classes else z_dim
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, z_dim)
+            nn.init.normal_(self.embed.weight)
+
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.num_classes:
+            return z
+        e = self.embed(y).to(z.dtype)
+        return torch.cat([z, e * e.square().mean(dim=1, keepdim=True).add(1e-8).rsqrt()], dim=1)
+
+
+class ClassHead(nn.Module):
+    """AC-GAN's auxiliary classifier (Odena et al. 2017): class logits from the same pooled
+    features the projection term reads. Trained by `loss.ac_weight` (raygan.tasks.gan_step)."""
+
+    def __init__(self, num_classes: int, features: int, arch: str):
+        super().__init__()
+        if not num_classes:
+            raise ConfigError(f"architecture '{arch}': class_head needs a conditional model (model.conditional: true)")
+        self.linear = nn.Linear(features, num_classes)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)
+
+
+def conditional_output(out: torch.Tensor, feat: torch.Tensor, y: Optional[torch.Tensor],
+                       projection: Optional[nn.Module], classifier: Optional[nn.Module], classes: bool):
+    """D's logit (+ the projection term), and with `classes=True` also the class logits."""
+    if projection is not None:
+        out = out + projection(feat, y)
+    if not classes:
+        return out.float()
+    if classifier is None:
+        raise ValueError("this discriminator has no class head (build it with class_head=True)")
+    return out.float(), classifier(feat).float()
+
+
 class Projection(nn.Module):
     """The projection discriminator's class term <embed(y), h> (Miyato & Koyama 2018):
     conditioning by inner product instead of concatenating labels to the input."""
@@ -117,6 +165,7 @@ def pair_factory(arch: str, generator: type, discriminator: type) -> MakeFn:
         z_dim: int,
         num_classes: int = 0,
         spectral_norm: bool = False,
+        class_head: bool = False,
         g: Optional[Dict[str, Any]] = None,
         d: Optional[Dict[str, Any]] = None,
         **unknown: Any,
@@ -124,7 +173,7 @@ def pair_factory(arch: str, generator: type, discriminator: type) -> MakeFn:
         if unknown:
             raise ConfigError(
                 f"architecture '{arch}': unknown option(s) {', '.join(sorted(unknown))}; valid: "
-                "resolution, channels, z_dim, num_classes, spectral_norm, g, d"
+                "resolution, channels, z_dim, num_classes, spectral_norm, class_head, g, d"
             )
         check_geometry(arch, resolution, channels)
         if z_dim < 1:
@@ -135,9 +184,9 @@ def pair_factory(arch: str, generator: type, discriminator: type) -> MakeFn:
             )
         common = dict(resolution=resolution, channels=channels, num_classes=num_classes)
         g_opts = _options(arch, "generator", generator, g, set(common) | {"z_dim"})
-        d_opts = _options(arch, "discriminator", discriminator, d, set(common) | {"spectral_norm"})
+        d_opts = _options(arch, "discriminator", discriminator, d, set(common) | {"spectral_norm", "class_head"})
         G = generator(z_dim=z_dim, **common, **g_opts)
-        D = discriminator(spectral_norm=spectral_norm, **common, **d_opts)
+        D = discriminator(spectral_norm=spectral_norm, **common, **d_opts, **({"class_head": True} if class_head else {}))
         return G, D
 
     make.__name__ = make.__qualname__ = f"make_{arch}"

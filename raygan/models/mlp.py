@@ -13,9 +13,11 @@ from torch import nn
 
 from raygan.errors import ConfigError
 from raygan.models.layers import (
+    ClassHead,
     ConditionalBatchNorm,
     Projection,
     apply_spectral_norm,
+    conditional_output,
     pair_factory,
     require_labels,
 )
@@ -84,6 +86,7 @@ class Discriminator(nn.Module):
         num_classes: int = 0,
         spectral_norm: bool = False,
         hidden: Sequence[int] = (512, 256),
+        class_head: bool = False,
     ):
         super().__init__()
         hidden = _hidden(hidden, "discriminator")
@@ -92,18 +95,16 @@ class Discriminator(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
         self.head = nn.Linear(hidden[-1], 1)
         self.projection = Projection(num_classes, hidden[-1]) if num_classes else None
+        self.classifier = ClassHead(num_classes, hidden[-1], "mlp") if class_head else None
         if spectral_norm:
             apply_spectral_norm(self)
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, classes: bool = False):
         require_labels(y, self.num_classes, "mlp discriminator")
         h = x.flatten(1)
         for linear in self.linears:
             h = F.leaky_relu(linear(h), 0.2)
-        out = self.head(h).squeeze(1)
-        if self.projection is not None:
-            out = out + self.projection(h, y)
-        return out.float()
+        return conditional_output(self.head(h).squeeze(1), h, y, self.projection, self.classifier, classes)
 
 
 make = pair_factory("mlp", Generator, Discriminator)

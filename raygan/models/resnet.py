@@ -16,9 +16,12 @@ from torch import nn
 
 from raygan.errors import ConfigError
 from raygan.models.layers import (
+    ClassHead,
     ConditionalBatchNorm,
+    LabelInput,
     Projection,
     apply_spectral_norm,
+    conditional_output,
     pair_factory,
     require_labels,
 )
@@ -104,14 +107,15 @@ class Generator(nn.Module):
         self.resolution, self.channels = resolution, channels
         widths = _widths(resolution, ch)
         self.start = _START[resolution]
-        self.linear = _init(nn.Linear(z_dim, self.start * self.start * widths[0]), 1.0)
+        self.label_input = LabelInput(num_classes, z_dim)  # the label beside z, and per-class BN in every block
+        self.linear = _init(nn.Linear(self.label_input.out_dim, self.start * self.start * widths[0]), 1.0)
         self.blocks = nn.ModuleList(GBlock(a, b, num_classes) for a, b in zip(widths, widths[1:]))
         self.norm = ConditionalBatchNorm(widths[-1], num_classes)
         self.to_image = _init(nn.Conv2d(widths[-1], channels, 3, 1, 1), 1.0)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         require_labels(y, self.num_classes, "resnet generator")
-        h = self.linear(z).view(z.shape[0], -1, self.start, self.start)
+        h = self.linear(self.label_input(z, y)).view(z.shape[0], -1, self.start, self.start)
         for block in self.blocks:
             h = block(h, y)
         return torch.tanh(self.to_image(F.relu(self.norm(h, y))))
@@ -129,6 +133,7 @@ class Discriminator(nn.Module):
         num_classes: int = 0,
         spectral_norm: bool = False,
         ch: int = 64,
+        class_head: bool = False,
     ):
         super().__init__()
         self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
@@ -142,19 +147,17 @@ class Discriminator(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head = _init(nn.Linear(widths[-1], 1), 1.0)
         self.projection = Projection(num_classes, widths[-1]) if num_classes else None
+        self.classifier = ClassHead(num_classes, widths[-1], "resnet") if class_head else None
         if spectral_norm:
             apply_spectral_norm(self)
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, classes: bool = False):
         require_labels(y, self.num_classes, "resnet discriminator")
         h = x
         for block in self.blocks:
             h = block(h)
         h = F.relu(h).sum(dim=(2, 3))
-        out = self.head(h).squeeze(1)
-        if self.projection is not None:
-            out = out + self.projection(h, y)
-        return out.float()
+        return conditional_output(self.head(h).squeeze(1), h, y, self.projection, self.classifier, classes)
 
 
 make = pair_factory("resnet", Generator, Discriminator)

@@ -69,6 +69,8 @@ class Task:
     export_network: ClassVar[str] = "G"
     #: the shipped search space `raygan tune` uses for this task when none is given
     search_space: ClassVar[str] = "default"
+    #: the task can train AC-GAN's class term (`loss.ac_weight`): it has class-conditional G and D
+    class_term: ClassVar[bool] = False
 
     @classmethod
     def default_search_space(cls, cfg) -> str:
@@ -94,6 +96,9 @@ class Task:
             if kind(m) not in cls.metric_kinds:
                 raise ConfigError(f"config: eval.metrics: '{m}' does not apply to task '{cls.name}' "
                                   f"(it measures {kind(m)}; this task is judged by {', '.join(cls.metric_kinds)})")
+        if cfg.loss.ac_weight and not cls.class_term:
+            raise ConfigError(f"config: loss.ac_weight: the AC-GAN class term is for a class-conditional "
+                              f"generate run; task '{cls.name}' has no classes to learn")
 
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:

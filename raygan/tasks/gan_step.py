@@ -16,6 +16,7 @@ import contextlib
 from typing import Callable, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from raygan.engine import dist
@@ -26,6 +27,8 @@ from raygan.tasks.base import unwrap
 
 #: the step's statistics and the counter each is averaged over
 STATS = {"loss_d": "d_steps", "loss_g": "g_steps", "reg": "d_steps", "d_real": "d_steps", "d_fake": "d_steps"}
+#: with the AC-GAN term: D's class loss on reals and G's on its fakes (unweighted cross-entropies)
+CLASS_STATS = {"cls_d": "d_steps", "cls_g": "g_steps"}
 
 
 class GANStep:
@@ -34,9 +37,13 @@ class GANStep:
                  z_dim: int, num_classes: int, device: torch.device, amp: str = "none",
                  G_ema: Optional[nn.Module] = None, ema_half_life_kimg: float = 0.0,
                  ema_rampup: Optional[float] = None, global_batch: int = 0,
-                 augment: Optional[Callable] = None):
+                 augment: Optional[Callable] = None, class_weight: float = 0.0):
         """`augment` (raygan.augment.DAugment, or any callable) is applied to every batch D sees;
-        `diffaugment` is its older name. One with `observe`/`step` (ADA) is fed D's real logits."""
+        `diffaugment` is its older name. One with `observe`/`step` (ADA) is fed D's real logits.
+        `class_weight` > 0 adds AC-GAN's term: D (built with a class head) gets class_weight *
+        CE(class logits of the reals, their labels) and G the same on its fakes and their
+        conditioning labels. D's head learns from real images only, so it is never taught G's
+        mistakes (the original AC-GAN also trains it on fakes)."""
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
@@ -52,8 +59,11 @@ class GANStep:
         self.G_ema = G_ema
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
         self.global_batch = global_batch
+        self.class_weight = float(class_weight)
+        if self.class_weight and not num_classes:
+            raise ValueError("the AC-GAN class term needs a conditional generator and discriminator")
         self.d_steps = 0  # counts D updates, drives the lazy-regulariser phase
-        self.stats = StepStats(STATS, device)
+        self.stats = StepStats({**STATS, **(CLASS_STATS if self.class_weight else {})}, device)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -77,6 +87,13 @@ class GANStep:
         for the real batch's labels, as conditional GP implementations do."""
         return y_real if getattr(self.reg, "pairs_real_and_fake", False) else None
 
+    def _logits(self, D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]):
+        """D's logits, and with the AC-GAN term the cross-entropy of its class head against y."""
+        if not self.class_weight:
+            return D(x, y).float(), None
+        out, classes = D(x, y, classes=True)
+        return out.float(), F.cross_entropy(classes.float(), y)
+
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x) if self.augment is not None else x
 
@@ -95,9 +112,11 @@ class GANStep:
         self.opt_d.zero_grad(set_to_none=True)
         real_aug, fake_aug = self._aug(real), self._aug(fake.float())
         with self._autocast():
-            d_real = self.D(real_aug, y_real).float()
+            d_real, cls = self._logits(self.D, real_aug, y_real)
             d_fake = self.D(fake_aug, y_fake).float()
             loss = self.loss.d_loss(d_real, d_fake)
+            if cls is not None:
+                loss = loss + self.class_weight * cls
         reg_value = torch.zeros((), device=self.device)
         lazy = self.reg.every > 1
         if not lazy:  # e.g. WGAN-GP: penalty in the same backward, computed in float32 (AMP-safe)
@@ -124,6 +143,8 @@ class GANStep:
         self.stats.add("reg", reg_value)
         self.stats.add("d_real", d_real.detach().mean())
         self.stats.add("d_fake", d_fake.detach().mean())
+        if cls is not None:
+            self.stats.add("cls_d", cls)
         self.stats.count("d_steps")
 
     def _penalty(self, real, real_aug, fake_aug, y_real):
@@ -143,13 +164,17 @@ class GANStep:
         with self._autocast():
             if fake is None:
                 fake = self.G(z, y_fake)
-            d_fake = self.D_plain(self._aug(fake), y_fake).float()
+            d_fake, cls = self._logits(self.D_plain, self._aug(fake), y_fake)
             loss = self.loss.g_loss(d_fake)
+            if cls is not None:
+                loss = loss + self.class_weight * cls
         self.scaler_g.scale(loss).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
         self.D_plain.requires_grad_(True)
         self.stats.add("loss_g", loss)
+        if cls is not None:
+            self.stats.add("cls_g", cls)
         self.stats.count("g_steps")
 
     def step(self, next_real: Callable[[], Tuple[torch.Tensor, Optional[torch.Tensor]]], cur_nimg: int) -> None:

@@ -38,6 +38,7 @@ GRID = 64  # images in the per-tick sample grid
 class GenerateTask(GeneratorDiscriminatorPair, Task):
     name = "generate"
     metric_kinds = ("features", "classifier")
+    class_term = True
 
     @classmethod
     def default_search_space(cls, cfg) -> str:
@@ -53,6 +54,9 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         LOSSES.get(cfg.loss.name)
         REGULARIZERS.get(cfg.regularizer.name)
         build_d_augment(cfg.augment)
+        if cfg.loss.ac_weight and not cfg.model.conditional:
+            raise ConfigError("config: loss.ac_weight: the AC-GAN class term needs a class-conditional "
+                              "model (model.conditional: true)")
         clf = [m for m in cfg.eval.metrics if kind(m) == "classifier"]
         if clf and not cfg.model.conditional:
             raise ConfigError(f"config: eval.metrics: {', '.join(clf)} need a class-conditional generator "
@@ -83,7 +87,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         cfg, ctx, m = self.cfg, self.ctx, self.cfg.model
         G, D = build_models(m.arch, resolution=cfg.data.resolution, channels=self.data.channels, z_dim=m.z_dim,
                             num_classes=self.num_classes, spectral_norm=m.spectral_norm,
-                            g=dict(m.g), d=dict(m.d))
+                            g=dict(m.g), d=dict(m.d), class_head=cfg.loss.ac_weight > 0)
         G, D = G.to(self.device), D.to(self.device)
         self.place_pair(G, D)
         G, D, o = self.G, self.D, cfg.optim
@@ -92,7 +96,8 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
                             opt_g=self.opt_g, opt_d=self.opt_d, n_critic=o.n_critic, z_dim=m.z_dim,
                             num_classes=self.num_classes, device=self.device, amp=ctx.amp,
                             G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
-                            ema_rampup=cfg.ema.rampup, global_batch=o.batch_size)
+                            ema_rampup=cfg.ema.rampup, global_batch=o.batch_size,
+                            class_weight=cfg.loss.ac_weight)
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
@@ -172,6 +177,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         return {
             **self.pair_applied(),
             "applied_n_critic": int(self.step.n_critic),
+            "applied_ac_weight": float(self.step.class_weight),
             "applied_diffaugment": ",".join(self.augment.diffaugment.ops)
             if self.augment is not None and self.augment.diffaugment is not None else "",
             "applied_augment": self.augment.describe() if self.augment is not None else "",
@@ -200,7 +206,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         m = cfg.model
         G, _ = build_models(m.arch, resolution=cfg.data.resolution, channels=int(spec["channels"]), z_dim=m.z_dim,
                             num_classes=int(spec["num_classes"]), spectral_norm=m.spectral_norm,
-                            g=dict(m.g), d=dict(m.d))
+                            g=dict(m.g), d=dict(m.d), class_head=cfg.loss.ac_weight > 0)
         return G
 
     def export(self) -> ExportedModel:
