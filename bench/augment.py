@@ -17,6 +17,10 @@ recipe, plus GAN-test (the real-data classifier on generated images), `--samples
 
     python bench/augment.py [--k 10,50,100] [--seeds 3] [--synthetic-per-class 1000] [--gan-kimg 10]
                             [--clf-steps 300] [--cas-kimg 20 | --cas-run-dir R] [--samples 10000]
+                            [--real-fraction 0.5] [--work-dir W]
+
+`--work-dir W` keeps the GAN runs; a second call with the same W resumes each cell's finished
+GAN (no retraining), e.g. to compare `--real-fraction` settings on the very same generators.
 
 The default takes about 45 minutes on 2 CPU cores (9 GANs of 10 kimg, 38 classifiers of 300
 steps). The standard recipe is 1000 steps: `--clf-steps 1000 --gan-kimg 40 --cas-kimg 100` is the
@@ -43,7 +47,8 @@ def part1(args, recipe, work):
     ks = [int(k) for k in args.k.split(",")]
     out = run_augment(None, real_per_class=ks, synthetic_per_class=args.synthetic_per_class, classic=args.classic,
                       seeds=args.seeds, base=args.base, overrides=args.overrides, gan_kimg=args.gan_kimg,
-                      recipe=recipe, work_dir=work / "augment", log=lambda s: print("  " + s, flush=True))
+                      recipe=recipe, work_dir=work / "augment", log=lambda s: print("  " + s, flush=True),
+                      real_fraction=args.real_fraction)
     res = out.result
     pct = lambda r: f"{100 * r.mean:.1f} ± {100 * r.std:.1f}"  # noqa: E731
     rows = []
@@ -54,7 +59,8 @@ def part1(args, recipe, work):
                      f"{100 * (r['real+gan+classic'].mean - r['real+classic'].mean):+.1f}"])
     print()
     print(f"test accuracy % (mean ± std over {len(res.rows[0].values)} seeds; recipe {recipe.steps} steps; "
-          f"{args.synthetic_per_class} generated per class; GAN {args.base} {args.gan_kimg:g} kimg per subset)")
+          f"{args.synthetic_per_class} generated per class; GAN {args.base} {args.gan_kimg:g} kimg per subset; "
+          f"mixing {out.protocol['mixing']})")
     print(table(["K/class", *CONDITIONS, "gan - real", "gan+classic - classic"], rows))
     for k in ks:
         g = res.row(k, "real+gan").mean - res.row(k, "real").mean
@@ -112,6 +118,9 @@ def main():
     ap.add_argument("--skip", default="", help="part1 and/or part2")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides for the GANs")
+    ap.add_argument("--real-fraction", type=float, default=None,
+                    help="share of real images in the +gan sets (default: concatenate)")
+    ap.add_argument("--work-dir", default=None, help="keep (or reuse: each cell's GAN resumes) the runs here")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -120,7 +129,7 @@ def main():
 
     recipe = dataclasses.replace(RECIPE, steps=args.clf_steps)
     print(f"machine: {machine()}", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="raygan-bench-augment-"))
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="raygan-bench-augment-"))
     out = {}
     t0 = time.time()
     if "part1" not in args.skip:

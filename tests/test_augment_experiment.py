@@ -107,3 +107,35 @@ def test_errors():
         run_augment_experiment(data, data, 3, [2], [0], make_sampler=None, conditions=["gan-only"])
     with pytest.raises(ConfigError, match="need --classic ops"):
         run_augment_experiment(data, data, 3, [2], [0], make_sampler=None, conditions=["real+classic"], classic="")
+
+
+def test_real_fraction_repeats_the_real_subset_to_that_share_of_the_gan_sets(monkeypatch):
+    x, y = indexed_dataset()
+    seen = []
+
+    def recording_train(images, labels, num_classes, recipe, seed, transform=None, device=None):
+        seen.append(images[images[:, 0, 0, 2] != GAN_MARK])
+        return torch.nn.Linear(1, 1)
+
+    def make_sampler(k, seed, idx):
+        def sample(labels):
+            out = torch.zeros(labels.shape[0], 1, 8, 8, dtype=torch.uint8)
+            out[:, 0, 0, 2] = GAN_MARK
+            return out
+        return sample
+
+    monkeypatch.setattr(exp, "train_classifier", recording_train)
+    monkeypatch.setattr(exp, "accuracy", lambda net, images, labels: 0.5)
+    result = run_augment_experiment((x, y), (x[:30], y[:30]), 3, per_class=[4], seeds=[0], make_sampler=make_sampler,
+                                    synthetic_per_class=40, recipe=FAST, real_fraction=0.5)
+    subset = per_class_indices(y, 4, 0, 3)
+    for cond, real in zip(CONDITIONS, seen):  # 12 real vs 120 generated: the +gan sets hold 10 copies of each
+        idx = real[:, 0, 0, 0].long() + 256 * real[:, 0, 0, 1].long()
+        copies = 10 if "gan" in cond else 1
+        assert torch.equal(idx.sort().values, subset.repeat_interleave(copies)), cond
+    assert result.protocol["mixing"] == "real fraction 0.5 (real repeated)"
+    assert exp.real_repeats(None, 12, 120) == 1 and exp.real_repeats(0.2, 100, 10) == 1
+    assert exp.real_repeats(0.75, 10, 100) == 30
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="--real-fraction must be between 0 and 1"):
+            run_augment_experiment((x, y), (x, y), 3, [2], [0], make_sampler=make_sampler, real_fraction=bad)

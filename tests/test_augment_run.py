@@ -82,3 +82,28 @@ def test_unconditional_run_is_refused(tmp_path):
         run_augment(tmp_path / "u", real_per_class=[3], seeds=1, recipe=FAST, log=lambda s: None)
     with pytest.raises(ConfigError, match="no checkpoint"):
         run_augment(tmp_path / "nothing", real_per_class=[3], seeds=1, recipe=FAST, log=lambda s: None)
+
+
+def test_a_second_call_with_the_same_work_dir_resumes_each_cells_gan_instead_of_retraining(tmp_path):
+    base = load_config(None, None, BASE)
+    kw = dict(real_per_class=[3], synthetic_per_class=2, classic="flip", seeds=[0], base=base, gan_kimg=0.128,
+              recipe=FAST, conditions=["real+gan"], work_dir=tmp_path)
+    first = run_augment(None, log=lambda s: None, **kw)
+    def files():
+        return {p: p.stat().st_mtime_ns for p in (tmp_path / "gan-K3-s0" / "checkpoints").rglob("*") if p.is_file()}
+
+    before = files()
+    second = run_augment(None, log=lambda s: None, real_fraction=0.5, **kw)
+    assert before and files() == before  # no checkpoint written again: the finished GAN was resumed, not retrained
+    a, b = first.gans["K=3 seed=0"], second.gans["K=3 seed=0"]
+    assert a["kimg"] == b["kimg"] and a["subset_hash"] == b["subset_hash"]
+    assert first.protocol["mixing"] == "concatenate" and second.protocol["mixing"].startswith("real fraction 0.5")
+
+
+def test_cli_real_fraction_out_of_range_is_one_line_exit_2(tmp_path, capsys):
+    from test_task_cli import one_line, run
+
+    code, _, err = run(capsys, "augment", "--real-fraction", "1.5", "--no-tracking", "--real-per-class", "2",
+                       "--seeds", "1", "--work-dir", tmp_path / "w")
+    one_line(code, err, "--real-fraction must be between 0 and 1")
+    assert not list((tmp_path / "w").glob("gan-*"))

@@ -31,10 +31,14 @@ def add(sub) -> None:
     p.add_argument("--gan-kimg", type=float, default=None, help="kimg each cell's GAN trains (default: the preset's)")
     p.add_argument("--real-per-class", default="10,50,100", help="K values (comma list)")
     p.add_argument("--synthetic-per-class", type=int, default=1000, help="GAN images per class added")
+    p.add_argument("--real-fraction", type=float, default=None,
+                   help="share of real images in the +gan training sets, by repeating the real subset "
+                        "(default: real and generated simply concatenated)")
     p.add_argument("--classic", default="flip,translate,rotate,scale",
                    help="classic augmentations (torchvision v2): flip, translate, rotate, scale")
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (mean ± std)")
-    p.add_argument("--work-dir", default=None, help="keep each cell's GAN run here (default: a temp dir)")
+    p.add_argument("--work-dir", default=None, help="keep each cell's GAN run here (default: a temp dir); "
+                                                      "a cell whose run is there resumes it")
     p.add_argument("--plot", default=None, help="where the PNG goes (default <work-dir>/augment.png)")
     p.add_argument("--tracking-uri", default=None, help="the MLflow store (default $MLFLOW_TRACKING_URI or "
                                                           "sqlite:///./mlflow.db)")
@@ -54,7 +58,7 @@ def run(args) -> int:
         check_experiment_name(args.experiment)
     outcome = run_augment(args.run_dir, _ints(args.real_per_class), args.synthetic_per_class, args.classic, args.seeds,
                           base=args.preset, overrides=args.overrides, gan_kimg=args.gan_kimg, work_dir=args.work_dir,
-                          plot_path=args.plot)
+                          plot_path=args.plot, real_fraction=args.real_fraction)
     print(outcome.table)
     if outcome.plot_path:
         print(f"plot:        {outcome.plot_path}")

@@ -11,9 +11,12 @@ scored on the whole real test split. Rows give mean, std (ddof=1) and the per-se
 
 GAN images come from `make_sampler(K, s, subset_indices) -> sample(labels) -> uint8 images`,
 supplied by the caller: it must train (or load) a conditional G on exactly those indices.
-Real and generated images are simply concatenated (no reweighting): with K = 10 and 1000
-synthetic per class, 1% of the training images are real. The generated set is drawn once
-per (K, s), with balanced labels under seed s, and shared by both GAN conditions.
+Mixing: by default real and generated images are simply concatenated (with K = 10 and 1000
+synthetic per class, 1% of the training images are real). `real_fraction` r instead repeats the
+real subset n times, n = round(r / (1 - r) * generated / real) (at least once), so about r of
+every batch is real: the classifier keeps learning from the real images however many generated
+ones are added. The generated set is drawn once per (K, s), with balanced labels under seed s,
+and shared by both GAN conditions.
 """
 from __future__ import annotations
 
@@ -87,9 +90,12 @@ def run_augment_experiment(
     log: Callable[[str], None] = lambda s: None,
     train_name: str = "train",
     test_name: str = "test",
+    real_fraction: Optional[float] = None,
 ) -> AugmentResult:
     """Test accuracy of every condition for every K and seed; see the module docstring."""
     _check(per_class, seeds, synthetic_per_class, conditions, make_sampler)
+    if real_fraction is not None and not 0 < real_fraction < 1:
+        raise ConfigError(f"--real-fraction must be between 0 and 1 (exclusive), got {real_fraction!r}")
     check_recipe(recipe)
     augment = classic_augmentation(classic)
     if augment is None and any("classic" in c for c in conditions):
@@ -111,7 +117,8 @@ def run_augment_experiment(
                 x, y = real_x, real_y
                 if "gan" in cond:
                     assert fake is not None
-                    x, y = torch.cat([real_x, fake[0]]), torch.cat([real_y, fake[1]])
+                    n = real_repeats(real_fraction, len(real_y), len(fake[1]))
+                    x, y = torch.cat([real_x.repeat(n, 1, 1, 1), fake[0]]), torch.cat([real_y.repeat(n), fake[1]])
                 net = train_classifier(x, y, num_classes, recipe, s, augment if "classic" in cond else None)
                 acc = accuracy(net, *test)
                 values.setdefault((k, cond), []).append(acc)
@@ -127,11 +134,18 @@ def run_augment_experiment(
         "test": test_name,
         "test_count": int(test[0].shape[0]),
         "subset_rule": RULE,
-        "mixing": "concatenate",
+        "mixing": "concatenate" if real_fraction is None else f"real fraction {real_fraction:g} (real repeated)",
         "std": "sample std over seeds (ddof=1)",
     }
     protocol.pop("clf_seed")  # one classifier per seed: listed in `seeds`
     return AugmentResult(rows, protocol, subsets)
+
+
+def real_repeats(real_fraction: Optional[float], n_real: int, n_fake: int) -> int:
+    """How many copies of the real images make them about `real_fraction` of the training set."""
+    if real_fraction is None:
+        return 1
+    return max(1, round(real_fraction / (1 - real_fraction) * n_fake / n_real))
 
 
 def _cell(r: Row) -> str:

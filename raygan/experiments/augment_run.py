@@ -104,10 +104,14 @@ def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg
     Refuses to go on if the engine's training images are not exactly `subset`."""
     import time
 
+    from raygan.engine.checkpoint import list_checkpoints
     from raygan.trainer import Trainer
 
     cfg = subset_gan_config(base_cfg, k, seed, gan_kimg, num_classes, log)
     trainer = Trainer(cfg, run_dir, device=device, evaluator=None)
+    done = list_checkpoints(Path(run_dir) / "checkpoints") if run_dir is not None else []
+    if done:  # this cell's run is there (an earlier call with the same work dir): resume it exactly
+        trainer.load(done[-1])
     got = trainer.task.subset_indices
     if got is None or not torch.equal(got.cpu(), subset.cpu()):
         raise RuntimeError(f"K={k} seed={seed}: the GAN's training images are not the classifiers' subset")
@@ -158,13 +162,16 @@ def run_augment(
     plot_path: Union[str, Path, None] = None,
     device: Union[str, torch.device, None] = None,
     log: Callable[[str], None] = print,
+    real_fraction: Optional[float] = None,
 ) -> AugmentOutcome:
     """The whole `raygan augment` experiment; see the module docstring.
 
     `seeds`: a count n (seeds 0..n-1) or the seeds themselves. `base`/`overrides`/`gan_kimg`:
     the GAN each cell trains (ignored with `run_dir`, whose data format the classifiers then
     use). `work_dir` keeps each cell's GAN run (checkpoints, sample grids); default: a temp
-    dir. `plot_path`: where the PNG goes (default work_dir/augment.png)."""
+    dir; a cell whose run is already there resumes it (exactly) instead of starting again.
+    `plot_path`: where the PNG goes (default work_dir/augment.png). `real_fraction`: the
+    share of real images in the +gan training sets (default: concatenate)."""
     from raygan.data import load_dataset
     from raygan.engine.device import resolve_device
 
@@ -214,7 +221,7 @@ def run_augment(
     result = run_augment_experiment(
         (train.images, train.labels), (test.images, test.labels), train.num_classes, list(real_per_class),
         seed_list, make_sampler if need_gan else None, synthetic_per_class, classic, recipe, conditions, log,
-        train_name=f"{d.name}:train", test_name=f"{d.name}:test")
+        train_name=f"{d.name}:train", test_name=f"{d.name}:test", real_fraction=real_fraction)
     protocol = dict(result.protocol)
     protocol["gan_source"] = f"run {run_dir}" if run_dir is not None else "trained per (K, seed) on the subset"
     if run_dir is None and need_gan:
