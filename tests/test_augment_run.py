@@ -97,6 +97,7 @@ def test_a_second_call_with_the_same_work_dir_resumes_each_cells_gan_instead_of_
     assert before and files() == before  # no checkpoint written again: the finished GAN was resumed, not retrained
     a, b = first.gans["K=3 seed=0"], second.gans["K=3 seed=0"]
     assert a["kimg"] == b["kimg"] and a["subset_hash"] == b["subset_hash"]
+    assert "resumed_from" not in a and b["resumed_from"] == max(p.parent.name for p in before)
     assert first.protocol["mixing"] == "concatenate" and second.protocol["mixing"].startswith("real fraction 0.5")
 
 

@@ -122,8 +122,11 @@ def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg
             "subset_hash": trainer.task.subset["subset_hash"], "train_images": int(len(trainer.task.data.labels)),
             "wall_s": round(time.time() - t0, 1), "network": "G_ema" if trainer.task.G_ema is not None else "G",
             "augment": trainer.task.applied().get("applied_augment", "")}
+    if done:
+        info["resumed_from"] = done[-1].name
     log(f"K={k} seed={seed}: GAN trained on {info['train_images']} images, {info['kimg']:g} kimg "
-        f"in {info['wall_s']:.0f} s ({info['augment'] or 'no D augmentation'})")
+        f"in {info['wall_s']:.0f} s ({info['augment'] or 'no D augmentation'})"
+        + (f", resumed from its {done[-1].name}" if done else ""))
     return generator_sampler(G, trainer.device), info
 
 
