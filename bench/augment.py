@@ -63,10 +63,8 @@ def part1(args, recipe, work):
           f"mixing {out.protocol['mixing']})")
     print(table(["K/class", *CONDITIONS, "gan - real", "gan+classic - classic"], rows))
     for k in ks:
-        g = res.row(k, "real+gan").mean - res.row(k, "real").mean
-        gc = res.row(k, "real+gan+classic").mean - res.row(k, "real+classic").mean
-        print(f"K={k}: +gan {'raises' if g > 0 else 'does not raise'} accuracy over real-only ({100 * g:+.1f}); "
-              f"+gan+classic {'beats' if gc > 0 else 'does not beat'} +classic ({100 * gc:+.1f})")
+        g, gc = verdict(res, k, "real+gan", "real"), verdict(res, k, "real+gan+classic", "real+classic")
+        print(f"K={k}: +gan vs real-only: {g}; +gan+classic vs +classic: {gc}")
     return {"rows": [dataclasses.asdict(r) for r in res.rows], "protocol": out.protocol, "gans": out.gans}
 
 
@@ -101,6 +99,14 @@ def part2(args, recipe, work):
                 [[f"{100 * values['real_acc']:.1f}", f"{100 * values['cas']:.1f}",
                   f"{values['cas'] / values['real_acc']:.2f}", f"{100 * values['gan_test']:.1f}"]]))
     return {"values": values, "protocol": protocol, "source": source}
+
+
+def verdict(res, k, cond, ref) -> str:
+    """'raises' / 'lowers' only when the gap exceeds the larger of the two seed stds, else 'ties'."""
+    a, b = res.row(k, cond), res.row(k, ref)
+    gap, noise = a.mean - b.mean, max(a.std, b.std)
+    word = "raises" if gap > noise else "lowers" if gap < -noise else "ties (within 1 std)"
+    return f"{word} accuracy ({100 * gap:+.1f} points, std {100 * noise:.1f})"
 
 
 def main():
