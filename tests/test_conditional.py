@@ -144,3 +144,17 @@ def test_misused_class_term_is_one_line_exit_2_and_writes_nothing(in_tmp, capsys
     code, _, err = run(capsys, "train", *args, "--run-dir", in_tmp / "r")
     one_line(code, err, pattern)
     assert not (in_tmp / "r").exists()
+
+
+def test_a_conditional_checkpoint_from_before_the_label_input_is_refused_naming_what_changed(tmp_path):
+    from raygan.engine.checkpoint import load_state_dict_checked
+    from raygan.errors import CheckpointError
+
+    G, _ = build_models("dcgan", resolution=28, channels=1, z_dim=16, num_classes=10, g={"ngf": 8})
+    old = {k: v for k, v in G.state_dict().items() if not k.startswith("label_input")}
+    old["convs.0.weight"] = old["convs.0.weight"][:16]  # G's first layer took z alone
+    with pytest.raises(CheckpointError) as e:
+        load_state_dict_checked(G, old, "network G", tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "not in the checkpoint: label_input.embed.weight" in msg
+    assert "shape convs.0.weight (16, 16, 7, 7) here (32, 16, 7, 7)" in msg

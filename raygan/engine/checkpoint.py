@@ -117,5 +117,21 @@ def load_state_dict_checked(module: torch.nn.Module, sd: Dict[str, Any], what: s
     try:
         module.load_state_dict(sd)
     except (RuntimeError, KeyError, ValueError) as e:
-        first = str(e).splitlines()[0][:160]
-        raise CheckpointError(f"checkpoint {where}: {what} does not fit this model: {first}") from None
+        why = _mismatch(module.state_dict(), sd) or str(e).splitlines()[0][:160]
+        raise CheckpointError(f"checkpoint {where}: {what} does not fit this model: {why}") from None
+
+
+def _mismatch(own: Dict[str, Any], sd: Dict[str, Any], show: int = 2) -> str:
+    """Which tensors differ, in one short line: the model's missing ones, the checkpoint's extra
+    ones and shape mismatches (first `show` of each), so a user sees what changed."""
+    def names(keys):
+        keys = list(keys)
+        return ", ".join(keys[:show]) + (f" (+{len(keys) - show} more)" if len(keys) > show else "")
+
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    shapes = [f"{k} {tuple(sd[k].shape)} here {tuple(own[k].shape)}" for k in own
+              if k in sd and hasattr(sd[k], "shape") and tuple(sd[k].shape) != tuple(own[k].shape)]
+    parts = [f"{label} {names(keys)}" for label, keys in
+             (("not in the checkpoint:", missing), ("only in the checkpoint:", extra), ("shape", shapes)) if keys]
+    return "; ".join(parts)
