@@ -22,6 +22,29 @@ def indexed_dataset(n=300, classes=3):
     return x, i % classes
 
 
+def marked_fakes(labels):
+    """A stand-in generator's output: blank images carrying the GAN mark."""
+    out = torch.zeros(labels.shape[0], 1, 8, 8, dtype=torch.uint8)
+    out[:, 0, 0, 2] = GAN_MARK
+    return out
+
+
+def real_indices(images):
+    """The dataset indices of the unmarked (real) images, in their order."""
+    real = images[images[:, 0, 0, 2] != GAN_MARK]
+    return real[:, 0, 0, 0].long() + 256 * real[:, 0, 0, 1].long()
+
+
+def record_classifiers(monkeypatch, record):
+    """Replace classifier training with `record(images, labels, seed, transform)`; accuracy 0.5."""
+    def recording_train(images, labels, num_classes, recipe, seed, transform=None, device=None):
+        record(images, labels, seed, transform)
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(exp, "train_classifier", recording_train)
+    monkeypatch.setattr(exp, "accuracy", lambda net, images, labels: 0.5)
+
+
 def test_only_subset_images_train_anything(monkeypatch):
     """No leakage: every classifier sees exactly the K-per-class subset (plus generated images),
     and the GAN is asked to train on exactly that subset."""
@@ -29,24 +52,13 @@ def test_only_subset_images_train_anything(monkeypatch):
     test = (x[:30].clone(), y[:30].clone())
     seen, sampler_calls = [], []
 
-    def recording_train(images, labels, num_classes, recipe, seed, transform=None, device=None):
-        gan = images[:, 0, 0, 2] == GAN_MARK
-        real = images[~gan]
-        idx = (real[:, 0, 0, 0].long() + 256 * real[:, 0, 0, 1].long()).sort().values
-        seen.append((seed, transform is not None, idx, int(gan.sum()), labels))
-        return torch.nn.Linear(1, 1)
-
     def make_sampler(k, seed, idx):
         sampler_calls.append((k, seed, idx))
+        return marked_fakes
 
-        def sample(labels):
-            out = torch.zeros(labels.shape[0], 1, 8, 8, dtype=torch.uint8)
-            out[:, 0, 0, 2] = GAN_MARK
-            return out
-        return sample
-
-    monkeypatch.setattr(exp, "train_classifier", recording_train)
-    monkeypatch.setattr(exp, "accuracy", lambda net, images, labels: 0.5)
+    record_classifiers(monkeypatch, lambda images, labels, seed, transform: seen.append(
+        (seed, transform is not None, real_indices(images).sort().values,
+         int((images[:, 0, 0, 2] == GAN_MARK).sum()), labels)))
     result = run_augment_experiment((x, y), test, 3, per_class=[4, 10], seeds=[0, 1], make_sampler=make_sampler,
                                     synthetic_per_class=5, recipe=FAST)
     assert len(seen) == 2 * 2 * 4 and len(sampler_calls) == 4
@@ -113,24 +125,14 @@ def test_real_fraction_repeats_the_real_subset_to_that_share_of_the_gan_sets(mon
     x, y = indexed_dataset()
     seen = []
 
-    def recording_train(images, labels, num_classes, recipe, seed, transform=None, device=None):
-        seen.append(images[images[:, 0, 0, 2] != GAN_MARK])
-        return torch.nn.Linear(1, 1)
-
     def make_sampler(k, seed, idx):
-        def sample(labels):
-            out = torch.zeros(labels.shape[0], 1, 8, 8, dtype=torch.uint8)
-            out[:, 0, 0, 2] = GAN_MARK
-            return out
-        return sample
+        return marked_fakes
 
-    monkeypatch.setattr(exp, "train_classifier", recording_train)
-    monkeypatch.setattr(exp, "accuracy", lambda net, images, labels: 0.5)
+    record_classifiers(monkeypatch, lambda images, labels, seed, transform: seen.append(real_indices(images)))
     result = run_augment_experiment((x, y), (x[:30], y[:30]), 3, per_class=[4], seeds=[0], make_sampler=make_sampler,
                                     synthetic_per_class=40, recipe=FAST, real_fraction=0.5)
     subset = per_class_indices(y, 4, 0, 3)
-    for cond, real in zip(CONDITIONS, seen):  # 12 real vs 120 generated: the +gan sets hold 10 copies of each
-        idx = real[:, 0, 0, 0].long() + 256 * real[:, 0, 0, 1].long()
+    for cond, idx in zip(CONDITIONS, seen):  # 12 real vs 120 generated: the +gan sets hold 10 copies of each
         copies = 10 if "gan" in cond else 1
         assert torch.equal(idx.sort().values, subset.repeat_interleave(copies)), cond
     assert result.protocol["mixing"] == "real fraction 0.5 (real repeated)"
