@@ -14,8 +14,8 @@ supplied by the caller: it must train (or load) a conditional G on exactly those
 Mixing: by default real and generated images are simply concatenated (with K = 10 and 1000
 synthetic per class, 1% of the training images are real). `real_fraction` r instead repeats the
 real subset n times, n = round(r / (1 - r) * generated / real) (at least once), so about r of
-every batch is real: the classifier keeps learning from the real images however many generated
-ones are added. The generated set is drawn once per (K, s), with balanced labels under seed s,
+the training set (and, on average, of every batch) is real: the classifier keeps learning from
+the real images however many generated ones are added. The generated set is drawn once per (K, s), with balanced labels under seed s,
 and shared by both GAN conditions.
 """
 from __future__ import annotations
