@@ -89,9 +89,9 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
                         f"to do (raise it with --set train.total_kimg=... to train further)")
                     return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
                             "checkpoint": ckpt, "final": {}}
-            store.write_config(cfg)
+            store.write_config(trainer.cfg)  # as trained: fitted to a short budget (a resume keeps it)
             started = True  # the run exists from here on: never removed
-            return _run(trainer, cfg, store, progress, resumed=ckpt is not None)
+            return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None)
         except BaseException:
             if not started:
                 _remove_unstarted(Path(store.location), top)  # a failed start leaves nothing behind

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from torch import nn
 
-from raygan.config import Config
+from raygan.config import Config, budget
 from raygan.engine import dist
 from raygan.engine.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint_dir
 from raygan.engine.device import resolve_device
@@ -46,6 +46,7 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Optional[Path] = None, reporter: Optional[Reporter] = None,
                  prepare_model: Optional[Callable[[nn.Module], nn.Module]] = None,
                  device: Optional[torch.device] = None, evaluator: Any = "auto"):
+        cfg, self.fitted = budget.fit(cfg)  # a short run of a long preset: intervals and warm-up fitted
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.reporter = reporter or Reporter()
@@ -146,7 +147,8 @@ class Trainer:
         tick_nimg = int(round(cfg.train.tick_kimg * 1000))
         per_step = task.images_per_step()
         self.reporter.start({"nimg": self.nimg, "rank": self.rank, "world_size": self.world,
-                             "resumed_from": self.resumed_from, "total_kimg": cfg.train.total_kimg})
+                             "resumed_from": self.resumed_from, "total_kimg": cfg.train.total_kimg,
+                             "fitted": budget.describe(cfg, self.fitted) if self.fitted else None})
         tick_start_nimg, tick_start_time = self.nimg, time.time()
         last_metrics: Dict[str, Any] = {}
         t0 = time.time()
