@@ -9,7 +9,10 @@ that fails removes the directories it created. The run dir is locked while the r
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -70,7 +73,7 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
         store.check_fresh()
     preflight(cfg)
     top = _first_missing(Path(store.location))  # the directories this start creates (None: it exists)
-    with store.lock():  # a run dir in use by another process: one line, and nothing of it touched
+    with _stop_signals() as stopper, store.lock():  # a run dir in use by another process: one line, and nothing of it touched
         started = False
         try:
             ckpt = None
@@ -82,6 +85,7 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
                 store.check_fresh()  # again under the lock: a concurrent start may have won the race
             store.clean_stale()
             trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
+            stopper["trainer"] = trainer  # from here a first Ctrl-C/SIGTERM stops it with a checkpoint
             if ckpt is not None:
                 trainer.load(Path(ckpt))
                 if trainer.nimg >= round(cfg.train.total_kimg * 1000):
@@ -96,6 +100,46 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
             if not started:
                 _remove_unstarted(Path(store.location), top)  # a failed start leaves nothing behind
             raise
+
+
+@contextmanager
+def _stop_signals():
+    """Ctrl-C (SIGINT) and SIGTERM alike: once the trainer is set in the yielded dict, the first
+    signal asks it to stop at the next step boundary with a checkpoint; before that, or a second
+    time, they stop at once (Interrupted, a KeyboardInterrupt that knows its signal)."""
+    from raygan.errors import Interrupted
+
+    holder: Dict[str, Any] = {"trainer": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield holder
+        return
+
+    def handle(signum, frame):
+        trainer = holder["trainer"]
+        if trainer is not None and trainer.stop_signal is None:
+            trainer.request_stop(signum)
+            say(f"{signal.Signals(signum).name}: stopping at the next step with a checkpoint "
+                f"(send it again to stop at once)")
+            return
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield holder
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _stopped(e: BaseException, store: RunStore) -> None:
+    """Say how the run stopped, and offer --resume only when a checkpoint is there to resume from."""
+    how = "terminated (SIGTERM)" if getattr(e, "signum", None) == signal.SIGTERM else "interrupted"
+    ckpt = store.latest_checkpoint()
+    if ckpt is not None:
+        say(f"{how}; resume with: raygan train --run-dir {store} --resume  (from {ckpt})")
+    else:
+        say(f"{how} before its first checkpoint: nothing was saved to resume from "
+            f"(raygan train --run-dir {store} --resume starts it again from the beginning)")
 
 
 def _first_missing(path: Path) -> Optional[Path]:
@@ -155,7 +199,7 @@ def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool) -
         if full is not None:
             raise full from None
         if isinstance(e, KeyboardInterrupt):
-            say(f"interrupted; resume with: raygan train --run-dir {store} --resume")
+            _stopped(e, store)
         raise
     reporter.close()
     summary["run_dir"] = str(store)

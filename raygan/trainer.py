@@ -28,7 +28,7 @@ from raygan.engine.checkpoint import load_checkpoint, save_checkpoint, write_che
 from raygan.engine.device import resolve_device
 from raygan.engine.reporter import Reporter
 from raygan.engine.rng import get_rng_state, seed_all, set_rng_state
-from raygan.errors import CheckpointError, ConfigError, DivergenceError
+from raygan.errors import CheckpointError, ConfigError, DivergenceError, Interrupted
 from raygan.metrics.registry import better
 from raygan.tasks import TaskContext, task_class
 
@@ -73,6 +73,9 @@ class Trainer:
         self.best: Dict[str, Any] = {}
         self.last_good_checkpoint: Optional[str] = None
         self.resumed_from: Optional[str] = None
+        self.tick_start_nimg = 0  # where the current tick began (kept in a checkpoint taken mid-tick)
+        self.saved_nimg: Optional[int] = None  # the newest checkpoint's nimg
+        self.stop_signal: Optional[int] = None  # set by the host (Ctrl-C, SIGTERM): stop at the next step
         seed_all(training_seed(cfg.seed, self.rank))
         self.task.setup_evaluation(evaluator)
 
@@ -87,7 +90,8 @@ class Trainer:
             "scaler": {k: s.state_dict() for k, s in t.scalers.items()},
             "task_state": t.state(),
             "model_spec": t.model_spec(),
-            "progress": {"nimg": self.nimg, "tick": self.tick, "bad_ticks": self.bad_ticks},
+            "progress": {"nimg": self.nimg, "tick": self.tick, "bad_ticks": self.bad_ticks,
+                         "tick_start_nimg": self.tick_start_nimg},
             "best": dict(self.best),
             "config": self.cfg.to_dict(),
             "arch_hash": self.cfg.arch_hash(),
@@ -114,6 +118,8 @@ class Trainer:
         t.apply_optim_config()  # a resumed run may change learning rates on purpose
         p = st["progress"]
         self.nimg, self.tick, self.bad_ticks = int(p["nimg"]), int(p["tick"]), int(p["bad_ticks"])
+        self.tick_start_nimg = int(p.get("tick_start_nimg", self.nimg))  # a stop mid-tick resumes that tick
+        self.saved_nimg = self.nimg
         same_world = st.get("world_size", 1) == self.world
         t.load_state(st["task_state"], same_world)
         self.best = dict(st.get("best") or {})
@@ -130,6 +136,7 @@ class Trainer:
                 "arch_hash": self.cfg.arch_hash(), "metrics": metrics}
         state = self.state_dict() if self.rank == 0 else {}
         rng = get_rng_state()
+        self.saved_nimg = self.nimg
         if self.reporter.persists_checkpoints:
             tmp = Path(tempfile.mkdtemp(prefix="raygan-ckpt-"))
             write_checkpoint_dir(tmp, state, rng, self.rank, meta)
@@ -149,19 +156,24 @@ class Trainer:
         self.reporter.start({"nimg": self.nimg, "rank": self.rank, "world_size": self.world,
                              "resumed_from": self.resumed_from, "total_kimg": cfg.train.total_kimg,
                              "fitted": budget.describe(cfg, self.fitted) if self.fitted else None})
-        tick_start_nimg, tick_start_time = self.nimg, time.time()
+        if self.resumed_from is None:
+            self.tick_start_nimg = self.nimg
+        tick_start_time = time.time()
         last_metrics: Dict[str, Any] = {}
         t0 = time.time()
         while self.nimg < total_nimg:
+            if self.stop_signal is not None:
+                self._stop()
             task.train_step(self.nimg)
             self.nimg += per_step
             if self.rank == 0:
                 self.reporter.progress(self.nimg)
             done = self.nimg >= total_nimg
-            if done or self.nimg >= tick_start_nimg + tick_nimg:
-                elapsed = time.time() - tick_start_time
-                last_metrics = self._end_tick(done, self.nimg - tick_start_nimg, elapsed)
-                tick_start_nimg, tick_start_time = self.nimg, time.time()
+            if done or self.nimg >= self.tick_start_nimg + tick_nimg:
+                elapsed, tick_imgs = time.time() - tick_start_time, self.nimg - self.tick_start_nimg
+                self.tick_start_nimg = self.nimg
+                last_metrics = self._end_tick(done, tick_imgs, elapsed)
+                tick_start_time = time.time()
         if not last_metrics:  # resumed a run that had already reached total_kimg
             last_metrics = {"kimg": self.nimg / 1000.0}
         summary = {"task": task.name, "kimg": self.nimg / 1000.0, "ticks": self.tick, "wall_s": time.time() - t0,
@@ -213,6 +225,20 @@ class Trainer:
             else:
                 self.last_good_checkpoint = ckpt
         return metrics
+
+    def request_stop(self, signum: int) -> None:
+        """Stop at the next step boundary (a signal handler may call this): checkpoint, then raise."""
+        self.stop_signal = int(signum)
+
+    def _stop(self) -> None:
+        """Save what was trained since the last checkpoint (between steps, so a resume continues
+        exactly, mid-tick included) and raise Interrupted; nothing is saved at nimg 0."""
+        ckpt = None
+        if self.nimg > 0 and self.saved_nimg != self.nimg and not self.reporter.persists_checkpoints:
+            ckpt = self.save({})
+            if ckpt is not None:
+                self.last_good_checkpoint = ckpt
+        raise Interrupted(self.stop_signal, ckpt or self.last_good_checkpoint)
 
     def _track_best(self, values: Dict[str, float]) -> None:
         from raygan.metrics.registry import direction
