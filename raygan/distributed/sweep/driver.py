@@ -186,9 +186,24 @@ def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None)
     """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
     from raygan.tasks import task_class
 
+    from raygan.distributed.sweep.budget import fit_space
+    from raygan.distributed.sweep.space import SearchSpace
+
+    from raygan.config import budget
+
     check(cfg, opts)
     base = plans.trial_base(cfg, opts)
-    space = load_space(search_space or task_class(cfg.task).default_search_space(cfg), base)
+    fitted, base_notes = budget.fit(build_config(base))  # what every trial's Trainer would fit: say it here
+    base = fitted.to_dict() if base_notes else base
+    loaded = load_space(search_space or task_class(cfg.task).default_search_space(cfg), base)
+    raw, notes = fit_space(loaded.raw, base)  # nothing sampled that cannot act within a trial's budget
+    notes = [f"trial base: {n}" for n in base_notes] + notes
+    space = loaded
+    if notes:
+        space = SearchSpace(raw, loaded.source, base)
+        space.validate(base)
+        space.text = loaded.text
+    space.budget_notes = notes
     plans.check_batch_split(space, base, opts.workers_per_trial)
     return base, space
 
@@ -218,6 +233,7 @@ def run_sweep(cfg: Config, opts: SweepOptions, search_space: Optional[str] = Non
         from raygan.tracking.sweeps import create_parent_run
 
         params = {**plans.describe(plan, cfg), **{f"space.{k}": v for k, v in space.describe().items()},
+                  "sweep.budget_fit": "; ".join(getattr(space, "budget_notes", []))[:5000] or "none",
                   **{f"base.{k}": v for k, v in flatten(base).items()}}
         files = {"search_space.yaml": plan.space_text or str(plan.space), "base_config.yaml": build_config(base).to_yaml()}
         plan.parent_run_id = create_parent_run(plan.tracking_uri, plan.experiment, name, plan.path, params, files)
