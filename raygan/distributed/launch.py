@@ -132,6 +132,11 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
     cluster.connect(opts.address)  # reachable and big enough -- before anything is written
     cluster.check_resources(opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.resource_wait)
 
+    from raygan.config import budget
+
+    cfg, fitted = budget.fit(cfg)  # as the local host: the run records (and resumes with) the fitted config
+    if fitted:
+        print(f"raygan: {budget.describe(cfg, fitted)}", file=sys.stderr, flush=True)
     run_id = _mlflow_run(cfg, store, name, opts.workers)
     store.write_config(cfg)
     store.update_record(host="ray-train", workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
