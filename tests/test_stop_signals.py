@@ -94,3 +94,22 @@ def test_sigterm_checkpoints_marks_the_mlflow_run_killed_and_the_run_resumes(in_
     assert torch.load(list_checkpoints(run / "checkpoints")[-1] / "state.pt", weights_only=True)[
         "progress"]["nimg"] == stopped + 64
     assert client(in_tmp).get_run(rid).info.status == "FINISHED"
+
+
+def test_first_signal_asks_the_trainer_to_stop_a_second_stops_at_once(tmp_path, capsys):
+    """The local host's handlers, with real signals sent to this process."""
+    import os
+
+    from raygan.local import _stop_signals
+
+    t = Trainer(engine_tiny("train.total_kimg=0.256"), None, evaluator=None)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as e:
+        with _stop_signals() as holder:
+            holder["trainer"] = t
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert t.stop_signal == signal.SIGTERM  # asked, not raised: the loop stops at the next step
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: at once
+    assert e.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGTERM) == before  # the handlers are restored
+    assert "SIGTERM: stopping at the next step with a checkpoint" in capsys.readouterr().err
