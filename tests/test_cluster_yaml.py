@@ -1,13 +1,18 @@
 """cluster.yaml is a valid Ray cluster-launcher config (Ray's own schema and defaults), with
 the pieces the docs promise; k8s/rayjob.yaml is a well-formed KubeRay RayJob. Both are secure by
-default: Ray token auth on, MLflow behind basic auth, no port open to the world, credentials
-handed to the nodes from a secret (never in the files), NetworkPolicies for the k8s pods."""
+default: Ray token auth on, MLflow behind basic auth and TLS, jobs logging as a user of their own
+(not MLflow's admin), no port open to the world, the dashboard of cluster.yaml on loopback,
+credentials handed to the nodes from a secret (never in the files), NetworkPolicies for the k8s
+pods that admit peers by namespace and by labels their operators set."""
 import copy
+import http.client
+import json
 import os
 import re
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -64,8 +69,7 @@ def test_cluster_yaml_has_cpu_head_gpu_workers_install_storage_and_mlflow(cluste
     assert "RAYGAN_STORAGE=s3://" in setup  # shared storage for checkpoints
     head_start = " ".join(c["head_start_ray_commands"])
     assert "mlflow server" in head_start and "--port 5000" in head_start
-    assert "MLFLOW_TRACKING_URI=http://" in head_start
-    assert "MLFLOW_TRACKING_URI=http://$RAY_HEAD_IP:5000" in " ".join(c["worker_start_ray_commands"])
+    assert "export MLFLOW_TRACKING_URI=https://raygan-mlflow:5000" in _env_lines(c)  # every node
     # every start command sources the env file before `ray start`, and the shell sees it all
     for cmd in c["head_start_ray_commands"] + c["worker_start_ray_commands"]:
         if "ray start" in cmd:
@@ -162,10 +166,15 @@ def _start_commands(c):
             if "ray start" in cmd or "mlflow server" in cmd]
 
 
+def _env_lines(c):
+    """The lines setup_commands writes to ~/.raygan_env, which every start command sources."""
+    env_file = next(cmd for cmd in c["setup_commands"] if "~/.raygan_env" in cmd)
+    return [ln.strip().strip("'") for ln in re.findall(r"'[^']*'", env_file)]
+
+
 def test_ray_token_auth_is_on_on_every_node(cluster_config):
     c = cluster_config
-    env_file = next(cmd for cmd in c["setup_commands"] if "~/.raygan_env" in cmd)
-    lines = [ln.strip().strip("'") for ln in re.findall(r"'[^']*'", env_file)]
+    lines = _env_lines(c)
     assert "export RAY_AUTH_MODE=token" in lines  # set, not commented out
     assert not [ln for ln in lines if ln.startswith("#")]
     assert c["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # one token, copied over SSH
@@ -177,6 +186,22 @@ def _mlflow_command(c):
     return next(cmd for cmd in c["head_start_ray_commands"] if "mlflow server" in cmd)
 
 
+def _job_user_command(c):
+    return next(cmd for cmd in c["head_start_ray_commands"] if "raygan.distributed.mlflow_users" in cmd)
+
+
+def _header_command(c, start):
+    """A command of the file's header (what the user runs once on their machine), joined."""
+    text = (ROOT / "cluster.yaml").read_text()
+    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")]
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(start))
+    cmd = lines[i]
+    while cmd.endswith("\\"):
+        i += 1
+        cmd = cmd[:-1] + " " + lines[i]
+    return cmd.split("  #")[0]
+
+
 def test_mlflow_runs_behind_basic_auth_with_credentials_from_the_secret_file(cluster_config):
     c = cluster_config
     cmd = _mlflow_command(c)
@@ -184,16 +209,69 @@ def test_mlflow_runs_behind_basic_auth_with_credentials_from_the_secret_file(clu
     assert "MLFLOW_FLASK_SERVER_SECRET_KEY=$(" in cmd  # basic auth refuses to start without one
     assert "default_permission = NO_PERMISSIONS" in cmd  # users other than the admin see nothing
     assert "umask 077" in cmd  # the auth config holds the admin password: mode 600
-    assert '"$MLFLOW_TRACKING_PASSWORD"' in cmd and '"$MLFLOW_TRACKING_USERNAME"' in cmd
     setup = " ".join(c["setup_commands"])
     assert "mlflow[auth]" in setup  # the basic-auth app's extra (Flask-WTF)
     assert c["file_mounts"]["~/.raygan_secrets"].startswith("~/")  # from the user's machine, not the repo
     assert "chmod 600" in setup and "~/.raygan_secrets" in setup
-    # every node exports the credentials before `ray start`, so jobs and Train workers have them
+    # every node exports the jobs' credentials before `ray start`, so jobs and Train workers have them
     for cmd in _start_commands(c):
-        assert "set -a; source ~/.raygan_secrets; set +a;" in cmd
         if "ray start" in cmd:
+            assert "set -a; source ~/.raygan_secrets; set +a;" in cmd
             assert cmd.index("source ~/.raygan_secrets") < cmd.index("ray start")
+
+
+def test_jobs_log_as_their_own_mlflow_user_never_the_admin(cluster_config):
+    """The admin's password is drawn on the head and read from there only, by the server's auth
+    config and by the command that makes the jobs' user; what every node exports is that user."""
+    c = cluster_config
+    server = _mlflow_command(c)
+    assert "admin_username = admin" in server
+    assert "[ -s ~/mlflow/admin_password ] || (umask 077; python3 -c 'import secrets" in server  # drawn once, 600
+    assert '"$(cat ~/mlflow/admin_password)"' in server
+    assert "~/.raygan_secrets" not in server  # the server does not need the jobs' user
+    users = _job_user_command(c)
+    assert "RAYGAN_JOB_USERNAME=$MLFLOW_TRACKING_USERNAME RAYGAN_JOB_PASSWORD=$MLFLOW_TRACKING_PASSWORD" in users
+    assert "MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD=$(cat ~/mlflow/admin_password)" in users
+    assert "--edit raygan" in users  # the default experiment: EDIT, not MANAGE
+    head = c["head_start_ray_commands"]
+    ray_start = next(i for i, cmd in enumerate(head) if "ray start" in cmd)
+    assert head.index(server) < head.index(users) < ray_start  # the user exists before any job runs
+    for cmd in head + c["worker_start_ray_commands"] + c["setup_commands"]:
+        if cmd not in (server, users):
+            assert "admin_password" not in cmd and "admin" not in cmd.replace("MLFLOW_TRACKING_USERNAME=admin", "")
+    # the admin's password is on no file mount (they are copied to every node) and not in the header's secrets
+    assert not [src for src in c["file_mounts"].values() if "admin" in src]
+    secrets_cmd = _header_command(c, "mkdir -p ~/.raygan/tls")
+    assert "MLFLOW_TRACKING_USERNAME=raygan-job" in secrets_cmd and "=admin" not in secrets_cmd
+
+
+def test_mlflow_speaks_only_tls_with_the_certificate_every_node_checks(cluster_config):
+    c = cluster_config
+    server = _mlflow_command(c)
+    assert ('--uvicorn-opts "--ssl-certfile $HOME/.raygan_tls/mlflow.crt --ssl-keyfile $HOME/.raygan_tls/mlflow.key"'
+            in server)
+    assert "raygan-mlflow:5000" in server.split("--allowed-hosts")[1].split()[0]  # the name the nodes use
+    env = _env_lines(c)
+    assert "export MLFLOW_TRACKING_URI=https://raygan-mlflow:5000" in env
+    assert "export MLFLOW_TRACKING_SERVER_CERT_PATH=$HOME/.raygan_tls/mlflow.crt" in env  # checked, not skipped
+    assert not [ln for ln in env if "INSECURE" in ln or "http://" in ln]
+    assert c["file_mounts"]["~/.raygan_tls"] == "~/.raygan/tls"  # from the user's machine, not the repo
+    assert "~/.raygan_tls/mlflow.key" in next(cmd for cmd in c["setup_commands"] if cmd.startswith("chmod 600"))
+    # the certificate's name points at the head on every node
+    hosts = [cmd for cmd in c["head_start_ray_commands"] + c["worker_start_ray_commands"] if "/etc/hosts" in cmd]
+    assert any("'127.0.0.1 raygan-mlflow'" in h for h in hosts) and any('"$RAY_HEAD_IP raygan-mlflow"' in h for h in hosts)
+    for cmds in (c["head_start_ray_commands"], c["worker_start_ray_commands"]):
+        host = next(i for i, cmd in enumerate(cmds) if "/etc/hosts" in cmd)
+        assert host < next(i for i, cmd in enumerate(cmds) if "ray start" in cmd)
+    cert = _header_command(c, "(umask 077; openssl req")
+    assert "subjectAltName=DNS:raygan-mlflow" in cert and "-keyout ~/.raygan/tls/mlflow.key" in cert
+
+
+def test_dashboard_listens_on_the_heads_loopback_only(cluster_config):
+    """`ray dashboard cluster.yaml` forwards to the head's localhost:8265; jobs use the GCS."""
+    head = next(cmd for cmd in cluster_config["head_start_ray_commands"] if "ray start" in cmd)
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "0.0.0.0" not in " ".join(cmd for cmd in _start_commands(cluster_config) if "ray start" in cmd)
 
 
 # Secret-looking names followed by a literal value (not a $VARIABLE, a %s or a reference)
@@ -308,58 +386,132 @@ def _free_port():
     return port
 
 
-def _status(url, auth=None):
+def _status(url, auth=None, cafile=None):
     req = urllib.request.Request(url)
     if auth:
         req.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
     try:
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with urllib.request.urlopen(req, timeout=60, context=context) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
 
 
-def test_the_heads_mlflow_command_refuses_requests_without_the_password(cluster_config, tmp_path):
-    """cluster.yaml's own MLflow start command, run here with local paths and a free port: no
-    credentials or wrong ones get 401, the secret file's get in, the auth config is mode 600."""
+@pytest.fixture(scope="module")
+def heads_mlflow(cluster_config, tmp_path_factory):
+    """cluster.yaml's own commands, run here as the head would run them, with local paths, a free
+    port, one server worker (not 4: a small machine) and `localhost` for `raygan-mlflow` (no
+    /etc/hosts edit): the header's openssl command
+    makes the certificate, setup_commands' ~/.raygan_env, then the MLflow server command and the
+    command that makes the jobs' user. Skipped without mlflow[auth]'s Flask-WTF."""
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
-    (tmp_path / "mlflow").mkdir()
-    (tmp_path / ".raygan_env").write_text("export RAYGAN_BUCKET=unused\n")
-    password = "pw-" + os.urandom(8).hex()
-    (tmp_path / ".raygan_secrets").write_text(f"MLFLOW_TRACKING_USERNAME=admin\nMLFLOW_TRACKING_PASSWORD={password}\n")
+    c = cluster_config
+    home = tmp_path_factory.mktemp("head")
     port = _free_port()
-    cmd = (_mlflow_command(cluster_config).replace("/home/ubuntu/", f"{tmp_path}/")
-           .replace("s3://$RAYGAN_BUCKET/mlflow", str(tmp_path / "artifacts")).replace("--port 5000", f"--port {port}"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-    shell = subprocess.Popen(["bash", "-c", cmd], env=env, cwd=tmp_path, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+
+    def local(cmd):
+        return (cmd.replace("/home/ubuntu/", f"{home}/").replace("s3://$RAYGAN_BUCKET/mlflow", str(home / "artifacts"))
+                .replace("--port 5000", f"--workers 1 --port {port}").replace("raygan-mlflow:5000", f"localhost:{port}"))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAYGAN_"))}
+    env.update(HOME=str(home), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+               PYTHONPATH=os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])))
+
+    def run(cmd, timeout=60):
+        return subprocess.run(["bash", "-c", cmd], env=env, cwd=home, capture_output=True, text=True, timeout=timeout)
+
+    job = ("raygan-job", "pw-" + os.urandom(8).hex())
+    (home / ".raygan").mkdir()
+    (home / ".raygan" / "cluster_secrets").write_text(f"MLFLOW_TRACKING_USERNAME={job[0]}\nMLFLOW_TRACKING_PASSWORD={job[1]}\n")
+    (home / ".raygan_secrets").symlink_to(home / ".raygan" / "cluster_secrets")  # what file_mounts copy
+    (home / ".raygan_tls").symlink_to(home / ".raygan" / "tls")
+    (home / ".raygan" / "tls").mkdir()
+    made = run(_header_command(c, "(umask 077; openssl req"))
+    assert made.returncode == 0, made.stderr
+    env_cmd = local(next(cmd for cmd in c["setup_commands"] if "~/.raygan_env" in cmd))
+    assert run(env_cmd).returncode == 0
+    shell = subprocess.Popen(["bash", "-c", local(_mlflow_command(c))], env=env, cwd=home, start_new_session=True)
     try:
-        shell.wait(timeout=30)  # backgrounds the server and returns
-        server = int((tmp_path / "mlflow" / "server.pid").read_text())
-        deadline = time.time() + 120
-        while True:
-            try:
-                code = _status(url)
-                break
-            except OSError:
-                gone = not os.path.exists(f"/proc/{server}")
-                if gone or time.time() > deadline:
-                    pytest.fail((tmp_path / "mlflow" / "server.log").read_text()[-3000:])
-                time.sleep(1)
-        assert code == 401
-        assert _status(url, ("admin", "wrong")) == 401
-        assert _status(url, ("admin", password)) == 200
-        assert (tmp_path / "mlflow" / "basic_auth.ini").stat().st_mode & 0o077 == 0
+        shell.wait(timeout=60)  # backgrounds the server and returns
+        users = run(local(_job_user_command(c)), timeout=420)
+        assert users.returncode == 0, users.stderr[-2000:] + (home / "mlflow" / "server.log").read_text()[-2000:]
+        yield {"home": home, "port": port, "job": job, "cert": str(home / ".raygan" / "tls" / "mlflow.crt"),
+               "admin": ("admin", (home / "mlflow" / "admin_password").read_text().strip())}
     finally:
-        pidfile = tmp_path / "mlflow" / "server.pid"
-        pid = int(pidfile.read_text()) if pidfile.exists() else None
-        try:
-            os.killpg(shell.pid, signal.SIGTERM)  # the server and its workers: the session this test started
-        except ProcessLookupError:
-            pass
-        if pid:
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 0)):  # the server and its workers: this session's
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(shell.pid, sig)
             except ProcessLookupError:
-                pass
+                break
+            time.sleep(wait)
+
+
+def test_the_heads_mlflow_speaks_only_https_with_the_users_certificate(heads_mlflow):
+    m = heads_mlflow
+    assert _status(f"https://localhost:{m['port']}/health", cafile=m["cert"]) == 200
+    with pytest.raises(urllib.error.URLError):  # a server that is not the certificate's is refused
+        _status(f"https://localhost:{m['port']}/health")  # (checked against the system's CAs only)
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        _status(f"http://localhost:{m['port']}/health")  # no plain HTTP: a password would cross in clear
+    key = m["home"] / ".raygan" / "tls" / "mlflow.key"  # the header's umask 077
+    assert key.stat().st_mode & 0o077 == 0
+
+
+def test_the_heads_mlflow_command_refuses_requests_without_the_password(heads_mlflow):
+    """No credentials or wrong ones get 401, the jobs' user gets in, the auth config and the admin's
+    password drawn on the head are mode 600."""
+    m = heads_mlflow
+    url = f"https://localhost:{m['port']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _status(url, cafile=m["cert"]) == 401
+    assert _status(url, (m["job"][0], "wrong"), cafile=m["cert"]) == 401
+    assert _status(url, m["job"], cafile=m["cert"]) == 200
+    assert _status(url, m["admin"], cafile=m["cert"]) == 200
+    for f in ("basic_auth.ini", "admin_password"):
+        assert (m["home"] / "mlflow" / f).stat().st_mode & 0o077 == 0, f
+    assert len(m["admin"][1]) >= 32 and m["admin"][1] not in (m["home"] / ".raygan_env").read_text()
+
+
+def test_the_jobs_mlflow_user_is_no_admin_and_reaches_only_what_it_is_granted(heads_mlflow):
+    """As the jobs' user: logs runs to `raygan` (EDIT) but cannot delete it; sees nothing of an
+    experiment the admin made; cannot make users; owns the experiments it creates."""
+    m = heads_mlflow
+    base = f"https://localhost:{m['port']}/api/2.0/mlflow"
+    ctx = ssl.create_default_context(cafile=m["cert"])
+
+    def call(path, body, auth):
+        req = urllib.request.Request(f"{base}/{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        req.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, {}
+
+    def get(path, auth):
+        req = urllib.request.Request(f"{base}/{path}")
+        req.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, {}
+
+    job, admin = m["job"], m["admin"]
+    code, user = get(f"users/get?username={job[0]}", admin)
+    assert code == 200 and user["user"]["is_admin"] is False
+    code, exp = get("experiments/get-by-name?experiment_name=raygan", job)
+    assert code == 200  # --edit raygan: made by the admin, open to the jobs' user
+    raygan_id = exp["experiment"]["experiment_id"]
+    code, run = call("runs/create", {"experiment_id": raygan_id}, job)
+    assert code == 200
+    assert call("runs/log-metric", {"run_id": run["run"]["info"]["run_id"], "key": "fid", "value": 1.0,
+                                    "timestamp": 0, "step": 0}, job)[0] == 200
+    assert call("experiments/delete", {"experiment_id": raygan_id}, job)[0] == 403  # EDIT, not MANAGE
+    code, private = call("experiments/create", {"name": "admins-own"}, admin)
+    assert code == 200
+    assert get(f"experiments/get?experiment_id={private['experiment_id']}", job)[0] == 403  # NO_PERMISSIONS
+    assert call("users/create", {"username": "intruder", "password": "pw-intruder-123"}, job)[0] == 403
+    code, mine = call("experiments/create", {"name": "jobs-own"}, job)
+    assert code == 200 and get(f"experiments/get?experiment_id={mine['experiment_id']}", job)[0] == 200
