@@ -319,11 +319,6 @@ def _secret_env(container, name):
     return env[name]["valueFrom"]["secretKeyRef"]
 
 
-def _selects(policy, labels):
-    want = policy["spec"]["podSelector"].get("matchLabels", {})
-    return bool(want) and all(labels.get(k) == v for k, v in want.items())
-
-
 def test_rayjob_has_token_auth_and_mlflow_credentials_from_secrets():
     job = _kind(_k8s_docs("rayjob.yaml"), "RayJob")[0]
     cluster = job["spec"]["rayClusterSpec"]
@@ -337,44 +332,134 @@ def test_rayjob_has_token_auth_and_mlflow_credentials_from_secrets():
     assert not [k for k in env if re.search("PASSWORD|TOKEN|SECRET", k)], env  # job records are readable
 
 
-def test_network_policies_select_the_ray_and_mlflow_pods_and_admit_only_them():
-    rj, ml = _k8s_docs("rayjob.yaml"), _k8s_docs("mlflow.yaml")
-    job = _kind(rj, "RayJob")[0]
+# Labels that an operator writes on the pods it creates (KubeRay on Ray pods, the Job controller on
+# a Job's pods, the KubeRay Helm chart on the operator), and the namespace label the API server sets.
+OPERATOR_LABELS = {"ray.io/is-ray-node", "ray.io/node-type", "ray.io/cluster", "ray.io/group",
+                   "app.kubernetes.io/created-by", "batch.kubernetes.io/job-name", "app.kubernetes.io/name"}
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+
+
+def _matches(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()) and \
+        not selector.get("matchExpressions")
+
+
+def _admits(policies, target, peer, port):
+    """NetworkPolicy semantics for ingress: `target` and `peer` are (namespace, labels). No policy
+    selecting the target: all traffic; else allowed when some rule of a selecting policy admits
+    the peer on that port (a peer with a namespaceSelector: its namespace's labels; without: the
+    policy's own namespace)."""
+    chosen = [p for p in policies if p["metadata"].get("namespace", target[0]) == target[0]  # none: kubectl's
+              and _matches(p["spec"]["podSelector"], target[1]) and "Ingress" in p["spec"]["policyTypes"]]
+    if not chosen:
+        return True
+    for p in chosen:
+        for rule in p["spec"].get("ingress", []):
+            if rule.get("ports") and port not in [pt["port"] for pt in rule["ports"]]:
+                continue
+            for peer_sel in rule.get("from", []):
+                assert "ipBlock" not in peer_sel
+                if "namespaceSelector" in peer_sel:
+                    ns_ok = _matches(peer_sel["namespaceSelector"], {NAMESPACE_LABEL: peer[0]})
+                else:
+                    ns_ok = peer[0] == p["metadata"].get("namespace", target[0])
+                if ns_ok and _matches(peer_sel.get("podSelector", {}), peer[1]):
+                    return True
+    return False
+
+
+def _policies():
+    return _kind(_k8s_docs("rayjob.yaml"), "NetworkPolicy") + _kind(_k8s_docs("mlflow.yaml"), "NetworkPolicy")
+
+
+def _pod_templates():
+    job = _kind(_k8s_docs("rayjob.yaml"), "RayJob")[0]
     cluster = job["spec"]["rayClusterSpec"]
-    ray_labels = [cluster["headGroupSpec"]["template"]["metadata"]["labels"]] + \
-        [g["template"]["metadata"]["labels"] for g in cluster["workerGroupSpecs"]]
-    ray_policy = [p for p in _kind(rj, "NetworkPolicy") if all(_selects(p, lab) for lab in ray_labels)]
-    assert ray_policy, "no NetworkPolicy selects every Ray pod of the RayJob"
-    for p in ray_policy:
-        assert "Ingress" in p["spec"]["policyTypes"]
+    deploy = _kind(_k8s_docs("mlflow.yaml"), "Deployment")[0]
+    return job, cluster["headGroupSpec"]["template"], [g["template"] for g in cluster["workerGroupSpecs"]], \
+        deploy["spec"]["template"]
+
+
+def test_network_policy_peers_are_pinned_by_namespace_and_by_labels_only_operators_set():
+    """Every peer names its namespace (a label the API server sets) and selects pods only by
+    labels an operator writes on the pods it creates, none of which raygan's templates set."""
+    _, head, workers, mlflow = _pod_templates()
+    own = set()
+    for t in [head, *workers, mlflow]:
+        own |= set(t["metadata"].get("labels", {}))
+    assert not own & OPERATOR_LABELS, own & OPERATOR_LABELS  # the templates cannot give them
+    policies = _policies()
+    assert len(policies) >= 3
+    for p in policies:
+        assert p["metadata"]["namespace"] == "raygan"
         for rule in p["spec"]["ingress"]:
             for peer in rule["from"]:
-                assert "ipBlock" not in peer or peer["ipBlock"]["cidr"] not in WORLD
-                assert peer.get("podSelector", {}).get("matchLabels"), peer  # named pods, not everyone
-            if not any(_selects({"spec": {"podSelector": peer["podSelector"]}}, ray_labels[0])
-                       for peer in rule["from"] if "namespaceSelector" not in peer):
-                assert [pt["port"] for pt in rule["ports"]] == [8265], rule  # outsiders: the dashboard only
+                assert set(peer) == {"namespaceSelector", "podSelector"}, peer  # no ipBlock, no bare selector
+                ns = peer["namespaceSelector"]
+                assert list(ns.get("matchLabels", {})) == [NAMESPACE_LABEL] and not ns.get("matchExpressions"), ns
+                pods = peer["podSelector"].get("matchLabels", {})
+                assert pods and set(pods) <= OPERATOR_LABELS, pods
+        for key in p["spec"]["podSelector"]["matchLabels"]:  # whom a policy protects: also by those labels
+            assert key in OPERATOR_LABELS or key.startswith("app.kubernetes.io/"), key
 
-    deploy = _kind(ml, "Deployment")[0]
-    mlflow_labels = deploy["spec"]["template"]["metadata"]["labels"]
-    args = " ".join(_containers(deploy["spec"]["template"])[0]["args"])
+
+def test_network_policies_admit_kuberays_pods_and_no_lookalike_from_elsewhere():
+    """The pods KubeRay, the Job controller and the operator's chart make get in where they must;
+    the RayJob's template labels alone, and the same labels in another namespace, do not."""
+    job, head, workers, mlflow = _pod_templates()
+    ns = job["metadata"].get("namespace", "default")
+    name = job["metadata"]["name"]
+    kuberay = {"ray.io/is-ray-node": "yes", "app.kubernetes.io/created-by": "kuberay-operator",
+               "app.kubernetes.io/name": "kuberay", "ray.io/cluster": f"{name}-x7k2p"}  # KubeRay's labelPod
+    ray_head = (ns, {**head["metadata"]["labels"], **kuberay, "ray.io/node-type": "head", "ray.io/group": "headgroup"})
+    ray_worker = (ns, {**workers[0]["metadata"]["labels"], **kuberay, "ray.io/node-type": "worker", "ray.io/group": "gpu"})
+    submitter = (ns, {"batch.kubernetes.io/job-name": name, "job-name": name})
+    operator = ("kuberay-system", {"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay-operator"})
+    mlflow_pod = (ns, dict(mlflow["metadata"]["labels"]))
+    template_only = (ns, dict(workers[0]["metadata"]["labels"]))  # a pod made from the template, not by KubeRay
+    elsewhere = [("other", dict(ray_worker[1])), ("other", dict(submitter[1])), ("other", dict(operator[1])),
+                 (ns, dict(operator[1]))]  # the operator's label on a pod of raygan's namespace
+    policies = _policies()
+    for port in (6379, 8076, 10001, 52365, 8265):
+        assert _admits(policies, ray_head, ray_worker, port) and _admits(policies, ray_worker, ray_head, port)
+    assert _admits(policies, ray_head, submitter, 8265) and _admits(policies, ray_head, operator, 8265)
+    assert not _admits(policies, ray_head, submitter, 6379) and not _admits(policies, ray_worker, submitter, 8265)
+    assert _admits(policies, mlflow_pod, ray_worker, 5000) and _admits(policies, mlflow_pod, ray_head, 5000)
+    assert not _admits(policies, mlflow_pod, submitter, 5000)
+    for outsider in [template_only, mlflow_pod, *elsewhere]:
+        for target, port in ((ray_head, 6379), (ray_head, 8265), (ray_worker, 6379), (mlflow_pod, 5000)):
+            assert not _admits(policies, target, outsider, port), (outsider, target, port)
+
+
+def test_k8s_mlflow_speaks_tls_and_ray_pods_hold_the_jobs_user_and_the_certificate_only():
+    job, head, workers, mlflow = _pod_templates()
+    server = _containers(mlflow)[0]
+    args = " ".join(server["args"])
     assert "--app-name basic-auth" in args and "NO_PERMISSIONS" in args and "umask 077" in args
     assert "MLFLOW_FLASK_SERVER_SECRET_KEY=$(" in args
-    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        _secret_env(_containers(deploy["spec"]["template"])[0], var)
-    assert _kind(ml, "Service")[0]["spec"].get("type", "ClusterIP") == "ClusterIP"
-    mlflow_policy = [p for p in _kind(ml, "NetworkPolicy") if _selects(p, mlflow_labels)]
-    assert mlflow_policy, "no NetworkPolicy selects the MLflow pod"
-    for p in mlflow_policy:
-        for rule in p["spec"]["ingress"]:
-            assert [pt["port"] for pt in rule["ports"]] == [5000]
-            for peer in rule["from"]:
-                assert "ipBlock" not in peer
-                # the peers are the Ray pods (every Ray pod matches), nothing broader
-                assert all(_selects({"spec": {"podSelector": peer["podSelector"]}}, lab) for lab in ray_labels)
-    # the job logs to that server
+    assert '--uvicorn-opts "--ssl-certfile /tls/tls.crt --ssl-keyfile /tls/tls.key"' in args
+    assert {"name": "tls", "secret": {"secretName": "raygan-mlflow-tls"}} in mlflow["spec"]["volumes"]
+    admin = [_secret_env(server, v)["name"] for v in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")]
+    jobs_user = [_secret_env(server, v)["name"] for v in ("RAYGAN_JOB_USERNAME", "RAYGAN_JOB_PASSWORD")]
+    assert set(admin) == {"raygan-mlflow-admin"} and set(jobs_user) == {"raygan-mlflow"}
+    post = " ".join(server["lifecycle"]["postStart"]["exec"]["command"])
+    assert "raygan.distributed.mlflow_users --uri https://localhost:5000" in post and "--edit raygan" in post
+    assert {e["name"]: e.get("value") for e in server["env"]}["MLFLOW_TRACKING_SERVER_CERT_PATH"] == "/tls/tls.crt"
+    svc = _kind(_k8s_docs("mlflow.yaml"), "Service")[0]
+    assert svc["spec"].get("type", "ClusterIP") == "ClusterIP"
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
-    assert env["MLFLOW_TRACKING_URI"] == f"http://{_kind(ml, 'Service')[0]['metadata']['name']}:5000"
+    assert env["MLFLOW_TRACKING_URI"] == f"https://{svc['metadata']['name']}:5000"
+    rayjob_text = (ROOT / "k8s" / "rayjob.yaml").read_text()
+    assert "raygan-mlflow-admin" not in rayjob_text and "raygan-mlflow-tls" not in rayjob_text  # no admin, no key
+    for t in [head, *workers]:
+        c = _containers(t)[0]
+        assert {_secret_env(c, v)["name"] for v in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")} == \
+            {"raygan-mlflow"}
+        cert = {e["name"]: e.get("value") for e in c["env"]}["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        mount = next(m for m in c["volumeMounts"] if cert.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in t["spec"]["volumes"] if v["name"] == mount["name"])
+        assert volume == {"name": mount["name"], "configMap": {"name": "raygan-mlflow-ca"}}
+    assert "--from-file=ca.crt=tls/mlflow.crt" in (ROOT / "k8s" / "mlflow.yaml").read_text()  # the certificate only
 
 
 # ---------------------------------------------------------------------------- the head's MLflow, run
