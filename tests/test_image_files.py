@@ -1,0 +1,131 @@
+"""The image files `raygan repair`, `raygan translate` and `raygan sample` read and write: one
+reader (raygan.data.imageio) and one output path (raygan.data.imagefiles) for all of them.
+Real files in their real formats, real `python -m raygan` processes, a real tmpfs for a full or
+read-only disk; two tiny grey models (a repair run on digits, a translate run on two folders)."""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reliability_util import cli, tmpfs
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["--no-progress", "--set", "tracking.enabled=false", "--set", "train.threads=1",
+          "--set", "eval.num_samples=8", "--set", "eval.final_num_samples=8"]
+REPAIR = ["train", *COMMON, "--set", "task=repair", "--set", "data.name=digits", "--set", "data.resolution=28",
+          "--set", "model.arch=unet", "--set", "model.g={ngf: 4}", "--set", "model.d={ndf: 4}",
+          "--set", "optim.batch_size=8", "--set", "repair.degradations=noise:sigma=0.3",
+          "--set", "train.total_kimg=0.008", "--set", "train.tick_kimg=0.008", "--set", "eval.metrics=[psnr]"]
+TRANSLATE = ["train", *COMMON, "--set", "task=translate", "--set", "data.name=folder", "--set", "data.root=domains",
+             "--set", "data.resolution=28", "--set", "data.channels=1", "--set", "model.arch=resnet-translator",
+             "--set", "model.d_arch=patchgan", "--set", "model.g={ngf: 4, n_blocks: 1}", "--set", "model.d={ndf: 4}",
+             "--set", "optim.batch_size=4", "--set", "train.total_kimg=0.008", "--set", "train.tick_kimg=0.008",
+             "--set", "eval.metrics=[cycle-psnr]"]
+
+
+def raygan(cwd: Path, *args, timeout: float = 300):
+    """`python -m raygan ARGS` as a real process: (exit code, stdout, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAYGAN_CACHE": str(cwd / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    p = subprocess.run([sys.executable, "-m", "raygan", *[str(a) for a in args]], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_line(code: int, err: str, pattern: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("raygan: error: "), err
+    assert pattern in lines[0], lines[0]
+    return lines[0]
+
+
+def picture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth 8-bit grey picture (a ramp plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(h) * 3, np.arange(w) * 5) % 200
+    return (ramp + rng.integers(0, 40, (h, w))).astype(np.uint8)
+
+
+def files_under(d: Path) -> list:
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """tmp with `rep` (a grey repair run) and `tr` (a grey translate run), trained in this process."""
+    from raygan.cli import main
+
+    tmp = tmp_path_factory.mktemp("imagefiles")
+    for d in ("trainA", "trainB", "testA", "testB"):
+        (tmp / "domains" / d).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(picture(28, 28, seed=i + 10 * len(d))).save(tmp / "domains" / d / f"{i}.png")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
+        assert main([*REPAIR, "--run-dir", "rep"]) == 0
+        assert main([*TRANSLATE, "--run-dir", "tr"]) == 0
+    return tmp
+
+
+@pytest.fixture
+def here(models, tmp_path):
+    """A fresh folder that can reach the models as ../rep and ../tr (absolute paths)."""
+    return tmp_path
+
+
+def cmd(models: Path, which: str) -> list:
+    return (["repair", "--run-dir", models / "rep"] if which == "repair"
+            else ["translate", "--run-dir", models / "tr", "--direction", "a2b"])
+
+
+# ====================================================================== 1. nothing of the user's is destroyed
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_out_onto_an_existing_file_a_hard_link_of_the_input_or_into_the_input_folder_is_refused(models, here,
+                                                                                                 which, capsys,
+                                                                                                 monkeypatch):
+    monkeypatch.chdir(here)
+    Image.fromarray(picture(24, 32)).save(here / "in.png")
+    original = (here / "in.png").read_bytes()
+    (here / "notes.png").write_bytes(b"my notes")
+    os.link(here / "in.png", here / "link.png")
+    (here / "photos" / "out").mkdir(parents=True)
+    Image.fromarray(picture(24, 32, 1)).save(here / "photos" / "a.png")
+    Image.fromarray(picture(24, 32, 2)).save(here / "photos" / "out" / "a.png")  # an input inside the output
+    inner = (here / "photos" / "out" / "a.png").read_bytes()
+    c = cmd(models, which)
+    code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "notes.png")
+    one_line(code, err, "notes.png exists; choose another output or pass --force to replace it")
+    for force in ([], ["--force"]):
+        code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "link.png", *force)
+        one_line(code, err, "--out link.png is a hard link of the input in.png")
+        code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "in.png", *force)
+        one_line(code, err, "--out in.png is the input")
+        code, _, err = cli(capsys, *c, "--in", "photos", "--out", "photos/out", *force)
+        one_line(code, err, "--out photos/out is inside the input folder photos")
+    assert (here / "in.png").read_bytes() == (here / "link.png").read_bytes() == original
+    assert (here / "notes.png").read_bytes() == b"my notes"
+    assert (here / "photos" / "out" / "a.png").read_bytes() == inner
+    assert files_under(here / "photos") == ["a.png", "out/a.png"]
+    code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "notes.png", "--force")  # --force replaces it
+    assert code == 0, err
+    assert Image.open(here / "notes.png").size == (32, 24)
+
+
+def test_translate_onto_a_hard_link_of_its_input_in_a_real_process(models, here):
+    Image.fromarray(picture(24, 32)).save(here / "in.png")
+    original = (here / "in.png").read_bytes()
+    os.link(here / "in.png", here / "link.png")
+    code, _, err = raygan(here, *cmd(models, "translate"), "--in", "in.png", "--out", "link.png", "--force")
+    one_line(code, err, "--out link.png is a hard link of the input in.png; writing it would destroy the input")
+    assert (here / "in.png").read_bytes() == original
