@@ -129,3 +129,89 @@ def test_translate_onto_a_hard_link_of_its_input_in_a_real_process(models, here)
     code, _, err = raygan(here, *cmd(models, "translate"), "--in", "in.png", "--out", "link.png", "--force")
     one_line(code, err, "--out link.png is a hard link of the input in.png; writing it would destroy the input")
     assert (here / "in.png").read_bytes() == original
+
+
+# ====================================================================== 2, 4, 6. one folder, both commands
+def _mixed_folder(d: Path) -> None:
+    """What a real folder holds: grey 8-bit, the same picture as 16-bit PNG, float TIFF, RGB with
+    R=G=B, opaque RGBA and lossy WebP; x.png beside x.jpg; a subfolder; a hidden file; and two
+    files that cannot be read as grey without loss (colour, real transparency)."""
+    b = picture(24, 32)
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(b).save(d / "p8.png")
+    Image.fromarray(b.astype(np.uint16) * 257).save(d / "p16.png")  # 16-bit: the same values
+    Image.fromarray(b.astype(np.float32) / 255).save(d / "pf.tif")  # float on [0, 1]
+    Image.fromarray(np.repeat(b[..., None], 3, 2)).save(d / "rgb_grey.png")
+    Image.fromarray(np.dstack([b, b, b, np.full_like(b, 255)])).save(d / "rgba_opaque.png")
+    Image.fromarray(b).save(d / "grey.webp", quality=80)  # WebP decodes to RGB, channels within 1 level
+    Image.fromarray(b).save(d / "x.png")  # the picture of p8.png
+    Image.fromarray(255 - picture(24, 32, 2)).save(d / "x.jpg", quality=95)  # another one
+    Image.fromarray(picture(16, 16, 3)).save(d / "sub" / "y.png")
+    Image.fromarray(picture(16, 16, 4)).save(d / ".hidden.png")
+    Image.fromarray(np.dstack([b, b // 2, b // 3])).save(d / "colour.png")
+    alpha = np.full_like(b, 255)
+    alpha[:4] = 0
+    Image.fromarray(np.dstack([b, b, b, alpha])).save(d / "alpha.png")
+
+
+WRITTEN = ["grey.webp", "p16.png", "p8.png", "pf.tif", "rgb_grey.png", "rgba_opaque.png", "sub/y.png", "x.jpg", "x.png"]
+
+
+@pytest.fixture(scope="module")
+def folder_runs(models):
+    """Both commands on the same mixed folder, each in a real process: {command: (code, err, out dir)}."""
+    src = models / "mixed"
+    _mixed_folder(src)
+    runs = {}
+    for which in ("translate", "repair"):
+        code, _, err = raygan(models, *cmd(models, which), "--in", src, "--out", models / f"out-{which}")
+        runs[which] = (code, err, models / f"out-{which}")
+    return runs
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_a_folder_is_processed_whole_and_skipped_files_are_listed_with_their_reason(folder_runs, which):
+    code, err, out = folder_runs[which]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    skipped = sorted(ln for ln in lines if ln.startswith("raygan: skipped "))
+    assert len(skipped) == 2 and len(lines) == 3, err
+    assert "alpha.png: " in skipped[0] and "has 4 channels (RGBA) with transparent pixels" in skipped[0], skipped
+    assert "colour.png: " in skipped[1] and "has 3 channels (RGB, in colour)" in skipped[1], skipped
+    assert lines[-1] == "raygan: error: 2 of 11 input image(s) skipped (listed above); the other 9 were written"
+    assert files_under(out) == WRITTEN  # subfolders mirrored the same way by both commands; no temp files
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_lossless_conversions_give_the_same_output_as_the_8_bit_grey_file(folder_runs, which):
+    out = folder_runs[which][2]
+    p8 = np.asarray(Image.open(out / "p8.png"))
+    assert Image.open(out / "p8.png").mode == "L"
+    for name in ("rgb_grey.png", "rgba_opaque.png"):  # R=G=B and opaque alpha: read as that grey picture
+        assert Image.open(out / name).mode == "L" and np.array_equal(np.asarray(Image.open(out / name)), p8), name
+    webp = np.asarray(Image.open(out / "grey.webp").convert("L")).astype(int)
+    assert np.abs(webp - p8).mean() < 8  # lossy in, lossless out: close, not equal
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_16_bit_and_float_input_are_read_like_8_bit_and_keep_their_depth(folder_runs, which):
+    out = folder_runs[which][2]
+    p8 = np.asarray(Image.open(out / "p8.png")).astype(np.float64)
+    im16 = Image.open(out / "p16.png")
+    assert im16.mode == "I;16"
+    p16 = np.asarray(im16).astype(np.float64)
+    assert len(np.unique(p16)) > 50  # not clipped to a few values
+    assert np.abs(p16 / 257 - p8).max() <= 0.51  # the same picture, 256x finer
+    imf = Image.open(out / "pf.tif")
+    assert imf.mode == "F"
+    pf = np.asarray(imf).astype(np.float64)
+    assert 0 <= pf.min() and pf.max() <= 1 and np.abs(pf * 255 - p8).max() <= 0.51  # on the input's [0, 1] scale
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_x_png_and_x_jpg_in_one_folder_stay_two_outputs(folder_runs, which):
+    out = folder_runs[which][2]
+    assert Image.open(out / "x.png").format == "PNG" and Image.open(out / "x.jpg").format == "JPEG"
+    a = np.asarray(Image.open(out / "x.png"))
+    assert np.array_equal(a, np.asarray(Image.open(out / "p8.png")))  # x.png's own output, not x.jpg's
+    assert not np.array_equal(a, np.asarray(Image.open(out / "x.jpg")))
