@@ -215,3 +215,70 @@ def test_x_png_and_x_jpg_in_one_folder_stay_two_outputs(folder_runs, which):
     a = np.asarray(Image.open(out / "x.png"))
     assert np.array_equal(a, np.asarray(Image.open(out / "p8.png")))  # x.png's own output, not x.jpg's
     assert not np.array_equal(a, np.asarray(Image.open(out / "x.jpg")))
+
+
+# ====================================================================== 3. one line, exit 2, nothing written
+def bomb_png(path: Path, w: int, h: int) -> Path:
+    """A tiny PNG file that claims w x h grey pixels (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_out_under_a_file_or_not_writable_is_one_line(models, here, which, capsys, monkeypatch):
+    monkeypatch.chdir(here)
+    Image.fromarray(picture(24, 32)).save(here / "in.png")
+    (here / "afile").write_text("x")
+    c = cmd(models, which)
+    code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "afile/x.png")
+    one_line(code, err, "--out afile/x.png: afile is a file, not a folder")
+    code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "afile/deeper/x.png")
+    one_line(code, err, "--out afile/deeper/x.png: afile is a file, not a folder")
+    with tmpfs(here / "ro", "64k", read_only=True):
+        code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "ro/x.png")
+        one_line(code, err, "--out ro/x.png: ro is not writable")
+        code, _, err = cli(capsys, *c, "--in", "in.png", "--out", "ro/new/x.png")
+        one_line(code, err, "--out ro/new/x.png: ro is not writable")
+    assert files_under(here) == ["afile", "in.png"]
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_decompression_bombs_are_refused_in_one_line(models, here, which, capsys, monkeypatch):
+    monkeypatch.chdir(here)
+    bomb_png(here / "bomb.png", 20000, 20000)  # over twice Pillow's limit: its DecompressionBombError
+    bomb_png(here / "big.png", 10000, 10000)  # over the limit: its DecompressionBombWarning
+    for name in ("bomb.png", "big.png"):
+        code, _, err = cli(capsys, *cmd(models, which), "--in", name, "--out", "o.png")
+        one_line(code, err, f"{name}: refused as a possible decompression bomb")
+    assert not (here / "o.png").exists()
+
+
+def test_a_1x1_image_and_a_bomb_in_a_real_process(models, here):
+    Image.fromarray(np.full((1, 1), 7, np.uint8)).save(here / "dot.png")
+    code, _, err = raygan(here, *cmd(models, "translate"), "--in", "dot.png", "--out", "o.png")
+    one_line(code, err, "dot.png is 1x1 px; this model translates images of at least 8x8 px")
+    bomb_png(here / "bomb.png", 20000, 20000)
+    code, _, err = raygan(here, *cmd(models, "repair"), "--in", "bomb.png", "--out", "o.png")
+    one_line(code, err, "bomb.png: refused as a possible decompression bomb")
+    assert files_under(here) == ["bomb.png", "dot.png"]
+
+
+def test_direction_choices_in_help_and_any_case(models, here, capsys, monkeypatch):
+    code, out, err = raygan(here, "translate", "--help")
+    assert code == 0 and "--direction {a2b,b2a}" in out, out + err
+    monkeypatch.chdir(here)
+    Image.fromarray(picture(24, 32)).save(here / "in.png")
+    for direction in ("A2B", "a2b", "B2a"):
+        code, out, err = cli(capsys, "translate", "--run-dir", models / "tr", "--direction", direction,
+                             "--in", "in.png", "--out", f"{direction}.png")
+        assert code == 0, err
+    a2b = np.asarray(Image.open(here / "a2b.png"))
+    assert np.array_equal(np.asarray(Image.open(here / "A2B.png")), a2b)
+    assert not np.array_equal(np.asarray(Image.open(here / "B2a.png")), a2b)
+    code, _, err = cli(capsys, "translate", "--run-dir", models / "tr", "--direction", "sideways",
+                       "--in", "in.png", "--out", "x.png")
+    one_line(code, err, "direction must be one of a2b, b2a, got 'sideways'")

@@ -129,8 +129,8 @@ def check_outputs(pairs: Sequence[Pair], force: bool, out_arg: Optional[Path] = 
     if exists and not force:
         more = f" (and {len(exists) - 1} more)" if len(exists) > 1 else ""
         raise DataError(f"{exists[0]} exists{more}; choose another output or pass --force to replace it")
-    for folder in dict.fromkeys(o.parent for _, o in pairs):
-        check_writable(out_arg or folder, folder)
+    for folder, o in {o.parent: o for _, o in pairs}.items():
+        check_writable(out_arg or o, folder)
 
 
 def check_paths(src, out, force: bool) -> List[Pair]:
