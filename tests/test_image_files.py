@@ -282,3 +282,48 @@ def test_direction_choices_in_help_and_any_case(models, here, capsys, monkeypatc
     code, _, err = cli(capsys, "translate", "--run-dir", models / "tr", "--direction", "sideways",
                        "--in", "in.png", "--out", "x.png")
     one_line(code, err, "direction must be one of a2b, b2a, got 'sideways'")
+
+
+# ====================================================================== 5. a full disk leaves no partial output
+def _noisy_folder(d: Path, n: int, side: int = 128) -> Path:
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(d / f"{i:02d}.png")
+    return d
+
+
+@pytest.mark.parametrize("which", ["translate", "repair"])
+def test_disk_full_while_writing_outputs_leaves_no_partial_or_temp_file(models, here, which, capsys, monkeypatch):
+    """A real 48 KiB filesystem: a few outputs fit, then the disk is full. The error is one line,
+    nothing of the run is left (no 0-byte output, no temp file), and a rerun is not blocked."""
+    src = _noisy_folder(here / "in", 12)
+    with tmpfs(here / "small", "48k") as small:
+        if which == "translate":  # a real process
+            code, _, err = raygan(here, *cmd(models, which), "--in", src, "--out", small / "out")
+        else:
+            monkeypatch.chdir(here)
+            code, _, err = cli(capsys, *cmd(models, which), "--in", src, "--out", small / "out")
+        assert files_under(small) == [] and not (small / "out").exists(), files_under(small)
+        line = one_line(code, err, f"disk full while writing {small}/out/")
+        assert "; removed the " in line and " output(s) written before it" in line, line
+        for extra in sorted(src.iterdir())[2:]:
+            extra.unlink()
+        code, _, err = cli(capsys, *cmd(models, which), "--in", src, "--out", small / "out")  # the rerun works
+        assert code == 0, err
+        assert files_under(small / "out") == ["00.png", "01.png"]
+
+
+def test_sample_png_dir_and_grid_on_a_full_disk_leave_nothing(here):
+    from raygan.cli.evaluate import write_samples
+    from raygan.errors import RayganError
+
+    images = torch.randint(0, 256, (40, 1, 64, 64), dtype=torch.uint8)
+    with tmpfs(here / "small", "48k") as small:
+        for out, fmt in ((small / "dir", "png-dir"), (small / "grid.png", "png"), (small / "s.npz", "npz")):
+            with pytest.raises(Exception) as e:
+                write_samples(images, None, out, fmt)
+            assert files_under(small) == [] and not out.exists(), (fmt, files_under(small))
+            assert isinstance(e.value, RayganError) and f"disk full while writing {small}/" in str(e.value)
+        write_samples(images[:2], None, small / "dir", "png-dir")
+        assert files_under(small) == ["dir/000000.png", "dir/000001.png"]
