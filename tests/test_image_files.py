@@ -327,3 +327,38 @@ def test_sample_png_dir_and_grid_on_a_full_disk_leave_nothing(here):
             assert isinstance(e.value, RayganError) and f"disk full while writing {small}/" in str(e.value)
         write_samples(images[:2], None, small / "dir", "png-dir")
         assert files_under(small) == ["dir/000000.png", "dir/000001.png"]
+
+
+# ====================================================================== 6. a colour model: the same rules
+def test_a_colour_model_takes_opaque_rgba_and_grey_and_says_when_16_bit_is_reduced(tmp_path):
+    from raygan.config import load_config
+    from raygan.tasks.repair_infer import repair_path
+    from raygan.tasks.repair_net import build_generator
+
+    cfg = load_config(None, None, ["task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet",
+                                   "model.g={ngf: 4}", "repair.degradations=noise:sigma=0.1",
+                                   "tracking.enabled=false"])
+    torch.manual_seed(0)
+    G = build_generator(cfg, {"channels": 3, "scale": 1, "mask": False})
+    src = tmp_path / "in"
+    src.mkdir()
+    b = picture(24, 32)
+    rgb = np.dstack([b, 255 - b, b // 2])
+    Image.fromarray(rgb).save(src / "rgb.png")
+    Image.fromarray(np.dstack([rgb, np.full_like(b, 255)])).save(src / "rgba.png")  # opaque: the same picture
+    Image.fromarray(b).save(src / "grey.png")
+    Image.fromarray(np.repeat(b[..., None], 3, 2)).save(src / "grey_as_rgb.png")
+    Image.fromarray(b.astype(np.uint16) * 257).save(src / "grey16.png")
+    alpha = np.full_like(b, 255)
+    alpha[0, 0] = 254
+    Image.fromarray(np.dstack([rgb, alpha])).save(src / "translucent.png")
+    written = repair_path(G, src, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["grey.png", "grey16.png", "grey_as_rgb.png", "rgb.png", "rgba.png"]
+    [(skipped, why)] = written.skipped
+    assert skipped.name == "translucent.png" and "has 4 channels (RGBA) with transparent pixels" in why
+    out = {p.name: np.asarray(Image.open(p)) for p in written}
+    assert Image.open(tmp_path / "out" / "rgba.png").mode == "RGB" and np.array_equal(out["rgba.png"], out["rgb.png"])
+    assert out["grey.png"].shape == (24, 32, 3) and np.array_equal(out["grey.png"], out["grey_as_rgb.png"])
+    assert np.array_equal(out["grey16.png"], out["grey.png"])  # 16-bit grey into colour: 8-bit RGB, and said so
+    assert written.notes == [f"{tmp_path / 'out' / 'grey16.png'} holds 8-bit samples, its input 16-bit ones (only "
+                             "greyscale PNG or TIFF output holds more)"]

@@ -157,7 +157,7 @@ def encode(y: torch.Tensor, path: Path, depth: Depth = 8, scale: float = 255.0
             note = f"{path} holds 16-bit samples (its input was float)"
         return img, fmt, kw, note
     if depth != 8:
-        note = (f"{path} holds 8-bit samples (its input was {'float' if depth == 'float' else f'{depth}-bit'}"
-                f"{'' if grey else ' colour'}; 16-bit output needs grey PNG or TIFF)")
+        d = "float" if depth == "float" else f"{depth}-bit"
+        note = f"{path} holds 8-bit samples, its input {d} ones (only greyscale PNG or TIFF output holds more)"
     u8 = np.round(a * 255).astype(np.uint8)
     return Image.fromarray(u8[0] if grey else u8.transpose(1, 2, 0)), fmt, kw, note
