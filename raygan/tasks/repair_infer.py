@@ -21,7 +21,7 @@ file that cannot be repaired is skipped with its reason (`written.skipped`) and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
