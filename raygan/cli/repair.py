@@ -9,7 +9,7 @@ EXAMPLES = """\
 examples:
   raygan repair --run-dir runs/fmnist-denoise-... --in noisy.png --out restored.png
   raygan repair --run-dir runs/fmnist-inpaint-... --in damaged/ --mask masks/ --out restored/
-  raygan repair --model-uri models:/raygan-repair-fashion-mnist-unet@champion --in x.png --out y.png
+  raygan repair --model-uri models:/raygan-fmnist-denoise/1 --in x.png --out y.png   # @champion after raygan tune
 """
 
 

@@ -8,7 +8,7 @@ from raygan.cli.common import add_model_source, finish_files
 EXAMPLES = """\
 examples:
   raygan translate --run-dir runs/fmnist-sneaker2boot-... --direction a2b --in sneaker.png --out boot.png
-  raygan translate --model-uri models:/NAME@champion --direction b2a --in photos/ --out styled/
+  raygan translate --model-uri models:/raygan-fmnist-sneaker2boot/1 --direction b2a --in photos/ --out styled/
 """
 
 
