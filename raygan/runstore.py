@@ -219,9 +219,10 @@ class RunStore:
 
     # ------------------------------------------------------------------ one writer at a time
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive lock on a local run dir for the life of a run; a second process gets one
-        line. (A URI run relies on the Ray run name being unique instead.)"""
+    def lock(self, what: str = "run dir", other: str = "--run-dir") -> Iterator[None]:
+        """An exclusive lock on a local run dir (or a sweep's folder) for the life of a run, local or
+        on Ray; a second process gets one line. (A URI run relies on the Ray run name being
+        unique instead.)"""
         if not self.is_local:
             yield
             return
@@ -234,10 +235,57 @@ class RunStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-                raise RunDirError(f"run dir {self.location} is in use by {holder}; wait for it to finish "
-                                  f"or choose another --run-dir") from None
+                raise RunDirError(f"{what} {self.location} is in use by {holder}; wait for it to finish "
+                                  f"or choose another {other}") from None
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()}".encode())
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def claim(self, what: str = "run dir", other: str = "--run-dir") -> Iterator["Claim"]:
+        """`lock()` for a start: until the caller sets `claim.started` (the run exists), a failure
+        removes what this start created (the lock file, the directory and the empty parents it
+        made); anything another process wrote stays. Taken before a cluster starts, so a second
+        start is refused in one line and writes nothing."""
+        top = _first_missing(self.path) if self.is_local else None
+        claim = Claim()
+        with self.lock(what, other):
+            try:
+                yield claim
+            except BaseException:
+                if not claim.started and self.is_local:
+                    _remove_unstarted(self.path, top)
+                raise
+
+
+class Claim:
+    """What `RunStore.claim()` yields: set `started = True` once the run exists (never removed)."""
+
+    started = False
+
+
+def _first_missing(path: Path) -> Optional[Path]:
+    """The topmost directory of `path` that does not exist yet (None when `path` exists)."""
+    top = None
+    while not path.exists():
+        top, path = path, path.parent
+    return top
+
+
+def _remove_unstarted(run_dir: Path, top: Optional[Path]) -> None:
+    """Remove what a failed start created: our lock file when nothing else is there, then the
+    run dir and the empty parents it created up to `top` (None: the run dir existed before, it
+    stays); anything another process wrote stays."""
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        d = run_dir
+        while top is not None:
+            d.rmdir()  # only when empty
+            if d == top:
+                break
+            d = d.parent
+    except OSError:
+        pass

@@ -105,13 +105,24 @@ def make_torch_trainer(spec: WorkerSpec, *, workers: int, cpus_per_worker: float
 def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run the training on Ray Train; returns rank 0's summary plus where things are."""
     from raygan import storage as st
-    from raygan.metrics.registry import direction, objective
 
     check_options(cfg, opts)
     storage = st.resolve(opts.storage)
     name = opts.name or cfg.tracking.run_name or default_name(cfg.preset)
     store = RunStore(st.join(storage, name))
-    st.check_writable(storage, "storage")
+    store.check_writable()  # (creates nothing)
+    # one writer per run, as for a local run: taken before the cluster starts, so a second start or
+    # a --resume while it trains is one line and writes nothing
+    with store.claim(other="--run-dir (--name)") as claim:
+        st.check_writable(storage, "storage")
+        return _train_locked(cfg, opts, storage, name, store, claim, resume, progress)
+
+
+def _train_locked(cfg: Config, opts: RayOptions, storage: str, name: str, store: RunStore, claim, resume: bool,
+                  progress: bool) -> Dict[str, Any]:
+    from raygan import storage as st
+    from raygan.metrics.registry import direction, objective
+
     exists = store.holds_run() or st.exists(store.join("checkpoint_manager_snapshot.json"))
     if resume and not exists:
         raise RunDirError(f"no run named '{name}' in {storage}: nothing to resume")
@@ -134,6 +145,7 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
 
     run_id = _mlflow_run(cfg, store, name, opts.workers)
     store.write_config(cfg)
+    claim.started = True  # the run exists from here on: never removed
     store.update_record(host="ray-train", workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
                         gpus_per_worker=opts.gpus_per_worker, storage=storage, name=name, task=cfg.task)
     key = objective(list(cfg.eval.metrics))
