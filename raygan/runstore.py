@@ -3,7 +3,8 @@
 Layout (the same for a local run, a Ray Train run and a Tune trial's trainer):
 
     config.yaml          the resolved config (the run's identity; --resume reads it)
-    run.json             the run record: MLflow run id and tracking URI, host, workers
+    run.json             the run record: MLflow run id, tracking URI and the run dir it belongs to
+                         (a copied run dir resumes into a new MLflow run), host, workers
     checkpoints/ckpt-<nimg>/   state.pt, meta.json, rng-rank<r>.pt
     samples/grid-<nimg>.png    the task's picture per tick
     metrics.jsonl        one line per tick (the run's own record)
@@ -26,7 +27,7 @@ import yaml
 
 from raygan import storage
 from raygan.engine.checkpoint import CHECKPOINT_NAME, STATE_FILE, list_checkpoints
-from raygan.errors import RunDirError
+from raygan.errors import RayganError, RunDirError
 
 CONFIG_FILE = "config.yaml"
 RECORD_FILE = "run.json"
@@ -102,6 +103,20 @@ class RunStore:
             raise RunDirError(f"run dir {p}: {probe} is a file, not a directory")
         if not os.access(probe, os.W_OK | os.X_OK):
             raise RunDirError(f"run dir {p} cannot be created or written ({probe} is not writable)")
+
+    def copy_of(self, recorded: Optional[str] = None) -> Optional[str]:
+        """Where this run dir was copied from: its record names another location (`run_dir`, else
+        `recorded`, the MLflow run's tag) that still holds the same MLflow run. None when it is the
+        original or was moved (the old place no longer holds that run)."""
+        record = self.read_record()
+        run_id, where = record.get("run_id"), record.get("run_dir") or recorded
+        if not run_id or not where or _same_place(where, self.location):
+            return None
+        try:
+            original = RunStore(where).read_record()
+        except RayganError:
+            return None
+        return where if original.get("run_id") == run_id else None
 
     def read_config(self, overrides: Optional[List[str]] = None):
         """The run's own config, with --set overrides on top (e.g. a larger train.total_kimg)."""
@@ -264,6 +279,15 @@ class Claim:
     """What `RunStore.claim()` yields: set `started = True` once the run exists (never removed)."""
 
     started = False
+
+
+def _same_place(a: str, b: str) -> bool:
+    if storage.is_uri(a) or storage.is_uri(b):
+        return a.rstrip("/") == b.rstrip("/")
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _first_missing(path: Path) -> Optional[Path]:

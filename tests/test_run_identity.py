@@ -48,3 +48,35 @@ def test_ray_runs_and_sweeps_are_refused_while_another_process_holds_the_lock(in
                        "--address", "127.0.0.1:1")
     error_after_start(code, err, r"no Ray cluster at 127\.0\.0\.1:1")  # (MLflow's store-creation lines before it)
     assert not (in_tmp / "new").exists()
+
+
+def test_a_copied_run_dir_resumes_into_a_new_mlflow_run_and_a_moved_one_continues(in_tmp, capsys):
+    run, copy, moved = in_tmp / "r", in_tmp / "r2", in_tmp / "r3"
+    code, _, err = cli(capsys, "train", *tiny(in_tmp), "--run-dir", run)
+    assert code == 0, err
+    original = run_id(run)
+    shutil.copytree(run, copy)
+
+    code, _, err = cli(capsys, "train", "--run-dir", copy, "--resume", "--no-progress",
+                       "--set", "train.total_kimg=0.384")
+    assert code == 0, err
+    assert f"raygan: {copy} is a copy of {run} (MLflow run {original}): it continues in a new MLflow run" in err
+    c = client(in_tmp)
+    new = run_id(copy)
+    assert new != original and len(all_runs(in_tmp)) == 2
+    assert c.get_run(new).data.tags["raygan.copied_from"] == original
+    assert c.get_run(new).data.tags["raygan.run_dir"] == str(copy)
+    # the original's run is as it was: one final_fid, FINISHED, its one model version
+    assert len(c.get_metric_history(original, "final_fid")) == 1
+    assert c.get_run(original).info.status == "FINISHED"
+    assert [v.run_id for v in versions(in_tmp, MODEL)].count(original) == 1
+    assert [m.step for m in c.get_metric_history(new, "kimg")] == [384]  # the copy's own ticks after its checkpoint
+
+    # moved (the old place no longer holds it): the same MLflow run goes on, no new one
+    shutil.move(copy, moved)
+    code, _, err = cli(capsys, "train", "--run-dir", moved, "--resume", "--no-progress",
+                       "--set", "train.total_kimg=0.512")
+    assert code == 0, err
+    assert "is a copy of" not in err and run_id(moved) == new and len(all_runs(in_tmp)) == 2
+    assert [m.step for m in c.get_metric_history(new, "kimg")] == [384, 512]
+    assert c.get_run(new).data.tags["raygan.run_dir"] == str(moved)
