@@ -1,7 +1,8 @@
 """The Ray Train host: N TorchTrainer workers run the same loop as a plain process.
 
-Driver (`train_ray`): checks the options, storage, run name and the cluster's resources (fails
-in seconds, never waits forever), creates the MLflow run *before* fit and records it in the run
+Driver (`train_ray`): locks the run dir as a local run does (before the cluster starts: a second
+start or a --resume while it trains is one line), checks the options, storage, run name and the
+cluster's resources (fails in seconds, never waits forever), creates the MLflow run *before* fit and records it in the run
 store (`<storage>/<name>/run.json`), so a worker-group restart and a later `--resume` continue
 the same MLflow run; then runs `TorchTrainer.fit()` with `run_worker` on every rank.
 

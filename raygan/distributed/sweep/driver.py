@@ -1,8 +1,9 @@
 """The sweep driver: Ray Tune + Optuna (TPE, define-by-run) + ASHA on the plan's objective.
 
-`run_sweep` validates the search space against the base config, checks the storage and that one
-trial fits the cluster (sizing `max_concurrent_trials`), creates the parent run, saves the plan,
-then runs `Tuner.fit()`; `resume_sweep` restores the Tuner from storage
+`run_sweep` validates the search space against the base config, locks `<storage>/<name>` (one
+driver per sweep, before the cluster starts), checks the storage and that one trial fits the
+cluster (sizing `max_concurrent_trials`), creates the parent run, saves the plan, then runs
+`Tuner.fit()` (a failure from there on ends the parent run FAILED, never RUNNING); `resume_sweep` restores the Tuner from storage
 (`resume_errored=True`). Afterwards `raygan.distributed.sweep.champion.finish_sweep`
 re-evaluates the top trials and registers the winner. While trials run, one status line per
 tick says how many run, were stopped, finished or errored, and the best objective so far.
