@@ -72,34 +72,27 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
     else:
         store.check_fresh()
     preflight(cfg)
-    top = _first_missing(Path(store.location))  # the directories this start creates (None: it exists)
-    with _stop_signals() as stopper, store.lock():  # a run dir in use by another process: one line, and nothing of it touched
-        started = False
-        try:
-            ckpt = None
-            if resume:
-                ckpt = store.latest_checkpoint()
-                if ckpt is None:
-                    say(f"{store} has no checkpoint yet: starting it again from the beginning")
-            else:
-                store.check_fresh()  # again under the lock: a concurrent start may have won the race
-            store.clean_stale()
-            trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
-            stopper["trainer"] = trainer  # from here a first Ctrl-C/SIGTERM stops it with a checkpoint
-            if ckpt is not None:
-                trainer.load(Path(ckpt))
-                if trainer.nimg >= round(cfg.train.total_kimg * 1000):
-                    say(f"run {store} is complete ({trainer.nimg / 1000:g} kimg = train.total_kimg); nothing "
-                        f"to do (raise it with --set train.total_kimg=... to train further)")
-                    return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
-                            "checkpoint": ckpt, "final": {}}
-            store.write_config(trainer.cfg)  # as trained: fitted to a short budget (a resume keeps it)
-            started = True  # the run exists from here on: never removed
-            return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None)
-        except BaseException:
-            if not started:
-                _remove_unstarted(Path(store.location), top)  # a failed start leaves nothing behind
-            raise
+    with _stop_signals() as stopper, store.claim() as claim:  # in use by another process: one line, and nothing of it touched
+        ckpt = None
+        if resume:
+            ckpt = store.latest_checkpoint()
+            if ckpt is None:
+                say(f"{store} has no checkpoint yet: starting it again from the beginning")
+        else:
+            store.check_fresh()  # again under the lock: a concurrent start may have won the race
+        store.clean_stale()
+        trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
+        stopper["trainer"] = trainer  # from here a first Ctrl-C/SIGTERM stops it with a checkpoint
+        if ckpt is not None:
+            trainer.load(Path(ckpt))
+            if trainer.nimg >= round(cfg.train.total_kimg * 1000):
+                say(f"run {store} is complete ({trainer.nimg / 1000:g} kimg = train.total_kimg); nothing "
+                    f"to do (raise it with --set train.total_kimg=... to train further)")
+                return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
+                        "checkpoint": ckpt, "final": {}}
+        store.write_config(trainer.cfg)  # as trained: fitted to a short budget (a resume keeps it)
+        claim.started = True  # the run exists from here on: never removed
+        return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None)
 
 
 @contextmanager
@@ -142,31 +135,6 @@ def _stopped(e: BaseException, store: RunStore) -> None:
             f"(raygan train --run-dir {store} --resume starts it again from the beginning)")
 
 
-def _first_missing(path: Path) -> Optional[Path]:
-    """The topmost directory of `path` that does not exist yet (None when `path` exists)."""
-    top = None
-    while not path.exists():
-        top, path = path, path.parent
-    return top
-
-
-def _remove_unstarted(run_dir: Path, top: Optional[Path]) -> None:
-    """Remove what this failed start created: our lock file when nothing else is there, then the
-    run dir and the empty parents it created up to `top` (None: the run dir existed before, it
-    stays); anything another process wrote stays."""
-    from raygan.runstore import LOCK_FILE
-
-    try:
-        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
-            (run_dir / LOCK_FILE).unlink(missing_ok=True)
-        d = run_dir
-        while top is not None:
-            d.rmdir()  # only when empty
-            if d == top:
-                break
-            d = d.parent
-    except OSError:
-        pass
 
 
 #: how torch.save (a C++ stream) reports a short write: ENOSPC does not reach Python as an OSError
