@@ -17,12 +17,22 @@ expected time; while training, a line per GAN and classifier (steps, accuracy, E
 classifier's accuracy goes to the MLflow parent run as it ends.
 """
 
+DESCRIPTION = """\
+For each K real images per class and each seed: a conditional GAN trained on exactly those
+images (or --run-dir's), then one classifier per condition, scored on the real test split:
+  real              the K-per-class subset alone
+  real+classic      the same with classic augmentation (--classic)
+  real+gan          the subset + --synthetic-per-class GAN-made images per class
+  real+gan+classic  both
+The defaults are the full protocol: hours on a CPU. --dry-run prints the plan and its time here.
+"""
+
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Examples kept as written; '(default: X)' after every option that has a value by default."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
+        if action.default in (None, False, []) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -39,7 +49,7 @@ def add(sub) -> None:
     from raygan.metrics.classify import RECIPE
 
     p = sub.add_parser("augment", help="classifier accuracy: real only / +classic / +GAN / +GAN+classic per K",
-                       epilog=EXAMPLES, formatter_class=_Formatter)
+                       description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_Formatter)
     p.add_argument("--run-dir", default=None,
                    help="use this conditional GAN run for every cell (default: train one per K and seed on "
                         "exactly that K-per-class subset)")
@@ -112,6 +122,7 @@ def run(args) -> int:
                               base=args.preset, overrides=args.overrides, gan_kimg=args.gan_kimg,
                               conditions=conditions, recipe=recipe, outputs=outputs, make_plot=False,
                               real_fraction=args.real_fraction, dry_run=args.dry_run,
+                              log=lambda line: print(line, flush=True),  # seen at once, also through a pipe
                               on_result=tracker.result if tracker is not None else None)
     except BaseException:
         if tracker is not None:

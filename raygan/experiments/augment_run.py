@@ -35,7 +35,8 @@ from raygan.errors import ConfigError
 from raygan.experiments.augment import (CONDITIONS, AugmentResult, OnResult, plot, render_table,
                                         run_augment_experiment, validate)
 from raygan.experiments.augment_outputs import Outputs, prepare_outputs
-from raygan.experiments.augment_plan import Plan, Progress, Rates, _timed, build_plan, classifier_rates
+from raygan.experiments.augment_plan import (Plan, Progress, Rates, _timed, build_plan, classifier_rates,
+                                             median_step)
 from raygan.metrics.cas import Sampler
 from raygan.metrics.classify import RECIPE, Recipe
 
@@ -146,7 +147,7 @@ class _GanProgress(Reporter):
 
     def progress(self, nimg: int) -> None:
         self.prog.step(nimg - self.start_nimg, self.total - self.start_nimg,
-                       f"GAN {nimg / 1000:.1f}/{self.total / 1000:g} kimg")
+                       f"{nimg / 1000:.1f}/{self.total / 1000:g} kimg")
 
 
 def load_run_generator(run_dir: Union[str, Path], device: Optional[torch.device] = None):
@@ -325,9 +326,14 @@ def gan_rates(gcfg, dev: torch.device, num_classes: int) -> Tuple[float, int, fl
     trainer = Trainer(gcfg, None, device=dev, evaluator=None)
     task = trainer.task
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    task.train_step(0)
-    sync()
-    step = _timed(lambda: ([task.train_step(0) for _ in range(2)], sync())) / 2
+
+    def steps(tick):
+        for _ in range(5):
+            task.train_step(0)
+            sync()
+            tick()
+
+    step = median_step(steps)
     sample = generator_sampler(task.eval_network(), dev)
     image = _timed(lambda: sample(torch.arange(200) % num_classes)) / 200
     return step, int(gcfg.optim.batch_size), image
