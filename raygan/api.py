@@ -51,9 +51,13 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
         cfg = store.read_config(list(overrides))
         record = store.read_record()
         if ray is None and record.get("host") == "ray-train":
-            ray = RayOptions(workers=int(record.get("workers", 1)),
-                             cpus_per_worker=float(record.get("cpus_per_worker", 1.0)),
-                             gpus_per_worker=float(record.get("gpus_per_worker", 0.0)))
+            try:
+                ray = RayOptions(workers=int(record.get("workers", 1)),
+                                 cpus_per_worker=float(record.get("cpus_per_worker", 1.0)),
+                                 gpus_per_worker=float(record.get("gpus_per_worker", 0.0)))
+            except (TypeError, ValueError, OverflowError) as e:  # pydantic's ValidationError is a ValueError
+                raise RayganError(f"{store.join('run.json')}: its workers / cpus_per_worker / gpus_per_worker "
+                                  f"are not a valid Ray setup ({str(e).splitlines()[0][:80]})") from None
     else:
         if cfg is None:
             raise RayganError("train needs a config: raygan.api.config(preset, ...)")
