@@ -7,6 +7,7 @@ from typing import Literal, Optional
 from pydantic import model_validator
 
 from raygan.config import Config
+from raygan.config.schema import SEED_MAX
 from raygan.errors import ConfigError, RayganError
 from raygan.options import Options, opt
 
@@ -29,7 +30,7 @@ class SweepOptions(Options):
     total_kimg: Optional[float] = opt(None, gt=0, metavar="T", help="stop once all trials together trained T kimg")
     scheduler: Literal["asha", "fifo"] = opt("asha", choices=["asha", "fifo"], help="early stopping")
     sampler: Literal["tpe", "random"] = opt("tpe", choices=["tpe", "random"], help="how trials are sampled")
-    seed: int = opt(0, help="the sampler's seed")
+    seed: int = opt(0, ge=0, le=SEED_MAX, help="the sampler's seed (0 to 2**32 - 1)")
     grace_kimg: Optional[float] = opt(None, gt=0, metavar="K",
                                       help="ASHA's first rung in kimg (default: budget / reduction-factor^2)")
     reduction_factor: float = opt(3.0, gt=1, help="ASHA's reduction factor")
