@@ -326,7 +326,14 @@ def test_config_sizes_are_bounded_before_anything_is_built():
                           ("eval.batch_size=1000000", r"eval\.batch_size: Input should be less than"),
                           ("model.g.hidden=[100000000]", r"model\.g\.hidden\.0: 100000000 is too large"),
                           ("model.d.hidden=" + str([8] * 100), r"model\.d\.hidden: 100 entries \(at most 64"),
-                          ("model.g.hidden=[16000, 16000, 16000]", r"the generator would have 525M parameters")):
+                          ("model.g.hidden=[16000, 16000, 16000]", r"the generator would have 525M parameters"),
+                          ("task=translate", None)):
+        if pattern is None:  # an image-to-image network's depth option: blocks are modules, bounded like layers
+            with pytest.raises(ConfigError, match=r"model\.g\.n_blocks: 10000 layers/blocks \(at most 64\)"):
+                load_config(None, None, ["task=translate", "data.domain_a=0", "data.domain_b=1",
+                                         "model.arch=resnet-translator", "model.g.n_blocks=10000",
+                                         "eval.metrics=[fid]", "ema.half_life_kimg=0"])
+            continue
         with pytest.raises(ConfigError, match=pattern):
             load_config("digits", None, [item])
 

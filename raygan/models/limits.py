@@ -6,7 +6,7 @@ deep in torch's allocator) before any weight is compared. Every network raygan b
 through `build_network` / `build_within_limits`:
 
 1. free-form options (`model.g`, `model.d`) are plain values: ints at most `MAX_WIDTH`, lists
-   at most `MAX_LIST` entries (one entry per layer);
+   and depth options (blocks, n_blocks, n_layers, depth) at most `MAX_LIST` layers;
 2. the network is built once on PyTorch's meta device (shapes only, no memory, no random draws)
    and its parameters + buffers counted: more than `MAX_PARAMS` in one network is refused;
 3. only then is it built for real; an allocator failure there is still one line.
@@ -22,8 +22,10 @@ from raygan.errors import ConfigError
 
 #: any int option of a network (channels, units, blocks): real ones are <= 1024
 MAX_WIDTH = 16384
-#: entries of a list option (e.g. mlp `hidden`, one per layer)
+#: entries of a list option (e.g. mlp `hidden`, one per layer) and the value of a depth option
 MAX_LIST = 64
+#: options that count layers or blocks (each one a Python module: bounded like a list of layers)
+DEPTH_OPTIONS = ("blocks", "n_blocks", "n_layers", "depth")
 #: parameters + buffers of one network: 500M is 2 GB in float32 (about 8 GB with grads and Adam)
 MAX_PARAMS = 500_000_000
 #: classes of a conditional model
@@ -47,6 +49,8 @@ def check_options(where: str, opts: Mapping[str, Any]) -> None:
                 walk(x, f"{path}.{k}")
 
     for k, v in (opts or {}).items():
+        if k in DEPTH_OPTIONS and isinstance(v, int) and not isinstance(v, bool) and v > MAX_LIST:
+            raise ConfigError(f"{where}.{k}: {v} layers/blocks (at most {MAX_LIST})")
         walk(v, f"{where}.{k}")
 
 
