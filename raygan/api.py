@@ -51,9 +51,13 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
         cfg = store.read_config(list(overrides))
         record = store.read_record()
         if ray is None and record.get("host") == "ray-train":
-            ray = RayOptions(workers=int(record.get("workers", 1)),
-                             cpus_per_worker=float(record.get("cpus_per_worker", 1.0)),
-                             gpus_per_worker=float(record.get("gpus_per_worker", 0.0)))
+            try:
+                ray = RayOptions(workers=int(record.get("workers", 1)),
+                                 cpus_per_worker=float(record.get("cpus_per_worker", 1.0)),
+                                 gpus_per_worker=float(record.get("gpus_per_worker", 0.0)))
+            except (TypeError, ValueError, OverflowError) as e:  # pydantic's ValidationError is a ValueError
+                raise RayganError(f"{store.join('run.json')}: its workers / cpus_per_worker / gpus_per_worker "
+                                  f"are not a valid Ray setup ({str(e).splitlines()[0][:80]})") from None
     else:
         if cfg is None:
             raise RayganError("train needs a config: raygan.api.config(preset, ...)")
@@ -133,6 +137,7 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
     check_sample_count(cfg, n)
     cls = task_class(cfg.task)
     if seed is not None:
+        check_seed(seed, "--seed")
         cfg = cls.with_eval_seed(cfg, seed)
     device = resolve_device(cfg.train.device)
     evaluator = cls.evaluator_for(cfg, device, info["model_spec"])
@@ -146,9 +151,25 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
 MIN_SAMPLES = {"fid": 10, "kid": 10, "is": 10, "pr": 10, "dc": 10, "cas": 100, "gan-test": 100}
 
 
+def check_seed(seed: int, flag: str) -> None:
+    """Seeds reach numpy, torch and Python's random: one range for all (as the config's seeds)."""
+    from raygan.config.schema import SEED_MAX
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{flag} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed}")
+
+
+#: most images `sample` makes in memory at once: latents (4 bytes x z_dim) + uint8 pixels each
+SAMPLE_MEMORY_BYTES = 2 << 30
+
+
 def check_sample_count(cfg: Config, n: int) -> None:
+    from raygan.config.schema import MAX_SAMPLES
+
     if n < 2:
         raise ConfigError(f"--num-samples must be at least 2, got {n}")
+    if n > MAX_SAMPLES:
+        raise ConfigError(f"--num-samples must be at most {MAX_SAMPLES}, got {n}")
     for m in cfg.eval.metrics:
         need = MIN_SAMPLES.get(m, 2)
         if n < need:
@@ -165,7 +186,13 @@ def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = No
 
     if num < 1:
         raise ConfigError(f"--num must be at least 1, got {num}")
+    check_seed(seed, "--seed")
     G, cfg, _ = load(run_dir, model_uri, tracking_uri=tracking_uri, expect_task="generate")
+    per_image = 4 * int(G.z_dim) + int(getattr(G, "channels", 3)) * cfg.data.resolution ** 2
+    if num * per_image > SAMPLE_MEMORY_BYTES:
+        raise ConfigError(f"--num {num}: that many images need {num * per_image / 2**30:.1f} GiB at once (at most "
+                          f"{SAMPLE_MEMORY_BYTES >> 30} GiB, i.e. {SAMPLE_MEMORY_BYTES // per_image} images of this "
+                          f"model); sample in several calls with different --seed")
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(num, G.z_dim, generator=gen)
     k = getattr(G, "num_classes", 0)

@@ -16,6 +16,7 @@ this class. A local run directory is locked for the life of a run (one writer at
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -23,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-import yaml
 
 from raygan import storage
 from raygan.engine.checkpoint import CHECKPOINT_NAME, STATE_FILE, list_checkpoints
@@ -41,6 +41,11 @@ LOCK_FILE = ".raygan.lock"
 
 def default_name(preset: Optional[str], prefix: str = "") -> str:
     return f"{prefix}{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _is_row(row: Any) -> bool:
+    kimg = row.get("kimg", 0) if isinstance(row, dict) else None
+    return isinstance(kimg, (int, float)) and not isinstance(kimg, bool) and math.isfinite(kimg)
 
 
 class RunStore:
@@ -122,13 +127,15 @@ class RunStore:
         """The run's own config, with --set overrides on top (e.g. a larger train.total_kimg)."""
         from raygan.config import build_config, deep_merge, parse_override
 
-        text = storage.read_text(self.join(CONFIG_FILE))
+        from raygan.config.safe import load_yaml
+
+        text = self._read_untrusted(CONFIG_FILE)
         if text is None:
             raise RunDirError(f"run dir {self.location} holds no run ({CONFIG_FILE} missing)")
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError:
-            raise RunDirError(f"{self.join(CONFIG_FILE)} is not valid YAML") from None
+        data = load_yaml(text, self.join(CONFIG_FILE), RunDirError) or {}
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.join(CONFIG_FILE)}: expected a mapping of config sections, "
+                              f"got {type(data).__name__}")
         for item in overrides or []:
             data = deep_merge(data, parse_override(item))
         return build_config(data)
@@ -136,14 +143,38 @@ class RunStore:
     def write_config(self, cfg) -> None:
         storage.write_text(self.join(CONFIG_FILE), cfg.to_yaml())
 
+    def _read_untrusted(self, name: str) -> Optional[str]:
+        """A run file's text (None when absent), read as untrusted input: UTF-8, and at most
+        MAX_TEXT_BYTES except metrics.jsonl (which grows with the run)."""
+        from raygan.config.safe import MAX_TEXT_BYTES, read_limited
+
+        path = self.join(name)
+        if self.is_local:
+            if not Path(path).is_file():
+                return None
+            return read_limited(path, "run file", RunDirError, limit=None if name == METRICS_FILE
+                                else MAX_TEXT_BYTES)
+        try:
+            return storage.read_text(path)
+        except UnicodeDecodeError:
+            raise RunDirError(f"{path} is not text (not UTF-8)") from None
+
     def read_record(self) -> Dict[str, Any]:
-        text = storage.read_text(self.join(RECORD_FILE))
+        """run.json: a JSON object (anything else is one line naming the file)."""
+        from raygan.config.safe import check_tree
+
+        text = self._read_untrusted(RECORD_FILE)
         if not text:
             return {}
         try:
-            return json.loads(text)
-        except json.JSONDecodeError:
+            record = json.loads(text)
+        except (ValueError, RecursionError):
             raise RunDirError(f"{self.join(RECORD_FILE)} is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise RunDirError(f"{self.join(RECORD_FILE)} is not a run record (a JSON object expected, "
+                              f"got {type(record).__name__})")
+        check_tree(record, self.join(RECORD_FILE), RunDirError)
+        return record
 
     def update_record(self, **values: Any) -> Dict[str, Any]:
         record = {**self.read_record(), **{k: v for k, v in values.items() if v is not None}}
@@ -213,17 +244,43 @@ class RunStore:
         return [self.join(SAMPLES, n) for n in storage.list_dir(self.join(SAMPLES)) if n.endswith(".png")]
 
     def metrics(self) -> List[Dict[str, Any]]:
-        text = storage.read_text(self.join(METRICS_FILE)) or ""
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        """The ticks in metrics.jsonl. A last line without its newline that does not parse is a
+        write cut short by a crash or still under way: it is left out (a resume rewrites the file
+        without it; that tick is past the last checkpoint and is redone). Any other line that is
+        not a JSON object is one error naming the file and the line."""
+        return self._metrics_rows()[0]
+
+    def _metrics_rows(self):
+        text = self._read_untrusted(METRICS_FILE) or ""
+        lines = text.split("\n")
+        torn = False
+        if lines and lines[-1].strip():  # no final newline: the last write may be cut short
+            try:
+                json.loads(lines[-1])
+            except (ValueError, RecursionError):
+                lines, torn = lines[:-1], True
+        rows = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                row = None
+            if not _is_row(row):
+                raise RunDirError(f"{self.join(METRICS_FILE)} line {i} is not a metrics row (a JSON object "
+                                  f"with a numeric kimg); fix or remove that line")
+            rows.append(row)
+        return rows, torn
 
     def append_metrics(self, row: Dict[str, Any]) -> None:
         storage.append_text(self.join(METRICS_FILE), json.dumps(row, sort_keys=True) + "\n")
 
     def truncate_metrics_after(self, nimg: int) -> int:
         """Drop ticks past `nimg` (a resume redoes them); returns how many were dropped."""
-        rows = self.metrics()
+        rows, torn = self._metrics_rows()
         keep = [r for r in rows if round(r.get("kimg", 0) * 1000) <= nimg]
-        if len(keep) != len(rows):
+        if len(keep) != len(rows) or torn:
             storage.write_text(self.join(METRICS_FILE), "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
         return len(rows) - len(keep)
 

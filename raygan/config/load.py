@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 from pydantic import ValidationError
 
+from raygan.config.safe import MAX_DEPTH, SafeLoader, YAMLRefused, check_tree, load_yaml, read_limited
 from raygan.config.schema import Config
 from raygan.errors import ConfigError
 
@@ -25,12 +26,7 @@ def preset_names() -> List[str]:
 
 
 def _read_yaml(text: str, where: str) -> Dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        at = f" (line {line + 1})" if line is not None else ""
-        raise ConfigError(f"{where}: not valid YAML{at}") from None
+    data = load_yaml(text, where)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -74,10 +70,17 @@ def parse_override(item: str) -> Dict[str, Any]:
     parts = [p for p in key.strip().split(".")]
     if not all(parts):
         raise ConfigError(f"--set {item!r}: empty key part")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(f"--set {key[:60]!r}...: nested deeper than {MAX_DEPTH} levels")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = yaml.load(raw, Loader=SafeLoader) if raw.strip() else None  # noqa: S506
+    except YAMLRefused as e:
+        raise ConfigError(f"--set {key}: {e.message}") from None
+    except yaml.YAMLError:  # not YAML (a plain word with a colon...): the text itself
         value = raw
+    except (ValueError, RecursionError):
+        raise ConfigError(f"--set {key}: value is not valid YAML") from None
+    check_tree(value, f"--set {key}", max_depth=MAX_DEPTH - len(parts))
     value = yaml_number(value)
     out: Dict[str, Any] = {}
     cur = out
@@ -161,12 +164,7 @@ def load_config(
             raise ConfigError(f"config file {config_file} is a directory, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file not found: {config_file}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {config_file} is not text (not UTF-8): expected a YAML file") from None
-        except OSError as e:
-            raise ConfigError(f"config file {config_file} cannot be read: {e.strerror}") from None
+        text = read_limited(path, "config file")
         data = deep_merge(data, _read_yaml(text, str(path)))
     for item in overrides or []:
         data = deep_merge(data, parse_override(item))

@@ -11,11 +11,31 @@ import json
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from typing_extensions import Annotated
 
 
 #: seeds reach numpy (0..2**32-1 only), torch and Python's random: one range for all of them
 SEED_MAX = 2**32 - 1
+#: size bounds: far above any real use, low enough that a typo or a hostile file cannot ask for
+#: terabytes before anything is checked (model widths and the parameter count are bounded where
+#: networks are built: raygan.models.limits)
+MAX_Z_DIM = 16384
+MAX_SAMPLES = 1_000_000  # generated images per evaluation
+MAX_BATCH = 65536
+MAX_EVAL_BATCH = 4096  # images per extractor forward (inception: 3x299x299 floats each)
+
+
+def _no_bool(v: Any) -> Any:
+    """YAML's true/false are not numbers: `batch_size: true` must not become 1."""
+    if isinstance(v, bool):
+        raise ValueError("expected a number, not true/false")
+    return v
+
+
+#: int and float fields that refuse booleans (pydantic's lax mode would read true as 1)
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
 
 
 class _Strict(BaseModel):
@@ -26,19 +46,19 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     name: str = "fashion-mnist"
     root: Optional[str] = None
-    resolution: int = 32
-    channels: Optional[int] = None  # None: the source's native channels
-    limit: Optional[int] = Field(default=None, gt=0)
+    resolution: Int = 32
+    channels: Optional[Int] = None  # None: the source's native channels
+    limit: Optional[Int] = Field(default=None, gt=0)
     download: bool = False
-    per_class: Optional[int] = Field(default=None, gt=0)  # a class-balanced subset: K images per class
-    subset_seed: int = 0  # which K per class (the same on every rank and after resume)
-    domain_a: Optional[Union[int, str]] = None  # translate: the class (name or index) of domain A
-    domain_b: Optional[Union[int, str]] = None  # translate: the class of domain B
+    per_class: Optional[Int] = Field(default=None, gt=0)  # a class-balanced subset: K images per class
+    subset_seed: Int = 0  # which K per class (the same on every rank and after resume)
+    domain_a: Optional[Union[Int, str]] = None  # translate: the class (name or index) of domain A
+    domain_b: Optional[Union[Int, str]] = None  # translate: the class of domain B
 
 
 class ModelConfig(_Strict):
     arch: str = "dcgan"
-    z_dim: int = Field(default=100, gt=0)
+    z_dim: Int = Field(default=100, gt=0, le=MAX_Z_DIM)
     conditional: bool = False
     spectral_norm: bool = False
     d_arch: Optional[str] = None  # image-to-image tasks: the discriminator's name (default patchgan)
@@ -50,7 +70,7 @@ class LossConfig(_Strict):
     name: str = "ns"
     # AC-GAN's auxiliary class term (task generate, conditional): D's class head learns the real labels and
     # G is pushed to make fakes that head assigns to their labels; 0 = off (projection conditioning only)
-    ac_weight: float = Field(default=0.0, ge=0)
+    ac_weight: Float = Field(default=0.0, ge=0)
 
 
 class RegularizerConfig(_Strict):
@@ -64,10 +84,10 @@ class AdaConfig(_Strict):
     so a search space can choose it (`augment.ada.enabled: {choice: [false, true]}`)."""
 
     enabled: bool = True
-    target: Optional[float] = Field(default=0.6, gt=0, lt=1)  # None: p stays fixed
-    speed_kimg: float = Field(default=500.0, gt=0)  # p can go 0 -> 1 in this many kimg
-    interval: int = Field(default=4, ge=1)  # D steps between adjustments
-    p: float = Field(default=0.0, ge=0, le=1)  # initial probability
+    target: Optional[Float] = Field(default=0.6, gt=0, lt=1)  # None: p stays fixed
+    speed_kimg: Float = Field(default=500.0, gt=0)  # p can go 0 -> 1 in this many kimg
+    interval: Int = Field(default=4, ge=1)  # D steps between adjustments
+    p: Float = Field(default=0.0, ge=0, le=1)  # initial probability
     ops: str = "bgc"  # blit (flip, rot90, int translation), geom, color, or a comma list of ops
 
 
@@ -78,53 +98,53 @@ class AugmentConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    batch_size: int = Field(default=64, gt=0)  # global: split evenly across workers
-    g_lr: float = Field(default=2e-4, gt=0)
-    d_lr: float = Field(default=2e-4, gt=0)
-    g_betas: Tuple[float, float] = (0.5, 0.999)
-    d_betas: Tuple[float, float] = (0.5, 0.999)
-    n_critic: int = Field(default=1, ge=1)  # D steps per G step
+    batch_size: Int = Field(default=64, gt=0, le=MAX_BATCH)  # global: split evenly across workers
+    g_lr: Float = Field(default=2e-4, gt=0)
+    d_lr: Float = Field(default=2e-4, gt=0)
+    g_betas: Tuple[Float, Float] = (0.5, 0.999)
+    d_betas: Tuple[Float, Float] = (0.5, 0.999)
+    n_critic: Int = Field(default=1, ge=1)  # D steps per G step
 
     @field_validator("g_betas", "d_betas")
     @classmethod
-    def _betas(cls, v: Tuple[float, float]) -> Tuple[float, float]:
+    def _betas(cls, v: Tuple[Float, Float]) -> Tuple[Float, Float]:
         if not all(0.0 <= b < 1.0 for b in v):
             raise ValueError("betas must lie in [0, 1)")
         return v
 
 
 class EMAConfig(_Strict):
-    half_life_kimg: float = Field(default=0.0, ge=0)  # 0 disables the EMA generator
-    rampup: Optional[float] = Field(default=None, gt=0)  # half-life <= rampup * kimg early on
+    half_life_kimg: Float = Field(default=0.0, ge=0)  # 0 disables the EMA generator
+    rampup: Optional[Float] = Field(default=None, gt=0)  # half-life <= rampup * kimg early on
 
 
 class TrainConfig(_Strict):
-    total_kimg: float = Field(default=100.0, gt=0)
-    tick_kimg: float = Field(default=4.0, gt=0)
-    snapshot_ticks: int = Field(default=5, ge=1)
-    eval_ticks: int = Field(default=5, ge=0)  # 0: evaluate only at the end
-    sample_ticks: int = Field(default=5, ge=1)
-    keep_checkpoints: int = Field(default=2, ge=1)
+    total_kimg: Float = Field(default=100.0, gt=0)
+    tick_kimg: Float = Field(default=4.0, gt=0)
+    snapshot_ticks: Int = Field(default=5, ge=1)
+    eval_ticks: Int = Field(default=5, ge=0)  # 0: evaluate only at the end
+    sample_ticks: Int = Field(default=5, ge=1)
+    keep_checkpoints: Int = Field(default=2, ge=1)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["none", "bf16", "fp16"] = "none"  # GPU only; ignored on CPU
     channels_last: bool = True  # GPU only
     compile: bool = False
-    threads: Optional[int] = Field(default=None, ge=1)  # torch intra-op threads
-    nan_ticks: int = Field(default=2, ge=1)  # non-finite ticks in a row before giving up
+    threads: Optional[Int] = Field(default=None, ge=1)  # torch intra-op threads
+    nan_ticks: Int = Field(default=2, ge=1)  # non-finite ticks in a row before giving up
 
 
 class EvalConfig(_Strict):
     extractor: str = "fmnist-cnn"
     metrics: List[str] = Field(default_factory=lambda: ["fid"])
-    num_samples: int = Field(default=5000, gt=1)  # during training
-    final_num_samples: int = Field(default=10000, gt=1)  # at the end of the run
+    num_samples: Int = Field(default=5000, gt=1, le=MAX_SAMPLES)  # during training
+    final_num_samples: Int = Field(default=10000, gt=1, le=MAX_SAMPLES)  # at the end of the run
     # k-NN metrics (pr, dc) compare this many fakes with as many reals at every evaluation, so tick
     # and final values are comparable; None: min(num_samples, final_num_samples)
-    knn_samples: Optional[int] = Field(default=None, gt=5)
+    knn_samples: Optional[Int] = Field(default=None, gt=5, le=MAX_SAMPLES)
     reference_split: str = "test"
-    batch_size: int = Field(default=500, gt=0)
+    batch_size: Int = Field(default=500, gt=0, le=MAX_EVAL_BATCH)
     inception_weights: Optional[str] = None
-    seed: int = Field(default=123, ge=0, le=SEED_MAX)  # fixed noise for evaluation, independent of training
+    seed: Int = Field(default=123, ge=0, le=SEED_MAX)  # fixed noise for evaluation, independent of training
 
 
 class TrackingConfig(_Strict):
@@ -140,26 +160,26 @@ class RepairConfig(_Strict):
 
     degradations: Union[str, List[Dict[str, Any]]] = "noise:sigma=0.5"  # in order; see raygan.degradations
     # fixes each test image's degradation (part of the metric protocol)
-    eval_seed: int = Field(default=2024, ge=0, le=SEED_MAX)
-    l1_weight: float = Field(default=100.0, ge=0)  # pix2pix's lambda
-    adv_weight: float = Field(default=1.0, ge=0)  # 0: the plain regression baseline, same network
-    feature_weight: float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
+    eval_seed: Int = Field(default=2024, ge=0, le=SEED_MAX)
+    l1_weight: Float = Field(default=100.0, ge=0)  # pix2pix's lambda
+    adv_weight: Float = Field(default=1.0, ge=0)  # 0: the plain regression baseline, same network
+    feature_weight: Float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
     feature_extractor: str = "fmnist-cnn"
-    adv_warmup_kimg: float = Field(default=0.0, ge=0)  # L1 (+ features) only this long; D not trained yet
+    adv_warmup_kimg: Float = Field(default=0.0, ge=0)  # L1 (+ features) only this long; D not trained yet
 
 
 class TranslateConfig(_Strict):
     """Task `translate` (CycleGAN): cycle and identity terms, history pools, lr decay."""
 
-    lambda_cycle: float = Field(default=10.0, ge=0)
-    lambda_identity: float = Field(default=0.5, ge=0)  # as a fraction of lambda_cycle
-    pool_size: int = Field(default=50, ge=0)
-    lr_decay_start: float = Field(default=0.5, ge=0, le=1)  # fraction of total_kimg, then linear to 0
+    lambda_cycle: Float = Field(default=10.0, ge=0)
+    lambda_identity: Float = Field(default=0.5, ge=0)  # as a fraction of lambda_cycle
+    pool_size: Int = Field(default=50, ge=0)
+    lr_decay_start: Float = Field(default=0.5, ge=0, le=1)  # fraction of total_kimg, then linear to 0
 
 
 class Config(_Strict):
     task: str = "generate"  # a registered task: generate | repair | translate
-    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    seed: Int = Field(default=0, ge=0, le=SEED_MAX)
     preset: Optional[str] = None  # informational: which preset this came from
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -18,11 +18,14 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from raygan.config.safe import check_tree
 from raygan.errors import CheckpointError
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 CHECKPOINT_NAME = re.compile(r"^ckpt-(\d+)$")
+#: values (tensors count one each) a training state may hold: a real one holds a few thousand
+MAX_STATE_NODES = 1_000_000
 
 
 def checkpoint_name(nimg: int) -> str:
@@ -101,6 +104,9 @@ def load_checkpoint(directory: Path, rank: int = 0, expected_arch_hash: Optional
     state = _load(directory / STATE_FILE, "training state")
     if not isinstance(state, dict) or "models" not in state:
         raise CheckpointError(f"checkpoint {directory} is not a raygan checkpoint")
+    # weights_only unpickling runs no code, but shared references can still make a small file a
+    # "billion laughs" for whatever walks the config later: bound it before anything reads it
+    check_tree(state, f"checkpoint {directory}", CheckpointError, max_nodes=MAX_STATE_NODES)
     if expected_arch_hash is not None and state.get("arch_hash") != expected_arch_hash:
         had = state.get("config", {}).get("model", {})
         raise CheckpointError(
@@ -110,6 +116,7 @@ def load_checkpoint(directory: Path, rank: int = 0, expected_arch_hash: Optional
         )
     rng_file = directory / f"rng-rank{rank}.pt"
     state["rng"] = _load(rng_file, "rng") if rng_file.is_file() else None
+    check_tree(state["rng"], f"checkpoint {rng_file}", CheckpointError)
     return state
 
 

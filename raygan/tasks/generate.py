@@ -52,8 +52,16 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         super().check_config(cfg)
         ARCHITECTURES.get(cfg.model.arch)
         LOSSES.get(cfg.loss.name)
-        REGULARIZERS.get(cfg.regularizer.name)
+        REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)  # its kwargs, as a run builds it
         build_d_augment(cfg.augment)
+        # the networks, as a run builds them but on the meta device (no memory, no random draws), so
+        # option names, values and sizes fail here (and in --dry-run), before any data is read; the
+        # data's channels and classes are not known yet: the smallest (1 channel, 2 classes) stand in
+        m = cfg.model
+        with torch.device("meta"):
+            build_models(m.arch, resolution=cfg.data.resolution, channels=cfg.data.channels or 1, z_dim=m.z_dim,
+                         num_classes=2 if m.conditional else 0, spectral_norm=False, g=dict(m.g), d=dict(m.d),
+                         class_head=cfg.loss.ac_weight > 0 and m.conditional)
         if cfg.loss.ac_weight and not cfg.model.conditional:
             raise ConfigError("config: loss.ac_weight: the AC-GAN class term needs a class-conditional "
                               "model (model.conditional: true)")

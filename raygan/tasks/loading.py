@@ -17,6 +17,7 @@ from torch import nn
 
 from raygan.engine.checkpoint import load_checkpoint, load_state_dict_checked
 from raygan.errors import CheckpointError, ConfigError
+from raygan.models.limits import MAX_CLASSES
 
 
 @dataclass
@@ -30,10 +31,33 @@ class LoadedModel:
     model_spec: Dict[str, Any]
 
 
+#: the model spec's values a network is built from: (type, lowest, highest)
+_SPEC_VALUES = {"channels": (int, 1, 4), "num_classes": (int, 0, MAX_CLASSES), "scale": (int, 1, 8),
+                "mask": (bool, None, None)}
+
+
+def check_model_spec(spec: Any, where: str) -> Dict[str, Any]:
+    """A recorded model spec (from a checkpoint or a spec.json: untrusted) before anything is built:
+    a mapping whose channels / num_classes / scale / mask have their type and a sane range."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: model spec is not a mapping (got {type(spec).__name__})")
+    if "channels" not in spec:
+        raise ConfigError(f"{where}: model spec has no 'channels'")
+    for key, (kind, low, high) in _SPEC_VALUES.items():
+        if key not in spec:
+            continue
+        v = spec[key]
+        if type(v) is not kind or (low is not None and not low <= v <= high):
+            want = "true or false" if kind is bool else f"an integer from {low} to {high}"
+            raise ConfigError(f"{where}: model spec {key} must be {want}, got {v!r}")
+    return spec
+
+
 def build_exported(cfg, model_spec: Dict[str, Any], state_dict: Dict[str, Any], where: str) -> nn.Module:
     """The task's exported network from its config, spec and weights (eval mode, on CPU)."""
     from raygan.tasks import task_class
 
+    check_model_spec(model_spec, where)
     module = task_class(cfg.task).build_inference(cfg, model_spec)
     load_state_dict_checked(module, state_dict, "exported network", Path(where))
     return module.eval()
@@ -46,6 +70,8 @@ def load_model(ckpt_dir: Path, device: Optional[torch.device] = None, expect_tas
     from raygan.tasks import task_class
 
     st = load_checkpoint(Path(ckpt_dir))
+    if not isinstance(st.get("config"), dict) or not isinstance((st.get("progress") or {}).get("nimg"), int):
+        raise CheckpointError(f"checkpoint {ckpt_dir} is not a raygan checkpoint (no config or progress)")
     try:
         cfg = build_config(st["config"])
     except ConfigError as e:

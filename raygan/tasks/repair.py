@@ -55,7 +55,11 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         r, o = cfg.repair, cfg.optim
         pipeline = build_degradations(r.degradations, seed=r.eval_seed)
         pipeline.check(cfg.data.resolution, cfg.data.channels or 1)
-        check_networks(cfg, spec_from_pipeline(pipeline, cfg.data.channels or 1))
+        spec = spec_from_pipeline(pipeline, cfg.data.channels or 1)
+        check_networks(cfg, spec)
+        with torch.device("meta"):  # option values and sizes, as a run builds them (no memory used)
+            build_generator(cfg, spec)
+            build_discriminator(cfg, spec)
         LOSSES.get(cfg.loss.name)
         REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
         if r.feature_weight > 0:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raygan.errors import ConfigError
+from raygan.models.limits import build_network
 from raygan.models.networks import DISCRIMINATORS, GENERATORS
 
 DEFAULT_D = "patchgan"
@@ -160,8 +161,8 @@ def build_generator(cfg, spec: Dict[str, Any]) -> RepairNet:
     kwargs = dict(m.g)
     if sr:
         kwargs["scale"] = scale
-    net = GENERATORS.build(m.arch, in_channels=channels + int(mask), out_channels=channels,
-                           resolution=cfg.data.resolution, **kwargs)
+    net = build_network(GENERATORS, m.arch, "model.g", "generator", in_channels=channels + int(mask),
+                        out_channels=channels, resolution=cfg.data.resolution, **kwargs)
     return RepairNet(net, channels=channels, scale=scale, mask=mask, upsample_input=scale > 1 and not sr,
                      fill=fill_value(cfg))
 
@@ -171,7 +172,7 @@ def build_discriminator(cfg, spec: Dict[str, Any]) -> nn.Module:
     channels = int(spec["channels"])
     cond = channels + int(bool(spec["mask"]))
     name = m.d_arch or DEFAULT_D
-    D = DISCRIMINATORS.build(name, in_channels=cond + channels, resolution=cfg.data.resolution,
-                             spectral_norm=m.spectral_norm, **dict(m.d))
+    D = build_network(DISCRIMINATORS, name, "model.d", "discriminator", in_channels=cond + channels,
+                      resolution=cfg.data.resolution, spectral_norm=m.spectral_norm, **dict(m.d))
     D.registry_name = name
     return D

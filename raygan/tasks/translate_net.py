@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from raygan.errors import ConfigError
+from raygan.models.limits import build_network
 from raygan.models.networks import DISCRIMINATORS, GENERATORS
 
 DIRECTIONS = ("a2b", "b2a")
@@ -29,15 +30,15 @@ def discriminator_name(cfg) -> str:
 
 
 def build_generator(cfg, channels: int) -> nn.Module:
-    G = GENERATORS.build(generator_name(cfg), in_channels=channels, out_channels=channels,
-                         resolution=cfg.data.resolution, **dict(cfg.model.g))
+    G = build_network(GENERATORS, generator_name(cfg), "model.g", "generator", in_channels=channels,
+                      out_channels=channels, resolution=cfg.data.resolution, **dict(cfg.model.g))
     G.registry_name = generator_name(cfg)
     return G
 
 
 def build_discriminator(cfg, channels: int) -> nn.Module:
-    D = DISCRIMINATORS.build(discriminator_name(cfg), in_channels=channels, resolution=cfg.data.resolution,
-                             spectral_norm=cfg.model.spectral_norm, **dict(cfg.model.d))
+    D = build_network(DISCRIMINATORS, discriminator_name(cfg), "model.d", "discriminator", in_channels=channels,
+                      resolution=cfg.data.resolution, spectral_norm=cfg.model.spectral_norm, **dict(cfg.model.d))
     D.registry_name = discriminator_name(cfg)
     return D
 

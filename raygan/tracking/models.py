@@ -139,6 +139,31 @@ def _lists_files(uri: str, tracking_uri: str) -> bool:
         return False
 
 
+def read_spec(spec_file: Path, uri: str) -> Dict[str, Any]:
+    """A model's spec.json as untrusted input: at most 1 MiB of UTF-8 JSON, an object holding a
+    `config` object and a `model_spec` object, nested and sized within raygan.config.safe's bounds."""
+    from raygan.config.safe import check_tree, read_limited
+    from raygan.tasks.loading import check_model_spec
+
+    where = f"model {uri}: its {SPEC_FILE}"
+    text = read_limited(spec_file, where, ModelLoadError)
+    try:
+        spec = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ModelLoadError(f"{where} is not valid JSON ({first_line(e)[:80]})") from None
+    if not isinstance(spec, dict):
+        raise ModelLoadError(f"{where} is not a model spec (a JSON object expected, got {type(spec).__name__})")
+    check_tree(spec, where, ModelLoadError)
+    for key in ("config", "model_spec"):
+        if not isinstance(spec.get(key), dict):
+            raise ModelLoadError(f"{where} has no '{key}' object")
+    try:
+        check_model_spec(spec["model_spec"], f"model {uri}")
+    except RayganError as e:
+        raise ModelLoadError(str(e)) from None
+    return spec
+
+
 def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = None):
     """(module in eval mode, spec) of a logged or registered raygan model; never unpickles."""
     import torch
@@ -154,10 +179,10 @@ def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = Non
         if not spec_file.is_file():
             raise ModelLoadError(f"model {uri} is not a raygan model ({SPEC_FILE} missing): models logged by older "
                                  f"raygan versions (pickle format) are not loaded, for safety")
+        spec = read_spec(spec_file, uri)
         try:
-            spec: Dict[str, Any] = json.loads(spec_file.read_text())
             cfg = build_config(spec["config"])
-        except (ValueError, KeyError, TypeError, ConfigError) as e:
+        except ConfigError as e:
             raise ModelLoadError(f"model {uri}: its {SPEC_FILE} is unusable ({first_line(e)})") from None
         if spec.get("format") != FORMAT:
             raise ModelLoadError(f"model {uri}: unknown format {spec.get('format')!r} (expected {FORMAT})")
@@ -171,7 +196,7 @@ def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = Non
     if not isinstance(sd, dict):
         raise ModelLoadError(f"model {uri}: {WEIGHTS_FILE} does not hold a state dict")
     try:
-        module = build_exported(cfg, spec.get("model_spec") or {}, sd, uri)
+        module = build_exported(cfg, spec["model_spec"], sd, uri)
     except RayganError as e:
         raise ModelLoadError(f"model {uri}: {e}") from None
     return module, spec

@@ -7,13 +7,14 @@ from typing import Literal, Optional
 from pydantic import model_validator
 
 from raygan.config import Config
+from raygan.config.schema import SEED_MAX
 from raygan.errors import ConfigError, RayganError
 from raygan.options import Options, opt
 
 
 #: bounds of the numeric options (checked by --dry-run too): the sampler's seed is what numpy's
 #: RandomState (Optuna's samplers) accepts; counts stay far below what Ray and the plan can hold
-MAX_SEED = 2**32 - 1
+MAX_SEED = SEED_MAX  # as numpy and Optuna take it
 MAX_COUNT = 1_000_000
 MAX_SAMPLES = 10_000_000
 MAX_REEVAL_SEEDS = 1000

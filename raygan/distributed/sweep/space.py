@@ -39,9 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
-
 from raygan.config.load import yaml_number
+from raygan.config.safe import load_yaml, read_limited
 from raygan.distributed.sweep.params import (
     REG_KWARGS,
     Param,
@@ -137,19 +136,14 @@ class SearchSpace:
         name_or_path = name_or_path or "default"
         path = Path(name_or_path)
         if path.is_file():
-            text, source = path.read_text(), str(path)
+            text, source = read_limited(path, "search space file", SearchSpaceError), str(path)
         elif name_or_path in shipped_spaces():
             text = (resources.files("raygan") / "search_spaces" / f"{name_or_path}.yaml").read_text()
             source = f"search space {name_or_path}"
         else:
             raise SearchSpaceError(f"search space file not found: {name_or_path} (shipped: "
                                    f"{', '.join(shipped_spaces())})")
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            at = f" (line {line + 1})" if line is not None else ""
-            raise SearchSpaceError(f"{source}: not valid YAML{at}") from None
+        raw = load_yaml(text, source, SearchSpaceError)
         space = cls(raw if raw is not None else {}, source, base)
         space.text = text
         return space
