@@ -26,6 +26,15 @@ from torch import nn
 from raygan.engine.checkpoint import load_state_dict_checked
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
+from raygan.registry import Registry
+
+#: tasks by `cfg.task`; a Task subclass registers itself with `@TASKS.register("name")` in its own
+#: module, and raygan.tasks imports every module of the package
+TASKS = Registry("task")
+
+
+def task_class(name: str) -> type:
+    return TASKS.get(name)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -27,7 +27,7 @@ from raygan.errors import CheckpointError, ConfigError
 from raygan.losses import LOSSES
 from raygan.models import ARCHITECTURES, build_models
 from raygan.regularizers import REGULARIZERS
-from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.gan_step import GANStep
 from raygan.tasks.pair import GeneratorDiscriminatorPair
 from raygan.tasks.generate_checks import check_classes, check_generate
@@ -35,6 +35,7 @@ from raygan.tasks.generate_checks import check_classes, check_generate
 GRID = 64  # images in the per-tick sample grid
 
 
+@TASKS.register("generate")
 class GenerateTask(GeneratorDiscriminatorPair, Task):
     name = "generate"
     metric_kinds = ("features", "classifier")

@@ -17,6 +17,7 @@ from torch import nn
 
 from raygan.engine.checkpoint import load_checkpoint, load_state_dict_checked
 from raygan.errors import CheckpointError, ConfigError
+from raygan.tasks.base import task_class
 
 
 @dataclass
@@ -32,7 +33,6 @@ class LoadedModel:
 
 def build_exported(cfg, model_spec: Dict[str, Any], state_dict: Dict[str, Any], where: str) -> nn.Module:
     """The task's exported network from its config, spec and weights (eval mode, on CPU)."""
-    from raygan.tasks import task_class
 
     module = task_class(cfg.task).build_inference(cfg, model_spec)
     load_state_dict_checked(module, state_dict, "exported network", Path(where))
@@ -43,7 +43,6 @@ def load_model(ckpt_dir: Path, device: Optional[torch.device] = None, expect_tas
                ) -> LoadedModel:
     """The exported network of a checkpoint (the EMA generator when the run kept one)."""
     from raygan.config import build_config
-    from raygan.tasks import task_class
 
     st = load_checkpoint(Path(ckpt_dir))
     try:

@@ -31,7 +31,7 @@ from raygan.degradations import build_degradations
 from raygan.errors import CheckpointError, ConfigError, RayganError
 from raygan.losses import LOSSES
 from raygan.regularizers import REGULARIZERS
-from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.pair import GeneratorDiscriminatorPair
 from raygan.tasks.repair_net import (build_discriminator, build_generator, check_networks, spec_from_pipeline)
 from raygan.tasks.repair_step import Batch, RepairStep
@@ -44,6 +44,7 @@ def degradation_seed(seed: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + 7_777_777 + int(rank)) % (1 << 63)
 
 
+@TASKS.register("repair")
 class RepairTask(GeneratorDiscriminatorPair, Task):
     name = "repair"
     search_space = "repair"

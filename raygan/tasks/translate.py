@@ -44,7 +44,7 @@ from raygan.engine.device import make_optimizer
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
 from raygan.losses import LOSSES
-from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss
 from raygan.tasks.cycle import lr_factor as decay_factor
 from raygan.tasks.pair import mixed_precision
@@ -59,6 +59,7 @@ STATS = {k: "steps" for k in (
     "loss_d", "loss_d_a", "loss_d_b", "d_real_a", "d_fake_a", "d_real_b", "d_fake_b")}
 
 
+@TASKS.register("translate")
 class TranslateTask(Task):
     name = "translate"
     search_space = "translate"
