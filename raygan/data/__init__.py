@@ -8,8 +8,8 @@
 Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder) when this
 package is imported (it imports every module of the package, so a new source is one
 `@SOURCES.register("name")` function in a new module here): raygan.data.sources holds the
-registry and lookup, raygan.data.builtin and
-raygan.data.folder the sources (where each looks), raygan.data.dataset the fitting rules.
+registry and lookup, raygan.data.builtin and raygan.data.folder the sources (where each
+looks), raygan.data.dataset the fitting rules.
 Augmentation lives in raygan.augment, not here.
 """
 from raygan.data.dataset import ImageDataset, fit, fit_channels, fit_resolution
