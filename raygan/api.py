@@ -142,15 +142,14 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
     return values, {**protocol, "source": info["source"]}
 
 
-#: the fewest samples each metric needs to mean anything
-MIN_SAMPLES = {"fid": 10, "kid": 10, "is": 10, "pr": 10, "dc": 10, "cas": 100, "gan-test": 100}
-
-
 def check_sample_count(cfg: Config, n: int) -> None:
+    """Enough samples for every metric asked (each metric's `min_samples` in the metrics registry)."""
+    from raygan.metrics.registry import min_samples
+
     if n < 2:
         raise ConfigError(f"--num-samples must be at least 2, got {n}")
     for m in cfg.eval.metrics:
-        need = MIN_SAMPLES.get(m, 2)
+        need = min_samples(m)
         if n < need:
             raise ConfigError(f"metric '{m}' needs at least {need} samples, got --num-samples {n}")
 

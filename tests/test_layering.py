@@ -177,7 +177,7 @@ def test_every_registry_is_filled_one_way():
         tree = ast.parse(f.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
-                    and getattr(node.value.func, "id", None) == "Registry":
+                    and str(getattr(node.value.func, "id", "")).endswith("Registry"):
                 tables[node.targets[0].id] = m
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register" \
                     and isinstance(node.func.value, ast.Name) and node.func.value.id.isupper():

@@ -48,10 +48,11 @@ def degradation_seed(seed: int, rank: int) -> int:
 class RepairTask(GeneratorDiscriminatorPair, Task):
     name = "repair"
     search_space = "repair"
-    metric_kinds = ("restoration", "features")
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        from raygan.metrics.registry import METRICS
+
         super().check_config(cfg)
         r, o = cfg.repair, cfg.optim
         pipeline = build_degradations(r.degradations, seed=r.eval_seed)
@@ -73,8 +74,9 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
                               "condition and an image); only augment.flip applies")
         if cfg.model.conditional:
             raise ConfigError("config: model.conditional: class conditioning does not apply to task repair")
-        if "psnr_masked" in cfg.eval.metrics and not pipeline.has_mask:
-            raise ConfigError("config: eval.metrics: psnr_masked needs a mask degradation (box or strokes)")
+        masked = [m for m in cfg.eval.metrics if METRICS.meta(m).get("needs_mask")]
+        if masked and not pipeline.has_mask:
+            raise ConfigError(f"config: eval.metrics: {', '.join(masked)} needs a mask degradation (box or strokes)")
 
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:

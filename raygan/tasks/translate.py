@@ -51,7 +51,6 @@ from raygan.tasks.pair import mixed_precision
 from raygan.tasks.translate_net import (DIRECTIONS, CycleTranslator, build_discriminator, build_generator)
 
 GRID = 8  # test images per domain in the picture
-FEATURE_METRICS = ("fid",)  # feature metrics a translation run computes (per direction)
 
 #: statistic -> counter; losses unweighted except loss_g / loss_d (the optimised totals)
 STATS = {k: "steps" for k in (
@@ -63,20 +62,13 @@ STATS = {k: "steps" for k in (
 class TranslateTask(Task):
     name = "translate"
     search_space = "translate"
-    metric_kinds = ("translation", "features")
     export_network = "G_AB"
 
     # ------------------------------------------------------------------ config
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
-        from raygan.metrics.registry import kind
-
         d, m, e = cfg.data, cfg.model, cfg.eval
-        for name in e.metrics:
-            if kind(name) == "features" and name not in FEATURE_METRICS:
-                raise ConfigError(f"config: eval.metrics: '{name}' is not computed for task 'translate'; "
-                                  f"use fid, fid-a2b, fid-b2a, domain-acc or cycle-psnr")
         # domains: resolvable without reading data
         if d.name == FOLDER:
             if d.domain_a is not None or d.domain_b is not None:
