@@ -147,10 +147,6 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
     return values, {**protocol, "source": info["source"]}
 
 
-#: the fewest samples each metric needs to mean anything
-MIN_SAMPLES = {"fid": 10, "kid": 10, "is": 10, "pr": 10, "dc": 10, "cas": 100, "gan-test": 100}
-
-
 def check_seed(seed: int, flag: str) -> None:
     """Seeds reach numpy, torch and Python's random: one range for all (as the config's seeds)."""
     from raygan.config.schema import SEED_MAX
@@ -164,14 +160,16 @@ SAMPLE_MEMORY_BYTES = 2 << 30
 
 
 def check_sample_count(cfg: Config, n: int) -> None:
+    """Enough samples for every metric asked (each metric's `min_samples` in the metrics registry)."""
     from raygan.config.schema import MAX_SAMPLES
+    from raygan.metrics.registry import min_samples
 
     if n < 2:
         raise ConfigError(f"--num-samples must be at least 2, got {n}")
     if n > MAX_SAMPLES:
         raise ConfigError(f"--num-samples must be at most {MAX_SAMPLES}, got {n}")
     for m in cfg.eval.metrics:
-        need = MIN_SAMPLES.get(m, 2)
+        need = min_samples(m)
         if n < need:
             raise ConfigError(f"metric '{m}' needs at least {need} samples, got --num-samples {n}")
 

@@ -1,13 +1,33 @@
 """Name -> constructor tables, so a config or a search picks a variant by name.
 
-A new architecture, loss, regulariser, augmentation, extractor or data source is
+A new architecture, loss, regulariser, augmentation, extractor, data source, task or metric is
 one decorated definition; nothing in the trainer changes.
+
+How a table is filled (one way, everywhere): an entry is a `@TABLE.register("name", ...)`
+decorator on its definition, in the module that defines the table or in any module of the
+table's package. The package's `__init__` calls `import_modules(__name__, __path__)` (BasicSR's
+scan of its `*_arch.py` files), which imports every module of the package so the decorators
+run. The table itself lives in a module the entries import (e.g. `raygan.models.networks`),
+never in the `__init__` that scans them, so the import graph has no circle and import order
+carries no meaning: a new entry is one new file (or one more function in an existing one).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List
+import importlib
+import pkgutil
+from typing import Any, Callable, Dict, Iterable, Iterator, List
 
 from raygan.errors import ConfigError
+
+
+def import_modules(package: str, path: Iterable[str]) -> List[str]:
+    """Import every module and subpackage directly under `package` (its `__path__`), in name
+    order, so the registrations in them run; returns their names. A subpackage fills its own
+    tables the same way from its own `__init__`."""
+    names = sorted(info.name for info in pkgutil.iter_modules(list(path), package + "."))
+    for name in names:
+        importlib.import_module(name)
+    return names
 
 
 class Registry:
@@ -31,6 +51,11 @@ class Registry:
             return obj
 
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a test that registers a throwaway entry cleans up with this)."""
+        self.get(name)
+        del self._items[name], self._meta[name]
 
     def meta(self, name: str) -> Dict[str, Any]:
         self.get(name)  # unknown name -> ConfigError listing the valid ones

@@ -206,8 +206,11 @@ def test_classifier_metrics_are_registered_with_directions():
     assert direction("cas") == direction("gan_test") == "max"
     with pytest.raises(ConfigError):
         direction("real_acc")  # logged beside them; it does not judge the generator
-    with pytest.raises(ConfigError, match="classifier metric"):
-        METRICS.get("cas")()
+    from raygan.metrics import compute_metrics
+
+    with pytest.raises(ConfigError, match="classifier metric"):  # not computable from extractor features
+        compute_metrics(torch.zeros(4, 2), None, None, ["cas"])
+    assert METRICS.meta("cas")["min_samples"] == 100
 
 
 def test_cas_for_an_unconditional_model_is_one_config_error():

@@ -6,11 +6,12 @@
     batch = ds.images[sampler.next()]
 
 Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder) when this
-package is imported: raygan.data.sources holds the registry and lookup, raygan.data.builtin and
-raygan.data.folder the sources (where each looks), raygan.data.dataset the fitting rules.
+package is imported (it imports every module of the package, so a new source is one
+`@SOURCES.register("name")` function in a new module here): raygan.data.sources holds the
+registry and lookup, raygan.data.builtin and raygan.data.folder the sources (where each
+looks), raygan.data.dataset the fitting rules.
 Augmentation lives in raygan.augment, not here.
 """
-from raygan.data import builtin, folder  # noqa: F401  imported for their @SOURCES.register: fills SOURCES
 from raygan.data.dataset import ImageDataset, fit, fit_channels, fit_resolution
 from raygan.data.idx import read_idx, write_idx
 from raygan.data.sampler import EpochSampler
@@ -21,6 +22,9 @@ from raygan.data.sources import (
     describe,
     load_dataset,
 )
+from raygan.registry import import_modules
+
+import_modules(__name__, __path__)
 
 __all__ = [
     "SOURCES",

@@ -4,7 +4,7 @@ Every source is one registered function taking the same keyword arguments
 (root, split, resolution, channels, limit, download) and returning an ImageDataset at its
 native size; `load_dataset` then takes the first `limit` images and fits resolution and
 channels (see raygan.data.dataset for the rules). A new source is one more
-`@SOURCES.register("name")` function in a module that raygan.data imports: the built-in
+`@SOURCES.register("name")` function in any module of raygan.data (the package imports them all): the built-in
 datasets are in raygan.data.builtin (fashion-mnist, mnist, cifar10, digits), the folder
 source in raygan.data.folder; their docstrings say where each looks.
 

@@ -11,9 +11,11 @@ Images are float (N, C, H, W) in [0, 1]; a mask is (N, 1, H', W') float, 1 = mis
 holes are filled with the mask op's `fill` (0.5 by default). Ops: noise, salt-pepper, blur,
 downsample, jpeg (raygan.degradations.ops); box, strokes (raygan.degradations.masks).
 """
-from raygan.degradations import masks, ops  # noqa: F401 (registers the ops)
 from raygan.degradations.base import DEGRADATIONS, Degradation, Draws, Range
 from raygan.degradations.pipeline import Degraded, Pipeline, build_degradations, eval_generator, parse_spec
+from raygan.registry import import_modules
+
+import_modules(__name__, __path__)  # the @DEGRADATIONS.register ops in every module
 
 __all__ = [
     "DEGRADATIONS",

@@ -6,6 +6,10 @@
 Lower layers: `feature_stats` / `FeatureStats` (float64 moments, all-reducible),
 `frechet_distance` (eigh-based, no scipy), `kid`, `inception_score`, `precision_recall`,
 `density_coverage`; extractors by name through `build_extractor` / `EXTRACTORS`.
+
+Metric names live in `METRICS` (raygan.metrics.registry, with what each needs and its direction);
+every module of this package is imported below, so an `@METRICS.register(...)` function in any
+module here (a new one included) is a metric a config, `raygan eval` or a sweep objective can name.
 """
 from raygan.metrics.extractors import EXTRACTORS, Extractor, build_extractor
 from raygan.metrics.frechet import frechet_distance
@@ -13,8 +17,7 @@ from raygan.metrics.inception_score import inception_score
 from raygan.metrics.kid import kid
 from raygan.metrics.prdc import density_coverage, precision_recall
 from raygan.metrics.stats import FeatureStats, feature_stats
-from raygan.metrics import restoration  # noqa: F401 (registers psnr, ssim, psnr_masked)
-from raygan.metrics.evaluate import (  # noqa: E402 (after the pieces it builds on)
+from raygan.metrics.evaluate import (
     METRICS,
     Protocol,
     ReferenceStats,
@@ -24,8 +27,9 @@ from raygan.metrics.evaluate import (  # noqa: E402 (after the pieces it builds 
     reference_stats,
     to_uint8,
 )
-from raygan.metrics import cas as _cas  # noqa: E402,F401  (registers cas, gan-test)
-from raygan.metrics import translation  # noqa: E402,F401  (registers fid-a2b, fid-b2a, domain-acc, cycle-psnr)
+from raygan.registry import import_modules
+
+import_modules(__name__, __path__)
 
 __all__ = [
     "EXTRACTORS",

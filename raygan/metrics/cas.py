@@ -17,10 +17,12 @@ reproducible and the caller's RNG untouched. Requested labels are balanced over 
 epoch picked on the data we report).
 
 Registered in the metrics registry as `cas` (-> cas, real_acc) and `gan-test` (-> gan_test,
-real_acc), kind "classifier"; cas and gan_test are maximised, real_acc has no direction.
+real_acc), kind "classifier": each is a function of a `ClassifierEvidence`; cas and gan_test are
+maximised, real_acc has no direction.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -130,18 +132,34 @@ def classification_scores(
 
 
 # ---------------------------------------------------------------------- registry entries
-# Classifier metrics need a conditional generator and real labelled splits, not extractor
-# features: the generate task's evaluator computes them (raygan.tasks.generate_eval);
-# `real_acc` is logged beside them as the reference (no direction: it does not judge G).
-def _not_a_feature_metric(name: str):
-    def fn(*_args, **_kwargs):
-        from raygan.errors import ConfigError
+@dataclass
+class ClassifierEvidence:
+    """What a classifier metric (kind "classifier") is computed from; the generate task's evaluator
+    (raygan.tasks.generate_eval) gathers it: a conditional generator as `sample(labels) -> uint8`,
+    the real test split, the recipe trained on the real training images (`classifier`)."""
 
-        raise ConfigError(f"metric '{name}' is a classifier metric: the generate task's evaluator computes it "
-                          f"from a conditional generator, not from extractor features")
-    return fn
+    sample: Sampler
+    num_classes: int
+    num_samples: int
+    test: Split
+    classifier: nn.Module
+    recipe: Recipe = RECIPE
+    seed: int = 0
+    device: Union[str, torch.device] = "cpu"
 
 
-METRICS.register("cas", kind="classifier", keys={"cas": "max", "real_acc": None})(_not_a_feature_metric("cas"))
-METRICS.register("gan-test", kind="classifier", keys={"gan_test": "max", "real_acc": None})(
-    _not_a_feature_metric("gan-test"))
+# `real_acc` is logged beside cas and gan_test as the reference (no direction: it does not judge G).
+@METRICS.register("cas", kind="classifier", keys={"cas": "max", "real_acc": None}, min_samples=100)
+def cas_metric(ev: ClassifierEvidence) -> Dict[str, float]:
+    """`cas`: the recipe trained on `num_samples` generated images (balanced labels), tested on real."""
+    labels = balanced_labels(ev.num_samples, ev.num_classes, ev.device)
+    value, _ = cas(ev.sample, ev.test, ev.num_classes, ev.num_samples, ev.recipe, ev.seed, labels=labels)
+    return {"cas": value}
+
+
+@METRICS.register("gan-test", kind="classifier", keys={"gan_test": "max", "real_acc": None}, min_samples=100)
+def gan_test_metric(ev: ClassifierEvidence) -> Dict[str, float]:
+    """`gan_test`: the real-data classifier's accuracy on `num_samples` generated images."""
+    value, _ = gan_test(ev.sample, ev.classifier, ev.num_classes, ev.num_samples, ev.recipe, ev.seed,
+                        device=ev.device)
+    return {"gan_test": value}

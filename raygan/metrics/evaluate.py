@@ -28,7 +28,7 @@ from raygan.metrics.inception_score import inception_score
 from raygan.metrics.kid import kid
 from raygan.metrics.prdc import density_coverage, precision_recall
 from raygan.metrics.stats import FeatureStats, feature_stats
-from raygan.metrics.registry import METRICS
+from raygan.metrics.registry import METRICS, check_kind
 
 PROTOCOL_VERSION = 1
 
@@ -152,37 +152,44 @@ def reference_stats(
 
 
 # ---------------------------------------------------------------------------- metrics
-@METRICS.register("fid", kind="features", keys={"fid": "min"})
+@METRICS.register("fid", kind="features", keys={"fid": "min"}, min_samples=10)
 def _fid(fake_feats: np.ndarray, fake_logits: np.ndarray, ref: ReferenceStats) -> Dict[str, float]:
     mu, sigma = feature_stats(fake_feats)
     return {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma)}
 
 
-@METRICS.register("kid", kind="features", keys={"kid": "min", "kid_std": None})
+GENERATED = ("generate", "repair")  # tasks that compute the feature metrics beyond fid (translate: fid only)
+
+
+@METRICS.register("kid", kind="features", keys={"kid": "min", "kid_std": None}, min_samples=10, tasks=GENERATED)
 def _kid(fake_feats, fake_logits, ref) -> Dict[str, float]:
     mean, std = kid(ref.features, fake_feats)
     return {"kid": mean, "kid_std": std}
 
 
-@METRICS.register("is", kind="features", keys={"is": "max", "is_std": None})
+@METRICS.register("is", kind="features", keys={"is": "max", "is_std": None}, min_samples=10, tasks=GENERATED)
 def _is(fake_feats, fake_logits, ref) -> Dict[str, float]:
     mean, std = inception_score(fake_logits)
     return {"is": mean, "is_std": std}
 
 
-@METRICS.register("pr", kind="features", keys={"precision": "max", "recall": "max"})
+@METRICS.register("pr", kind="features", keys={"precision": "max", "recall": "max"}, min_samples=10,
+                  tasks=GENERATED, knn=True)
 def _pr(fake_feats, fake_logits, ref) -> Dict[str, float]:
     p, r = precision_recall(ref.features, fake_feats, k=3)
     return {"precision": p, "recall": r}
 
 
-@METRICS.register("dc", kind="features", keys={"density": "max", "coverage": "max"})
+@METRICS.register("dc", kind="features", keys={"density": "max", "coverage": "max"}, min_samples=10,
+                  tasks=GENERATED, knn=True)
 def _dc(fake_feats, fake_logits, ref) -> Dict[str, float]:
     d, c = density_coverage(ref.features, fake_feats, k=5)
     return {"density": d, "coverage": c}
 
 
-KNN = ("pr", "dc")  # metrics whose value depends on how many fakes and reals are compared
+def is_knn(name: str) -> bool:
+    """Whether a feature metric's value depends on how many fakes and reals it compares (pr, dc)."""
+    return bool(METRICS.meta(name).get("knn"))
 
 
 def knn_counts(num_fake: int, num_real: int, knn_samples: Optional[int]) -> Tuple[int, int]:
@@ -196,14 +203,14 @@ def compute_metrics(fake_feats, fake_logits, ref: ReferenceStats, metrics: Itera
     """Values of the named metrics of fake features/logits against the reference. The k-NN
     metrics use the first `knn_samples` fakes and reference images (see `knn_counts`)."""
     names = list(metrics)
-    fns = [METRICS.get(name) for name in names]  # unknown name -> ConfigError before any work
+    fns = [check_kind(name, "features") for name in names]  # unknown or other kind -> ConfigError before any work
     fake_feats = _np32(fake_feats)
     fake_logits = None if fake_logits is None else _np32(fake_logits)
     n_fake, n_real = knn_counts(len(fake_feats), ref.count, knn_samples)
     knn_ref = ReferenceStats(ref.mu, ref.sigma, ref.features[:n_real], ref.logits[:n_real], ref.protocol)
     out: Dict[str, float] = {}
     for name, fn in zip(names, fns):
-        if name in KNN:
+        if is_knn(name):
             out.update(fn(fake_feats[:n_fake], None, knn_ref))
         else:
             out.update(fn(fake_feats, fake_logits, ref))
@@ -260,7 +267,7 @@ def evaluate(
     """Metrics of a generator against reference images -> (values, protocol dict)."""
     metrics = list(metrics)
     for name in metrics:
-        METRICS.get(name)
+        check_kind(name, "features")
     if num_samples < 2:
         raise ConfigError(f"num_samples must be >= 2, got {num_samples}")
     ext = build_extractor(extractor, weights=weights, device=device) if isinstance(extractor, str) else extractor.to(device)

@@ -160,7 +160,24 @@ def protocol(channels: int, *, crop: int = 0, y_channel: bool = True) -> Dict[st
     }
 
 
-# Registered for configs, `raygan eval --metrics` and Tune objectives (the repair task computes them).
-METRICS.register("psnr", kind="restoration", keys={"psnr": "max"})(psnr)
-METRICS.register("ssim", kind="restoration", keys={"ssim": "max"})(ssim)
-METRICS.register("psnr_masked", kind="restoration", keys={"psnr_masked": "max"})(masked_psnr)
+# ---------------------------------------------------------------------- registry entries
+# Kind "restoration": fn(pred, clean, *, mask, crop) -> per-image (N,) float64 on 8-bit output
+# ([0, 1] float64); the repair evaluator averages them (`average`).
+@METRICS.register("psnr", kind="restoration", keys={"psnr": "max"})
+def psnr_metric(pred: torch.Tensor, clean: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
+                crop: int = 0) -> torch.Tensor:
+    return psnr(pred, clean, crop=crop, quantised=True)
+
+
+@METRICS.register("ssim", kind="restoration", keys={"ssim": "max"})
+def ssim_metric(pred: torch.Tensor, clean: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
+                crop: int = 0) -> torch.Tensor:
+    return ssim(pred, clean, crop=crop)
+
+
+@METRICS.register("psnr_masked", kind="restoration", keys={"psnr_masked": "max"}, needs_mask=True)
+def masked_psnr_metric(pred: torch.Tensor, clean: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
+                       crop: int = 0) -> torch.Tensor:
+    if mask is None:
+        raise ConfigError("metric psnr_masked needs a mask degradation (box or strokes)")
+    return masked_psnr(pred, clean, mask, crop=crop, quantised=True)

@@ -31,7 +31,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from raygan.metrics.frechet import frechet_distance
-from raygan.metrics.registry import METRICS
+from raygan.metrics.registry import METRICS, check_kind
 from raygan.metrics.stats import feature_stats
 
 DIRECTIONS = ("a2b", "b2a")
@@ -141,5 +141,5 @@ def compute(names, evidence: Dict[str, DirectionEvidence]) -> Dict[str, float]:
     """Values of the named translation metrics ("fid" meaning both directions)."""
     out: Dict[str, float] = {}
     for name in names:
-        out.update(fid_both(evidence) if name == "fid" else METRICS.get(name)(evidence))
+        out.update(fid_both(evidence) if name == "fid" else check_kind(name, "translation")(evidence))
     return out

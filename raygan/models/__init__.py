@@ -4,38 +4,15 @@ Every architecture is one `make(*, resolution, channels, z_dim, num_classes=0,
 spectral_norm=False, g=None, d=None) -> (G, D)`; `g`/`d` are extra constructor kwargs.
 G(z, y=None) -> images in [-1, 1]; D(x, y=None) -> (N,) float logits. num_classes > 0
 gives conditional BN in G and a projection discriminator.
+
+Tables: ARCHITECTURES (raygan.models.architectures) and the image-to-image GENERATORS /
+DISCRIMINATORS (raygan.models.networks). Every module of this package is imported below, so the
+`register` decorators in them fill the tables: a new network is one new module here.
 """
-from __future__ import annotations
-
-from typing import Any, Tuple
-
-from torch import nn
-
-from raygan.errors import ConfigError
-from raygan.models import dcgan, mlp, resnet
+from raygan.models.architectures import ARCHITECTURES, build_models
 from raygan.models.layers import CHANNELS, RESOLUTIONS
-from raygan.registry import Registry
+from raygan.registry import import_modules
 
-ARCHITECTURES = Registry("architecture")
-ARCHITECTURES.register("mlp")(mlp.make)
-ARCHITECTURES.register("dcgan")(dcgan.make)
-ARCHITECTURES.register("resnet")(resnet.make)
-
-
-def build_models(arch: str, **kwargs: Any) -> Tuple[nn.Module, nn.Module]:
-    """(G, D) for architecture `arch`; unknown names or options raise ConfigError. Both carry
-    `registry_name`, so what a run really built can be read back."""
-    from raygan.models.limits import MAX_CLASSES, build_within_limits, check_options
-
-    for role in ("g", "d"):
-        check_options(f"model.{role}", kwargs.get(role) or {})
-    classes = kwargs.get("num_classes", 0)
-    if isinstance(classes, int) and classes > MAX_CLASSES:
-        raise ConfigError(f"architecture '{arch}': {classes} classes (at most {MAX_CLASSES})")
-    G, D = build_within_limits(lambda **kw: ARCHITECTURES.build(arch, **kw), kwargs, ("generator", "discriminator"),
-                               f"architecture '{arch}'")
-    G.registry_name = D.registry_name = arch
-    return G, D
-
+import_modules(__name__, __path__)
 
 __all__ = ["ARCHITECTURES", "CHANNELS", "RESOLUTIONS", "build_models"]

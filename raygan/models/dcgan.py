@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raygan.errors import ConfigError
+from raygan.models.architectures import ARCHITECTURES
 from raygan.models.layers import (
     ClassHead,
     ConditionalBatchNorm,
@@ -125,4 +126,4 @@ class Discriminator(nn.Module):
                                   self.classifier, classes)
 
 
-make = pair_factory("dcgan", Generator, Discriminator)
+make = ARCHITECTURES.register("dcgan")(pair_factory("dcgan", Generator, Discriminator))

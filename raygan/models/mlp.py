@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raygan.errors import ConfigError
+from raygan.models.architectures import ARCHITECTURES
 from raygan.models.layers import (
     ClassHead,
     ConditionalBatchNorm,
@@ -107,4 +108,4 @@ class Discriminator(nn.Module):
         return conditional_output(self.head(h).squeeze(1), h, y, self.projection, self.classifier, classes)
 
 
-make = pair_factory("mlp", Generator, Discriminator)
+make = ARCHITECTURES.register("mlp")(pair_factory("mlp", Generator, Discriminator))

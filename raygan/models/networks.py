@@ -13,7 +13,9 @@ ConfigError with one line on a bad one):
   an ``nn.Module`` with ``forward(x) -> logits`` of shape (N, 1, h', w') (a patch map) or (N,);
   a conditional discriminator gets the condition and the image concatenated on channels.
 
-The registered names come from the modules imported at the bottom of this file.
+Entries register themselves with `@GENERATORS.register(...)` / `@DISCRIMINATORS.register(...)` in
+their own modules (unet, srresnet, resnet_translator, patchgan); raygan.models imports every module
+of the package, so a new network is one new module.
 """
 from __future__ import annotations
 
@@ -22,5 +24,3 @@ from raygan.registry import Registry
 GENERATORS = Registry("image-to-image generator")
 DISCRIMINATORS = Registry("image-to-image discriminator")
 
-from raygan.models import resnet_translator  # noqa: E402,F401  (registers resnet-translator)
-from raygan.models import unet, srresnet, patchgan  # noqa: E402,F401  (register unet, inpaint-unet, srresnet, patchgan)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raygan.errors import ConfigError
+from raygan.models.architectures import ARCHITECTURES
 from raygan.models.layers import (
     ClassHead,
     ConditionalBatchNorm,
@@ -160,4 +161,4 @@ class Discriminator(nn.Module):
         return conditional_output(self.head(h).squeeze(1), h, y, self.projection, self.classifier, classes)
 
 
-make = pair_factory("resnet", Generator, Discriminator)
+make = ARCHITECTURES.register("resnet")(pair_factory("resnet", Generator, Discriminator))

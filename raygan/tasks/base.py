@@ -7,7 +7,8 @@ A task owns
 - the networks it builds (by registry name) and their optimisers and grad scalers,
 - its D and G phases (registered losses, regularisers, augmentations plus its own terms),
 - the statistics it reports per tick, by name,
-- the metrics that judge it (their kinds; directions come from the metrics registry),
+- how it is judged: its evaluator (the metrics registry says which metrics apply to which task,
+  their directions and what each needs),
 - its state beyond networks and optimisers (data position, image pools, ADA p),
 - the picture it logs per tick, and the network it exports (with what rebuilds it without data).
 
@@ -26,6 +27,15 @@ from torch import nn
 from raygan.engine.checkpoint import load_state_dict_checked
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
+from raygan.registry import Registry
+
+#: tasks by `cfg.task`; a Task subclass registers itself with `@TASKS.register("name")` in its own
+#: module, and raygan.tasks imports every module of the package
+TASKS = Registry("task")
+
+
+def task_class(name: str) -> type:
+    return TASKS.get(name)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -63,8 +73,6 @@ class ExportedModel:
 
 class Task:
     name: ClassVar[str] = ""
-    #: metric kinds (raygan.metrics.registry) this task can compute
-    metric_kinds: ClassVar[Tuple[str, ...]] = ()
     #: the checkpointed network that is exported (and loaded by `raygan sample/repair/...`)
     export_network: ClassVar[str] = "G"
     #: the shipped search space `raygan tune` uses for this task when none is given
@@ -90,12 +98,13 @@ class Task:
     @classmethod
     def check_config(cls, cfg) -> None:
         """Fail on names and combinations this task cannot run, before any data is read."""
-        from raygan.metrics.registry import kind
+        from raygan.metrics.registry import METRICS, applies_to
 
         for m in cfg.eval.metrics:
-            if kind(m) not in cls.metric_kinds:
-                raise ConfigError(f"config: eval.metrics: '{m}' does not apply to task '{cls.name}' "
-                                  f"(it measures {kind(m)}; this task is judged by {', '.join(cls.metric_kinds)})")
+            if not applies_to(m, cls.name):
+                ours = [n for n in METRICS.names() if applies_to(n, cls.name)]
+                raise ConfigError(f"config: eval.metrics: '{m}' is not computed for task '{cls.name}'; "
+                                  f"use {', '.join(ours)}")
         if cfg.loss.ac_weight and not cls.class_term:
             raise ConfigError(f"config: loss.ac_weight: the AC-GAN class term is for a class-conditional "
                               f"generate run; task '{cls.name}' has no classes to learn")

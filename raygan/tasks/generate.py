@@ -27,7 +27,7 @@ from raygan.errors import CheckpointError, ConfigError
 from raygan.losses import LOSSES
 from raygan.models import ARCHITECTURES, build_models
 from raygan.regularizers import REGULARIZERS
-from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.gan_step import GANStep
 from raygan.tasks.pair import GeneratorDiscriminatorPair
 from raygan.tasks.generate_checks import check_classes, check_generate
@@ -35,9 +35,9 @@ from raygan.tasks.generate_checks import check_classes, check_generate
 GRID = 64  # images in the per-tick sample grid
 
 
+@TASKS.register("generate")
 class GenerateTask(GeneratorDiscriminatorPair, Task):
     name = "generate"
-    metric_kinds = ("features", "classifier")
     class_term = True
 
     @classmethod
@@ -47,7 +47,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        from raygan.metrics.registry import kind
+        from raygan.metrics.registry import needs_classifier
 
         super().check_config(cfg)
         ARCHITECTURES.get(cfg.model.arch)
@@ -65,7 +65,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         if cfg.loss.ac_weight and not cfg.model.conditional:
             raise ConfigError("config: loss.ac_weight: the AC-GAN class term needs a class-conditional "
                               "model (model.conditional: true)")
-        clf = [m for m in cfg.eval.metrics if kind(m) == "classifier"]
+        clf = [m for m in cfg.eval.metrics if needs_classifier(m)]
         if clf and not cfg.model.conditional:
             raise ConfigError(f"config: eval.metrics: {', '.join(clf)} need a class-conditional generator "
                               f"(model.conditional: true); this model is unconditional")

@@ -55,8 +55,7 @@ def domain_mismatch(cfg) -> Optional[str]:
 class Evaluator:
     def __init__(self, cfg: Config, device: torch.device, channels: Optional[int] = None,
                  model_spec: Optional[Dict[str, Any]] = None, recipe: Any = None):
-        import raygan.metrics  # noqa: F401  (every metric registered before its kind is asked)
-        from raygan.metrics.registry import kind
+        from raygan.metrics.registry import of_kind
 
         self.cfg = cfg
         self.device = device
@@ -65,8 +64,8 @@ class Evaluator:
         self._extractor = None
         self._ref = None
         metrics = list(cfg.eval.metrics)
-        self.feature_metrics = [m for m in metrics if kind(m) == "features"]
-        classifier = [m for m in metrics if kind(m) == "classifier"]
+        self.feature_metrics = of_kind(metrics, "features")
+        classifier = of_kind(metrics, "classifier")
         self.classifier = ClassifierScores(cfg, device, channels, self.model_spec, classifier, recipe) \
             if classifier else None
 
@@ -102,7 +101,7 @@ class Evaluator:
     @torch.no_grad()
     def _features(self, G: nn.Module, num_samples: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
         from raygan.metrics import Protocol, compute_metrics, generate_features
-        from raygan.metrics.evaluate import KNN, knn_counts
+        from raygan.metrics.evaluate import is_knn, knn_counts
 
         self._setup()
         e = self.cfg.eval
@@ -133,7 +132,7 @@ class Evaluator:
         mismatch = domain_mismatch(self.cfg)
         if mismatch:
             protocol["domain_warning"] = mismatch
-        if any(m in KNN for m in self.feature_metrics):
+        if any(is_knn(m) for m in self.feature_metrics):
             protocol["knn_fake_count"], protocol["knn_real_count"] = knn_counts(num_samples, self._ref.count, knn)
         return values, protocol
 
@@ -149,10 +148,12 @@ class ClassifierScores:
     def __init__(self, cfg: Config, device: torch.device, channels: Optional[int], model_spec: Dict[str, Any],
                  metrics, recipe: Any = None):
         from raygan.metrics.classify import RECIPE, check_recipe
+        from raygan.metrics.registry import check_kind
 
         self.cfg, self.device, self.channels = cfg, device, channels
         self.model_spec = model_spec
         self.metrics = list(metrics)
+        self.fns = [check_kind(m, "classifier") for m in self.metrics]
         self.recipe = check_recipe(recipe or RECIPE)
         self.seed = int(cfg.eval.seed)
         self._net = None
@@ -204,7 +205,7 @@ class ClassifierScores:
 
     def _compute(self, G: nn.Module, num_samples: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
         from raygan.metrics import to_uint8
-        from raygan.metrics.cas import balanced_labels, cas, gan_test
+        from raygan.metrics.cas import ClassifierEvidence
 
         classes = int(self.model_spec.get("num_classes") or getattr(G, "num_classes", 0) or 0)
         if num_samples < classes:
@@ -221,13 +222,10 @@ class ClassifierScores:
         was_training = G.training
         G.eval()
         try:
-            if "cas" in self.metrics:
-                labels = balanced_labels(num_samples, self.num_classes, dev)
-                values["cas"], _ = cas(sample, self.test, self.num_classes, num_samples, self.recipe, self.seed,
-                                       labels=labels)
-            if "gan-test" in self.metrics:
-                values["gan_test"], _ = gan_test(sample, self._net, self.num_classes, num_samples, self.recipe,
-                                                 self.seed, device=dev)
+            ev = ClassifierEvidence(sample, self.num_classes, num_samples, self.test, self._net, self.recipe,
+                                    self.seed, dev)
+            for fn in self.fns:  # each registered classifier metric (kind "classifier": fn(evidence))
+                values.update(fn(ev))
         finally:
             G.train(was_training)
         values["real_acc"] = self._real_acc

@@ -18,6 +18,7 @@ from torch import nn
 from raygan.engine.checkpoint import load_checkpoint, load_state_dict_checked
 from raygan.errors import CheckpointError, ConfigError
 from raygan.models.limits import MAX_CLASSES
+from raygan.tasks.base import task_class
 
 
 @dataclass
@@ -55,7 +56,6 @@ def check_model_spec(spec: Any, where: str) -> Dict[str, Any]:
 
 def build_exported(cfg, model_spec: Dict[str, Any], state_dict: Dict[str, Any], where: str) -> nn.Module:
     """The task's exported network from its config, spec and weights (eval mode, on CPU)."""
-    from raygan.tasks import task_class
 
     check_model_spec(model_spec, where)
     module = task_class(cfg.task).build_inference(cfg, model_spec)
@@ -67,7 +67,6 @@ def load_model(ckpt_dir: Path, device: Optional[torch.device] = None, expect_tas
                ) -> LoadedModel:
     """The exported network of a checkpoint (the EMA generator when the run kept one)."""
     from raygan.config import build_config
-    from raygan.tasks import task_class
 
     st = load_checkpoint(Path(ckpt_dir))
     if not isinstance(st.get("config"), dict) or not isinstance((st.get("progress") or {}).get("nimg"), int):

@@ -31,7 +31,7 @@ from raygan.degradations import build_degradations
 from raygan.errors import CheckpointError, ConfigError, RayganError
 from raygan.losses import LOSSES
 from raygan.regularizers import REGULARIZERS
-from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.pair import GeneratorDiscriminatorPair
 from raygan.tasks.repair_net import (build_discriminator, build_generator, check_networks, spec_from_pipeline)
 from raygan.tasks.repair_step import Batch, RepairStep
@@ -44,13 +44,15 @@ def degradation_seed(seed: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + 7_777_777 + int(rank)) % (1 << 63)
 
 
+@TASKS.register("repair")
 class RepairTask(GeneratorDiscriminatorPair, Task):
     name = "repair"
     search_space = "repair"
-    metric_kinds = ("restoration", "features")
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        from raygan.metrics.registry import METRICS
+
         super().check_config(cfg)
         r, o = cfg.repair, cfg.optim
         pipeline = build_degradations(r.degradations, seed=r.eval_seed)
@@ -76,8 +78,9 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
                               "condition and an image); only augment.flip applies")
         if cfg.model.conditional:
             raise ConfigError("config: model.conditional: class conditioning does not apply to task repair")
-        if "psnr_masked" in cfg.eval.metrics and not pipeline.has_mask:
-            raise ConfigError("config: eval.metrics: psnr_masked needs a mask degradation (box or strokes)")
+        masked = [m for m in cfg.eval.metrics if METRICS.meta(m).get("needs_mask")]
+        if masked and not pipeline.has_mask:
+            raise ConfigError(f"config: eval.metrics: {', '.join(masked)} needs a mask degradation (box or strokes)")
 
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:

@@ -27,10 +27,8 @@ from raygan.degradations import build_degradations
 from raygan.engine import dist
 from raygan.errors import DataError
 from raygan.metrics import restoration as R
-from raygan.metrics.registry import kind
+from raygan.metrics.registry import check_kind, of_kind
 from raygan.paths import cache_root
-
-RESTORATION = ("psnr", "ssim", "psnr_masked")
 
 
 class EvalSet:
@@ -101,8 +99,9 @@ class Evaluator:
         self.cfg, self.device = cfg, device
         self.channels = int(model_spec.get("channels") or cfg.data.channels or 1)
         self.metrics = list(cfg.eval.metrics)
-        self.restoration = [m for m in self.metrics if m in RESTORATION]
-        self.features = [m for m in self.metrics if m not in RESTORATION and kind(m) == "features"]
+        self.restoration = of_kind(self.metrics, "restoration")
+        self.features = of_kind(self.metrics, "features")
+        self._score_fns = [check_kind(m, "restoration") for m in self.restoration]
         self.test = EvalSet(cfg, self.channels)
         len(self.test)  # a missing evaluation split fails now (DataError), not at the first evaluation
         self.crop = self.test.scale if self.test.scale > 1 else 0
@@ -135,19 +134,13 @@ class Evaluator:
         return min(rank * size, n), min((rank + 1) * size, n), size
 
     def score(self, repaired_u8: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """(n, len(restoration metrics)) float64 per-image values."""
+        """(n, len(restoration metrics)) float64 per-image values, each metric's registered function
+        (kind "restoration": fn(pred, clean, *, mask, crop) -> (n,))."""
         clean = self.test.clean[start:stop].double() / 255
         pred = repaired_u8.double() / 255
         _, mask = self.test.degraded(start, stop)
-        cols = []
-        for m in self.restoration:
-            if m == "psnr":
-                cols.append(R.psnr(pred, clean, crop=self.crop, quantised=True))
-            elif m == "ssim":
-                cols.append(R.ssim(pred, clean, crop=self.crop))
-            else:
-                cols.append(R.masked_psnr(pred, clean, full_mask(mask, clean.shape[-2:]), crop=self.crop,
-                                              quantised=True))
+        mask = full_mask(mask, clean.shape[-2:])
+        cols = [fn(pred, clean, mask=mask, crop=self.crop) for fn in self._score_fns]
         return torch.stack(cols, 1) if cols else torch.zeros(stop - start, 0, dtype=torch.float64)
 
     @torch.no_grad()

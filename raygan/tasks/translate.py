@@ -44,14 +44,13 @@ from raygan.engine.device import make_optimizer
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
 from raygan.losses import LOSSES
-from raygan.tasks.base import ExportedModel, Task, unwrap
+from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss
 from raygan.tasks.cycle import lr_factor as decay_factor
 from raygan.tasks.pair import mixed_precision
 from raygan.tasks.translate_net import (DIRECTIONS, CycleTranslator, build_discriminator, build_generator)
 
 GRID = 8  # test images per domain in the picture
-FEATURE_METRICS = ("fid",)  # feature metrics a translation run computes (per direction)
 
 #: statistic -> counter; losses unweighted except loss_g / loss_d (the optimised totals)
 STATS = {k: "steps" for k in (
@@ -59,23 +58,17 @@ STATS = {k: "steps" for k in (
     "loss_d", "loss_d_a", "loss_d_b", "d_real_a", "d_fake_a", "d_real_b", "d_fake_b")}
 
 
+@TASKS.register("translate")
 class TranslateTask(Task):
     name = "translate"
     search_space = "translate"
-    metric_kinds = ("translation", "features")
     export_network = "G_AB"
 
     # ------------------------------------------------------------------ config
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
-        from raygan.metrics.registry import kind
-
         d, m, e = cfg.data, cfg.model, cfg.eval
-        for name in e.metrics:
-            if kind(name) == "features" and name not in FEATURE_METRICS:
-                raise ConfigError(f"config: eval.metrics: '{name}' is not computed for task 'translate'; "
-                                  f"use fid, fid-a2b, fid-b2a, domain-acc or cycle-psnr")
         # domains: resolvable without reading data
         if d.name == FOLDER:
             if d.domain_a is not None or d.domain_b is not None:

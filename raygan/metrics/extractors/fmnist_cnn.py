@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raygan.errors import RayganError
-from raygan.metrics.extractors import EXTRACTORS, Extractor, sha256_file
+from raygan.metrics.extractors.base import EXTRACTORS, Extractor, sha256_file
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 SHIPPED_WEIGHTS = os.path.join(WEIGHTS_DIR, "fmnist_cnn.pt")

@@ -34,7 +34,7 @@ from torch import nn
 from torchvision.models.inception import InceptionA, InceptionC, InceptionE
 
 from raygan.errors import RayganError
-from raygan.metrics.extractors import EXTRACTORS, Extractor, sha256_file
+from raygan.metrics.extractors.base import EXTRACTORS, Extractor, sha256_file
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_FILE
