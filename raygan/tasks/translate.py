@@ -163,6 +163,11 @@ class TranslateTask(Task):
         self._apply_lr(0)
 
     @classmethod
+    def eval_uses_seed(cls, cfg) -> bool:
+        """Translation is deterministic (no noise, the whole test split): one evaluation says it all."""
+        return False
+
+    @classmethod
     def evaluator_for(cls, cfg, device, model_spec):
         from raygan.tasks.translate_eval import TranslateEvaluator
 
