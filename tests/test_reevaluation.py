@@ -18,7 +18,7 @@ def repair_cfg(degradations="noise:sigma=0.1..0.4"):
         "task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet", "model.g={ngf: 8}",
         "model.d={ndf: 8}", "loss.name=lsgan", "optim.batch_size=16", f"repair.degradations={degradations}",
         "train.tick_kimg=0.016", "train.total_kimg=0.016", "train.snapshot_ticks=1", "train.sample_ticks=100",
-        "eval.metrics=[psnr,ssim]", "eval.num_samples=16", "eval.final_num_samples=16", "eval.batch_size=16",
+        "eval.metrics=[psnr,ssim,fid]", "eval.num_samples=16", "eval.final_num_samples=16", "eval.batch_size=16",
         "tracking.enabled=false"])
 
 
@@ -54,3 +54,18 @@ def test_reevaluation_seeds_avoid_the_proxys_seeds():
     cfg = repair_cfg().model_copy(update={"eval": repair_cfg().eval.model_copy(update={"seed": 2022})})
     assert cfg.repair.eval_seed == 2024
     assert fresh_seeds(cfg, 3) == [2023, 2025, 2026]
+
+
+def test_each_metric_is_shown_with_its_own_protocol_in_the_sweep_summary(repair_run, capsys):
+    from raygan.cli.tune import print_sweep
+    from raygan.metric_names import protocol_text
+
+    cfg, ckpt = repair_run
+    e = reevaluate(cfg.to_dict(), str(ckpt), "psnr", [11, 12], 16)
+    psnr, fid = protocol_text("psnr", e["protocol"]), protocol_text("fid", e["protocol"])
+    assert "degraded by noise(sigma=0.1..0.4" in psnr and "seeds 11, 12" in psnr and "extractor" not in psnr
+    assert "extractor fmnist-cnn@" in fid and "16 repaired vs 16 digits:test[:16]@28px" in fid
+    row = {"trial_id": "t1", "run_id": None, "proxy": 20.0, "kimg": 0.016, "status": "finished", "sampled": {}, **e}
+    print_sweep({"name": "s", "trials": [], "counts": {}, "objective": "psnr", "top": [row], "winner": row})
+    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert f"protocol: psnr: {psnr}" in out  # whole, and PSNR's own (not the FID extractor's)

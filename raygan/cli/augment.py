@@ -1,8 +1,7 @@
 """`raygan augment`: does GAN-made data help a classifier trained on K real images per class?"""
 from __future__ import annotations
 
-import argparse
-
+from raygan.cli.common import HelpFormatter
 from raygan.errors import ConfigError
 
 EXAMPLES = """\
@@ -21,7 +20,7 @@ def _ints(text: str):
 
 def add(sub) -> None:
     p = sub.add_parser("augment", help="classifier accuracy: real only / +classic / +GAN / +GAN+classic per K",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("--run-dir", default=None,
                    help="use this conditional GAN run for every cell (default: train one per K and seed on "
                         "exactly that K-per-class subset)")

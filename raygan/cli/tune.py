@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raygan.cli.common import add_config_source, protocol_text
+from raygan.cli.common import add_config_source, print_protocols
 from raygan.distributed.sweep.options import SweepOptions
 from raygan.errors import RayganError
 from raygan.options import add_flags, from_args, given
@@ -128,9 +128,10 @@ def print_sweep(summary) -> int:
     if top:
         w = summary["winner"]
         print(f"re-evaluated the top {len(top)} on {key}, seeds {', '.join(map(str, w['protocol'].get('seeds', [])))}:")
-        print(f"  protocol: {protocol_text(w['protocol'])}"[:TABLE_WIDTH])
+        print_protocols([key], w["protocol"], label="  protocol:")
         print(sweep_table(summary))
-        print(f"winner:      {w['trial_id']}  {key} {w['mean']:.4g} ± {w['std']:.2g}  (mlflow run {w['run_id']})")
+        spread = f" ± {w['std']:.2g}" if w.get("std") is not None else ""
+        print(f"winner:      {w['trial_id']}  {key} {w['mean']:.4g}{spread}  (mlflow run {w['run_id']})")
         champ = summary.get("champion") or {}
         if champ.get("champion_uri"):
             print(f"champion:    {champ['champion_uri']}  (= {champ['registered']})")

@@ -24,8 +24,8 @@ from raygan.metrics.evaluate import (  # noqa: E402 (after the pieces it builds 
     reference_stats,
     to_uint8,
 )
-from raygan.metrics import cas as _cas  # noqa: E402,F401  (registers cas, gan-test)
-from raygan.metrics import translation  # noqa: E402,F401  (registers fid-a2b, fid-b2a, domain-acc, cycle-psnr)
+from raygan.metrics import cas as _cas  # noqa: E402,F401  (registers cas, gan_test)
+from raygan.metrics import translation  # noqa: E402,F401  (registers fid_a2b, fid_b2a, domain_acc, cycle_psnr)
 
 __all__ = [
     "EXTRACTORS",

@@ -16,7 +16,7 @@ reproducible and the caller's RNG untouched. Requested labels are balanced over 
 (`balanced_labels`). Unlike StudioGAN we test on the test split with fixed steps (no best
 epoch picked on the data we report).
 
-Registered in the metrics registry as `cas` (-> cas, real_acc) and `gan-test` (-> gan_test,
+Registered in the metrics registry as `cas` (-> cas, real_acc) and `gan_test` (-> gan_test,
 real_acc), kind "classifier"; cas and gan_test are maximised, real_acc has no direction.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ from raygan.metrics.classify import (
 
 Sampler = Callable[[torch.Tensor], torch.Tensor]
 Protocol = Dict[str, Union[str, int, float]]
-SCORES = ("cas", "gan_test", "real_acc")  # value keys; registry names "cas" and "gan-test"
+SCORES = ("cas", "gan_test", "real_acc")  # value keys; registry names "cas" and "gan_test"
 
 
 def balanced_labels(n: int, num_classes: int, device: Union[str, torch.device] = "cpu") -> torch.Tensor:
@@ -143,5 +143,5 @@ def _not_a_feature_metric(name: str):
 
 
 METRICS.register("cas", kind="classifier", keys={"cas": "max", "real_acc": None})(_not_a_feature_metric("cas"))
-METRICS.register("gan-test", kind="classifier", keys={"gan_test": "max", "real_acc": None})(
-    _not_a_feature_metric("gan-test"))
+METRICS.register("gan_test", kind="classifier", keys={"gan_test": "max", "real_acc": None})(
+    _not_a_feature_metric("gan_test"))

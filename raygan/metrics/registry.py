@@ -13,46 +13,32 @@ generated images), "translation" (translated images judged in the target domain)
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Callable
 
-from raygan.errors import ConfigError
+from raygan.metric_names import (SPECS, better, canonical, direction, kind, metric_of, objective,  # noqa: F401
+                                 primary_key, value_keys)
 from raygan.registry import Registry
 
-METRICS = Registry("metric")
+
+class MetricRegistry(Registry):
+    """The metric functions by name. Names are spelled one way (raygan.metric_names: underscores;
+    a dashed alias is accepted), and what a registration declares must match that list."""
+
+    def register(self, name: str, **meta: Any) -> Callable[[Any], Any]:
+        name = canonical(name)
+        spec = SPECS.get(name)
+        if spec is None or any(meta.get(k) != v for k, v in spec.items()):
+            raise ValueError(f"metric '{name}' is registered as {meta}, but raygan.metric_names says {spec}")
+        return super().register(name, **meta)
+
+    def meta(self, name: str):
+        return super().meta(canonical(name))
+
+    def get(self, name: str) -> Any:
+        return super().get(canonical(name))
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(canonical(name) if isinstance(name, str) else name)
 
 
-def direction(key: str) -> str:
-    """'min' or 'max' for a metric value key (e.g. fid, kid, psnr, precision)."""
-    for name in METRICS.names():
-        keys: Dict[str, Optional[str]] = METRICS.meta(name).get("keys", {})
-        if keys.get(key):
-            return keys[key]
-    raise ConfigError(f"no metric produces a value named '{key}'; metric values: {', '.join(value_keys())}")
-
-
-def value_keys() -> list:
-    return sorted({k for n in METRICS.names() for k, d in METRICS.meta(n).get("keys", {}).items() if d})
-
-
-def better(key: str, a: float, b: float) -> bool:
-    """True when value a is better than value b for metric value `key`."""
-    return a < b if direction(key) == "min" else a > b
-
-
-def kind(name: str) -> str:
-    return METRICS.meta(name).get("kind", "features")
-
-
-def primary_key(metric: str) -> str:
-    """The value a metric name is judged by (fid -> fid, pr -> precision, psnr -> psnr)."""
-    keys = METRICS.meta(metric).get("keys", {})
-    for k, d in keys.items():
-        if d:
-            return k
-    raise ConfigError(f"metric '{metric}' has no value with a direction")
-
-
-def objective(metrics: list) -> Optional[str]:
-    """The first judged value of a run's metric list (keep-best checkpoints, the default sweep
-    objective), or None when it evaluates nothing."""
-    return primary_key(metrics[0]) if metrics else None
+METRICS = MetricRegistry("metric")

@@ -75,7 +75,7 @@ class TranslateTask(Task):
         for name in e.metrics:
             if kind(name) == "features" and name not in FEATURE_METRICS:
                 raise ConfigError(f"config: eval.metrics: '{name}' is not computed for task 'translate'; "
-                                  f"use fid, fid-a2b, fid-b2a, domain-acc or cycle-psnr")
+                                  f"use fid, fid_a2b, fid_b2a, domain_acc or cycle_psnr")
         # domains: resolvable without reading data
         if d.name == FOLDER:
             if d.domain_a is not None or d.domain_b is not None:
@@ -94,8 +94,8 @@ class TranslateTask(Task):
                               f"({', '.join(KNOWN_CLASSES)}) or 'folder', got '{d.name}'")
         if d.per_class is not None:
             raise ConfigError("config: data.per_class is not used by task 'translate'; use data.limit")
-        if "domain-acc" in e.metrics and (d.name != "fashion-mnist" or e.extractor != "fmnist-cnn"):
-            raise ConfigError("config: eval.metrics: domain-acc needs data.name fashion-mnist and "
+        if "domain_acc" in e.metrics and (d.name != "fashion-mnist" or e.extractor != "fmnist-cnn"):
+            raise ConfigError("config: eval.metrics: domain_acc needs data.name fashion-mnist and "
                               "eval.extractor fmnist-cnn (the classifier of its 10 classes)")
         for bad, why in ((m.conditional, "model.conditional: task 'translate' is unconditional"),
                          (cfg.regularizer.name != "none", "regularizer.name: task 'translate' uses none"),
