@@ -109,7 +109,7 @@ def connect(address: Optional[str] = None, *, log_to_driver: bool = True, quiet:
     local = local_cluster.starts_local_cluster(address)
     try:
         if local:
-            with local_cluster.loopback_only():
+            with local_cluster.loopback_only(), local_cluster.quiet_token_notice():
                 ray.init(address=address, **kwargs, **local_cluster.init_kwargs())
             local_cluster.start_watchdog()
         else:

@@ -9,7 +9,7 @@
 - Usage stats are off unless the user set RAY_USAGE_STATS_ENABLED (Ray's own ray.init
   also turns them off on release wheels; this does not depend on it).
 - Ray token auth: Ray 2.60 switches it on by itself for a new local cluster (token in
-  ~/.ray/auth_token) unless RAY_AUTH_MODE says otherwise.
+  ~/.ray/auth_token) unless RAY_AUTH_MODE says otherwise; its WARNING saying so is silenced.
 - Ray Train's workers: torch's rendezvous store (a TCPStore on rank 0) binds to every
   interface; a worker setup hook hands it a socket bound to 127.0.0.1 instead.
 - A killed driver: Ray kills its GCS and raylet with it (PR_SET_PDEATHSIG), but the dashboard
@@ -79,6 +79,23 @@ def loopback_only() -> Iterator[None]:
             os.environ.pop(_LOCAL_ONLY_VAR, None)
         else:
             os.environ[_LOCAL_ONLY_VAR] = saved
+
+
+@contextmanager
+def quiet_token_notice() -> Iterator[None]:
+    """While a local cluster starts: Ray 2.60 logs a WARNING on every new local cluster that token
+    auth is on ("Set RAY_AUTH_MODE=disabled to opt out"), which reads like an error at the top of
+    every `raygan tune` and asks nothing of the user. Token auth stays on (RAY_AUTH_MODE still
+    rules); only that notice of Ray's token module is silenced, errors still show."""
+    import logging
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def init_kwargs() -> Dict[str, Any]:
