@@ -50,7 +50,7 @@ def print_protocols(keys, protocol: Optional[Dict[str, Any]], label: str = "prot
 
     from raygan.metric_names import protocol_lines
 
-    cols = max(60, min(shutil.get_terminal_size((120, 24)).columns, 160))
+    cols = max(60, min(shutil.get_terminal_size((120, 24)).columns, 120))
     indent = " " * width
     for i, (ks, text) in enumerate(protocol_lines(list(keys), protocol)):
         head = f"{label:{width - 1}s} " if i == 0 else indent
