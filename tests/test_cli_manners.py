@@ -133,3 +133,13 @@ def test_api_errors_name_api_parameters_and_the_cli_names_flags(capsys):
         api.train(resume=True)
     assert main(["sample", "--run-dir", "nowhere", "--num", "0", "--out", "x.png"]) == 2
     assert capsys.readouterr().err.strip() == "raygan: error: --num must be at least 1, got 0"
+
+
+def test_tune_dry_run_says_how_each_objective_is_judged(capsys):
+    assert main(["tune", "--preset", "fmnist-denoise", "--objective", "psnr", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "proxy:        psnr on 2000 samples" in out  # PSNR uses no feature extractor
+    assert "x 3 new evaluation seeds" in out
+    assert main(["tune", "--preset", "fmnist-sneaker2boot", "--objective", "domain-acc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "objective:    domain_acc (maximise)" in out and "x one evaluation (it draws nothing at random)" in out
