@@ -40,3 +40,13 @@ class ArgumentError(ConfigError):
 
     def for_cli(self) -> str:
         return self.template.format(name="--" + self.param.replace("_", "-"))
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped on request: Ctrl-C (SIGINT) or SIGTERM. `signum` says which (the CLI exits
+    128 + signum, as a process killed by it would); `checkpoint` is what was saved on the way out."""
+
+    def __init__(self, signum: int = 2, checkpoint=None):
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.checkpoint = checkpoint

@@ -9,7 +9,10 @@ that fails removes the directories it created. The run dir is locked while the r
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -69,60 +72,69 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
     else:
         store.check_fresh()
     preflight(cfg)
-    top = _first_missing(Path(store.location))  # the directories this start creates (None: it exists)
-    with store.lock():  # a run dir in use by another process: one line, and nothing of it touched
-        started = False
-        try:
-            ckpt = None
-            if resume:
-                ckpt = store.latest_checkpoint()
-                if ckpt is None:
-                    say(f"{store} has no checkpoint yet: starting it again from the beginning")
-            else:
-                store.check_fresh()  # again under the lock: a concurrent start may have won the race
-            store.clean_stale()
-            trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
-            if ckpt is not None:
-                trainer.load(Path(ckpt))
-                if trainer.nimg >= round(cfg.train.total_kimg * 1000):
-                    say(f"run {store} is complete ({trainer.nimg / 1000:g} kimg = train.total_kimg); nothing "
-                        f"to do (raise it with --set train.total_kimg=... to train further)")
-                    return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
-                            "checkpoint": ckpt, "final": {}}
-            store.write_config(cfg)
-            started = True  # the run exists from here on: never removed
-            return _run(trainer, cfg, store, progress, resumed=ckpt is not None)
-        except BaseException:
-            if not started:
-                _remove_unstarted(Path(store.location), top)  # a failed start leaves nothing behind
-            raise
+    with _stop_signals() as stopper, store.claim() as claim:  # in use by another process: one line, and nothing of it touched
+        ckpt = None
+        if resume:
+            ckpt = store.latest_checkpoint()
+            if ckpt is None:
+                say(f"{store} has no checkpoint yet: starting it again from the beginning")
+        else:
+            store.check_fresh()  # again under the lock: a concurrent start may have won the race
+        store.clean_stale()
+        trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
+        stopper["trainer"] = trainer  # from here a first Ctrl-C/SIGTERM stops it with a checkpoint
+        if ckpt is not None:
+            trainer.load(Path(ckpt))
+            if trainer.nimg >= round(cfg.train.total_kimg * 1000):
+                say(f"run {store} is complete ({trainer.nimg / 1000:g} kimg = train.total_kimg); nothing "
+                    f"to do (raise it with --set train.total_kimg=... to train further)")
+                return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
+                        "checkpoint": ckpt, "final": {}}
+        store.write_config(trainer.cfg)  # as trained: fitted to a short budget (a resume keeps it)
+        claim.started = True  # the run exists from here on: never removed
+        return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None)
 
 
-def _first_missing(path: Path) -> Optional[Path]:
-    """The topmost directory of `path` that does not exist yet (None when `path` exists)."""
-    top = None
-    while not path.exists():
-        top, path = path, path.parent
-    return top
+@contextmanager
+def _stop_signals():
+    """Ctrl-C (SIGINT) and SIGTERM alike: once the trainer is set in the yielded dict, the first
+    signal asks it to stop at the next step boundary with a checkpoint; before that, or a second
+    time, they stop at once (Interrupted, a KeyboardInterrupt that knows its signal)."""
+    from raygan.errors import Interrupted
 
+    holder: Dict[str, Any] = {"trainer": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield holder
+        return
 
-def _remove_unstarted(run_dir: Path, top: Optional[Path]) -> None:
-    """Remove what this failed start created: our lock file when nothing else is there, then the
-    run dir and the empty parents it created up to `top` (None: the run dir existed before, it
-    stays); anything another process wrote stays."""
-    from raygan.runstore import LOCK_FILE
+    def handle(signum, frame):
+        trainer = holder["trainer"]
+        if trainer is not None and trainer.stop_signal is None:
+            trainer.request_stop(signum)
+            say(f"{signal.Signals(signum).name}: stopping at the next step with a checkpoint "
+                f"(send it again to stop at once)")
+            return
+        raise Interrupted(signum)
 
+    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
-            (run_dir / LOCK_FILE).unlink(missing_ok=True)
-        d = run_dir
-        while top is not None:
-            d.rmdir()  # only when empty
-            if d == top:
-                break
-            d = d.parent
-    except OSError:
-        pass
+        yield holder
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _stopped(e: BaseException, store: RunStore) -> None:
+    """Say how the run stopped, and offer --resume only when a checkpoint is there to resume from."""
+    how = "terminated (SIGTERM)" if getattr(e, "signum", None) == signal.SIGTERM else "interrupted"
+    ckpt = store.latest_checkpoint()
+    if ckpt is not None:
+        say(f"{how}; resume with: raygan train --run-dir {store} --resume  (from {ckpt})")
+    else:
+        say(f"{how} before its first checkpoint: nothing was saved to resume from "
+            f"(raygan train --run-dir {store} --resume starts it again from the beginning)")
+
+
 
 
 #: how torch.save (a C++ stream) reports a short write: ENOSPC does not reach Python as an OSError
@@ -155,7 +167,7 @@ def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool) -
         if full is not None:
             raise full from None
         if isinstance(e, KeyboardInterrupt):
-            say(f"interrupted; resume with: raygan train --run-dir {store} --resume")
+            _stopped(e, store)
         raise
     reporter.close()
     summary["run_dir"] = str(store)

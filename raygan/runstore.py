@@ -3,7 +3,8 @@
 Layout (the same for a local run, a Ray Train run and a Tune trial's trainer):
 
     config.yaml          the resolved config (the run's identity; --resume reads it)
-    run.json             the run record: MLflow run id and tracking URI, host, workers
+    run.json             the run record: MLflow run id, tracking URI and the run dir it belongs to
+                         (a copied run dir resumes into a new MLflow run), host, workers
     checkpoints/ckpt-<nimg>/   state.pt, meta.json, rng-rank<r>.pt
     samples/grid-<nimg>.png    the task's picture per tick
     metrics.jsonl        one line per tick (the run's own record)
@@ -26,7 +27,7 @@ import yaml
 
 from raygan import storage
 from raygan.engine.checkpoint import CHECKPOINT_NAME, STATE_FILE, list_checkpoints
-from raygan.errors import RunDirError
+from raygan.errors import RayganError, RunDirError
 
 CONFIG_FILE = "config.yaml"
 RECORD_FILE = "run.json"
@@ -102,6 +103,20 @@ class RunStore:
             raise RunDirError(f"run dir {p}: {probe} is a file, not a directory")
         if not os.access(probe, os.W_OK | os.X_OK):
             raise RunDirError(f"run dir {p} cannot be created or written ({probe} is not writable)")
+
+    def copy_of(self, recorded: Optional[str] = None) -> Optional[str]:
+        """Where this run dir was copied from: its record names another location (`run_dir`, else
+        `recorded`, the MLflow run's tag) that still holds the same MLflow run. None when it is the
+        original or was moved (the old place no longer holds that run)."""
+        record = self.read_record()
+        run_id, where = record.get("run_id"), record.get("run_dir") or recorded
+        if not run_id or not where or _same_place(where, self.location):
+            return None
+        try:
+            original = RunStore(where).read_record()
+        except RayganError:
+            return None
+        return where if original.get("run_id") == run_id else None
 
     def read_config(self, overrides: Optional[List[str]] = None):
         """The run's own config, with --set overrides on top (e.g. a larger train.total_kimg)."""
@@ -219,25 +234,85 @@ class RunStore:
 
     # ------------------------------------------------------------------ one writer at a time
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive lock on a local run dir for the life of a run; a second process gets one
-        line. (A URI run relies on the Ray run name being unique instead.)"""
+    def lock(self, what: str = "run dir", other: str = "--run-dir") -> Iterator[None]:
+        """An exclusive lock on a local run dir (or a sweep's folder) for the life of a run, local or
+        on Ray; a second process gets one line. (A URI run relies on the Ray run name being
+        unique instead.)"""
         if not self.is_local:
             yield
             return
         import fcntl
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # e.g. under /proc, where even root's access() check passes
+            raise RunDirError(f"{what} {self.location} is not writable ({e.strerror or type(e).__name__})") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-                raise RunDirError(f"run dir {self.location} is in use by {holder}; wait for it to finish "
-                                  f"or choose another --run-dir") from None
+                raise RunDirError(f"{what} {self.location} is in use by {holder}; wait for it to finish "
+                                  f"or choose another {other}") from None
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()}".encode())
             yield
         finally:
             os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def claim(self, what: str = "run dir", other: str = "--run-dir") -> Iterator["Claim"]:
+        """`lock()` for a start: until the caller sets `claim.started` (the run exists), a failure
+        removes what this start created (the lock file, the directory and the empty parents it
+        made); anything another process wrote stays. Taken before a cluster starts, so a second
+        start is refused in one line and writes nothing."""
+        top = _first_missing(self.path) if self.is_local else None
+        claim = Claim()
+        with self.lock(what, other):
+            try:
+                yield claim
+            except BaseException:
+                if not claim.started and self.is_local:
+                    _remove_unstarted(self.path, top)
+                raise
+
+
+class Claim:
+    """What `RunStore.claim()` yields: set `started = True` once the run exists (never removed)."""
+
+    started = False
+
+
+def _same_place(a: str, b: str) -> bool:
+    if storage.is_uri(a) or storage.is_uri(b):
+        return a.rstrip("/") == b.rstrip("/")
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _first_missing(path: Path) -> Optional[Path]:
+    """The topmost directory of `path` that does not exist yet (None when `path` exists)."""
+    top = None
+    while not path.exists():
+        top, path = path, path.parent
+    return top
+
+
+def _remove_unstarted(run_dir: Path, top: Optional[Path]) -> None:
+    """Remove what a failed start created: our lock file when nothing else is there, then the
+    run dir and the empty parents it created up to `top` (None: the run dir existed before, it
+    stays); anything another process wrote stays."""
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        d = run_dir
+        while top is not None:
+            d.rmdir()  # only when empty
+            if d == top:
+                break
+            d = d.parent
+    except OSError:
+        pass

@@ -128,6 +128,18 @@ def put_file(local: str, path: str) -> None:
     pyarrow.fs.copy_files(local, inner, destination_filesystem=fs)
 
 
+def remove_file(path: str) -> None:
+    """Delete one file this process wrote (a failed start taking its file back); gone already is fine."""
+    try:
+        if not is_uri(path):
+            os.unlink(path)
+            return
+        fs, inner = _fs(path)
+        fs.delete_file(inner)
+    except OSError:
+        pass
+
+
 def list_dir(path: str) -> List[str]:
     """Names directly inside a directory ([] when it does not exist)."""
     if not is_uri(path):

@@ -22,13 +22,13 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from torch import nn
 
-from raygan.config import Config
+from raygan.config import Config, budget
 from raygan.engine import dist
 from raygan.engine.checkpoint import load_checkpoint, save_checkpoint, write_checkpoint_dir
 from raygan.engine.device import resolve_device
 from raygan.engine.reporter import Reporter
 from raygan.engine.rng import get_rng_state, seed_all, set_rng_state
-from raygan.errors import CheckpointError, ConfigError, DivergenceError
+from raygan.errors import CheckpointError, ConfigError, DivergenceError, Interrupted
 from raygan.metrics.registry import better
 from raygan.tasks import TaskContext, task_class
 
@@ -46,6 +46,7 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Optional[Path] = None, reporter: Optional[Reporter] = None,
                  prepare_model: Optional[Callable[[nn.Module], nn.Module]] = None,
                  device: Optional[torch.device] = None, evaluator: Any = "auto"):
+        cfg, self.fitted = budget.fit(cfg)  # a short run of a long preset: intervals and warm-up fitted
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.reporter = reporter or Reporter()
@@ -72,6 +73,9 @@ class Trainer:
         self.best: Dict[str, Any] = {}
         self.last_good_checkpoint: Optional[str] = None
         self.resumed_from: Optional[str] = None
+        self.tick_start_nimg = 0  # where the current tick began (kept in a checkpoint taken mid-tick)
+        self.saved_nimg: Optional[int] = None  # the newest checkpoint's nimg
+        self.stop_signal: Optional[int] = None  # set by the host (Ctrl-C, SIGTERM): stop at the next step
         seed_all(training_seed(cfg.seed, self.rank))
         self.task.setup_evaluation(evaluator)
 
@@ -86,7 +90,8 @@ class Trainer:
             "scaler": {k: s.state_dict() for k, s in t.scalers.items()},
             "task_state": t.state(),
             "model_spec": t.model_spec(),
-            "progress": {"nimg": self.nimg, "tick": self.tick, "bad_ticks": self.bad_ticks},
+            "progress": {"nimg": self.nimg, "tick": self.tick, "bad_ticks": self.bad_ticks,
+                         "tick_start_nimg": self.tick_start_nimg},
             "best": dict(self.best),
             "config": self.cfg.to_dict(),
             "arch_hash": self.cfg.arch_hash(),
@@ -113,6 +118,8 @@ class Trainer:
         t.apply_optim_config()  # a resumed run may change learning rates on purpose
         p = st["progress"]
         self.nimg, self.tick, self.bad_ticks = int(p["nimg"]), int(p["tick"]), int(p["bad_ticks"])
+        self.tick_start_nimg = int(p.get("tick_start_nimg", self.nimg))  # a stop mid-tick resumes that tick
+        self.saved_nimg = self.nimg
         same_world = st.get("world_size", 1) == self.world
         t.load_state(st["task_state"], same_world)
         self.best = dict(st.get("best") or {})
@@ -129,6 +136,7 @@ class Trainer:
                 "arch_hash": self.cfg.arch_hash(), "metrics": metrics}
         state = self.state_dict() if self.rank == 0 else {}
         rng = get_rng_state()
+        self.saved_nimg = self.nimg
         if self.reporter.persists_checkpoints:
             tmp = Path(tempfile.mkdtemp(prefix="raygan-ckpt-"))
             write_checkpoint_dir(tmp, state, rng, self.rank, meta)
@@ -146,20 +154,26 @@ class Trainer:
         tick_nimg = int(round(cfg.train.tick_kimg * 1000))
         per_step = task.images_per_step()
         self.reporter.start({"nimg": self.nimg, "rank": self.rank, "world_size": self.world,
-                             "resumed_from": self.resumed_from, "total_kimg": cfg.train.total_kimg})
-        tick_start_nimg, tick_start_time = self.nimg, time.time()
+                             "resumed_from": self.resumed_from, "total_kimg": cfg.train.total_kimg,
+                             "fitted": budget.describe(cfg, self.fitted) if self.fitted else None})
+        if self.resumed_from is None:
+            self.tick_start_nimg = self.nimg
+        tick_start_time = time.time()
         last_metrics: Dict[str, Any] = {}
         t0 = time.time()
         while self.nimg < total_nimg:
+            if self.stop_signal is not None:
+                self._stop()
             task.train_step(self.nimg)
             self.nimg += per_step
             if self.rank == 0:
                 self.reporter.progress(self.nimg)
             done = self.nimg >= total_nimg
-            if done or self.nimg >= tick_start_nimg + tick_nimg:
-                elapsed = time.time() - tick_start_time
-                last_metrics = self._end_tick(done, self.nimg - tick_start_nimg, elapsed)
-                tick_start_nimg, tick_start_time = self.nimg, time.time()
+            if done or self.nimg >= self.tick_start_nimg + tick_nimg:
+                elapsed, tick_imgs = time.time() - tick_start_time, self.nimg - self.tick_start_nimg
+                self.tick_start_nimg = self.nimg
+                last_metrics = self._end_tick(done, tick_imgs, elapsed)
+                tick_start_time = time.time()
         if not last_metrics:  # resumed a run that had already reached total_kimg
             last_metrics = {"kimg": self.nimg / 1000.0}
         summary = {"task": task.name, "kimg": self.nimg / 1000.0, "ticks": self.tick, "wall_s": time.time() - t0,
@@ -211,6 +225,20 @@ class Trainer:
             else:
                 self.last_good_checkpoint = ckpt
         return metrics
+
+    def request_stop(self, signum: int) -> None:
+        """Stop at the next step boundary (a signal handler may call this): checkpoint, then raise."""
+        self.stop_signal = int(signum)
+
+    def _stop(self) -> None:
+        """Save what was trained since the last checkpoint (between steps, so a resume continues
+        exactly, mid-tick included) and raise Interrupted; nothing is saved at nimg 0."""
+        ckpt = None
+        if self.nimg > 0 and self.saved_nimg != self.nimg and not self.reporter.persists_checkpoints:
+            ckpt = self.save({})
+            if ckpt is not None:
+                self.last_good_checkpoint = ckpt
+        raise Interrupted(self.stop_signal, ckpt or self.last_good_checkpoint)
 
     def _track_best(self, values: Dict[str, float]) -> None:
         from raygan.metrics.registry import direction

@@ -37,7 +37,7 @@ def real_indices(images):
 
 def record_classifiers(monkeypatch, record):
     """Replace classifier training with `record(images, labels, seed, transform)`; accuracy 0.5."""
-    def recording_train(images, labels, num_classes, recipe, seed, transform=None, device=None):
+    def recording_train(images, labels, num_classes, recipe, seed, transform=None, device=None, **progress):
         record(images, labels, seed, transform)
         return torch.nn.Linear(1, 1)
 
@@ -93,16 +93,20 @@ def test_tiny_experiment_on_digits(tmp_path):
         assert r.mean == pytest.approx(sum(r.values) / 2)
         assert r.std == pytest.approx(abs(r.values[0] - r.values[1]) / 2 ** 0.5)
     assert result.row(10, "real").mean > result.row(3, "real").mean > 0.3
-    assert len(logs) == 16 and logs[0].startswith("K=3 seed=0 real: ")
+    clf_lines = [m for m in logs if "test accuracy" in m]
+    assert len(clf_lines) == 16 and clf_lines[0].startswith("K=3 seed=0 real: test accuracy 0.")
+    assert logs[0].startswith("K=3 seed=0 GAN: 50 images generated in ")
     p = result.protocol
     assert p["seeds"] == "0,1" and p["per_class"] == "3,10" and p["test_count"] == 359 and "clf_seed" not in p
     assert p["clf_augment"].startswith("torchvision.v2 per image") and p["synthetic_per_class"] == 5
 
     table = render_table(result).splitlines()
     assert table[0].startswith("test accuracy % (mean ± std over 2 seeds")
-    assert table[1].split() == ["K/class", *CONDITIONS] and len(table) == 4
+    assert table[1].split() == ["K/class", *CONDITIONS] and table[4] == "columns:"
     r = result.row(3, "real+gan")
     assert f"{100 * r.mean:5.1f} ± {100 * r.std:4.1f}" in table[2]
+    assert table[7].split()[:5] == ["real+gan", "the", "real", "subset", "+"] and "5 GAN-made images per class" in table[7]
+    assert table[9] == "  images per classifier: K=3: real 30, +gan 80; K=10: real 100, +gan 150"
     png = plot(result, str(tmp_path / "augment.png"))
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -108,3 +108,56 @@ def test_cli_real_fraction_out_of_range_is_one_line_exit_2(tmp_path, capsys):
                        "--seeds", "1", "--work-dir", tmp_path / "w")
     one_line(code, err, "--real-fraction must be between 0 and 1")
     assert not list((tmp_path / "w").glob("gan-*"))
+
+
+def test_outputs_are_checked_before_anything_trains_and_the_table_comes_before_the_plot(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    kw = dict(real_per_class=[2], synthetic_per_class=2, classic="flip", seeds=[0], base=load_config(None, None, BASE),
+              gan_kimg=0.064, recipe=FAST, conditions=["real", "real+gan"], log=lambda s: None)
+    with pytest.raises(ConfigError, match="--plot folder of .*afile: exists and is not a directory"):
+        run_augment(None, work_dir=tmp_path / "w", plot_path=tmp_path / "afile" / "plot.png", **kw)
+    assert not (tmp_path / "w").exists()  # nothing made, nothing trained
+    out = run_augment(None, work_dir=tmp_path / "w", plot_path=tmp_path / "p.png", estimate=False, **kw)
+    table = tmp_path / "w" / "augment.txt"
+    assert out.table_path == str(table) and table.read_text() == out.table + "\n"
+    assert table.stat().st_mtime_ns <= (tmp_path / "p.png").stat().st_mtime_ns
+
+
+def test_progress_lines_say_steps_accuracy_and_time_left(tmp_path):
+    logs = []
+    run_augment(None, real_per_class=[2], classic="flip", seeds=[0], base=load_config(None, None, BASE),
+                recipe=FAST, conditions=["real", "real+classic"], work_dir=tmp_path, log=logs.append, progress_s=0)
+    plan, estimate = logs[0].splitlines()
+    assert plan == "plan: 1 cell (K x seed); 2 classifiers of 40 steps, each tested on 359 images"
+    assert estimate.startswith("estimate: ~") and "classifier step" in estimate
+    steps = [m for m in logs if m.startswith("[1/2] K=2 seed=0 real: step ")]
+    assert len(steps) == 19 and "step 2/40, batch accuracy 0." in steps[0] and ", ETA " in steps[0]
+    assert logs[-1].startswith("[2/2] K=2 seed=0 real+classic: test accuracy 0.")
+    assert any(m.startswith("[1/2] K=2 seed=0 real: test accuracy 0.") and "left" in m for m in logs)
+
+
+def test_each_classifier_reaches_the_mlflow_parent_as_it_ends_and_an_interrupt_keeps_it(tmp_path):
+    from raygan.tracking.augment import AugmentTracker
+    from raygan.tracking.store import open_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = AugmentTracker(uri, "aug", params={"per_class": "2"})
+    seen = []
+
+    def then_ctrl_c(k, cond, seed, acc, row):
+        tracker.result(k, cond, seed, acc, row)
+        seen.append(acc)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_augment(None, real_per_class=[2], classic="flip", seeds=[0], base=load_config(None, None, BASE),
+                    recipe=FAST, conditions=["real", "real+classic"], work_dir=tmp_path / "w",
+                    estimate=False, log=lambda s: None, on_result=then_ctrl_c, make_plot=False)
+    tracker.fail()
+    run = open_client(uri).get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and run.data.tags["raygan.kind"] == "augment"
+    assert run.data.params["per_class"] == "2"
+    assert run.data.metrics["acc/K2/real"] == pytest.approx(seen[0])
+    assert run.data.metrics["acc_mean/K2/real_classic"] == pytest.approx(seen[1])
+    assert run.data.metrics["acc_std/K2/real"] == 0.0

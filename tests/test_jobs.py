@@ -200,6 +200,21 @@ def test_no_cluster_at_address_is_fast_and_one_line(tmp_path):
     assert f"no Ray cluster at http://127.0.0.1:{port}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_no_cluster_hint_suggests_an_ssh_tunnel_not_binding_the_dashboard_to_every_interface():
+    """The hint (and submit's --help) point at `ray dashboard cluster.yaml` / `ssh -L`, never at
+    `--dashboard-host 0.0.0.0`, which would expose the job server on every interface."""
+    port = _free_ports(1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    r = subprocess.run([*CLI, "submit", "--address", f"http://127.0.0.1:{port}", "--list"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    h = subprocess.run([*CLI, "submit", "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert h.returncode == 0
+    for text in (r.stderr, h.stdout):
+        assert "0.0.0.0" not in text and "dashboard-host" not in text
+        assert "ray dashboard cluster.yaml" in text and "ssh -L 8265:localhost:8265" in text
+
+
 def test_entrypoints_and_excludes(tmp_path):
     assert jobs.entrypoint(["train", "--preset", "digits", "--set", "a=b c"], str(REPO)) == \
         "python jobs/train.py --preset digits --set 'a=b c'"

@@ -1,9 +1,11 @@
 """A local Ray cluster started by raygan (cluster.connect without an address) is private to
 this machine: every listening socket of the driver and its Ray processes is on loopback, usage
-stats are off, and a SIGKILLed driver leaves no Ray process behind for long.
+stats are off, its Ray token file is readable by this user only, and a SIGKILLed driver leaves
+no Ray process behind for long.
 
 Each cluster runs in a driver subprocess with its own RAY_TMPDIR (so it cannot join another
-cluster on the machine), and the test ends every process it recorded.
+cluster on the machine) and HOME (so its token is its own), and the test ends every process it
+recorded.
 """
 import json
 import os
@@ -60,7 +62,10 @@ DRIVER = textwrap.dedent("""
         except psutil.Error:
             pass
     starts = [[p, open(f"/proc/{{p}}/stat").read().rsplit(")", 1)[1].split()[19]] for p in pids if p != me.pid]
-    print(json.dumps({{"socks": socks, "names": names, "envs": envs, "procs": starts}}), flush=True)
+    token = os.path.expanduser("~/.ray/auth_token")
+    token_mode = os.stat(token).st_mode & 0o777 if os.path.exists(token) else None
+    print(json.dumps({{"socks": socks, "names": names, "envs": envs, "procs": starts, "token_mode": token_mode}}),
+          flush=True)
     if {hold}:
         time.sleep(600)
     ray.shutdown()
@@ -69,8 +74,9 @@ DRIVER = textwrap.dedent("""
 
 def _env(tmp):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
-    env.update({"RAY_TMPDIR": tmp, "RAY_DEDUP_LOGS": "0", "PYTHONPATH": str(REPO)})
+           if k not in ("RAY_ADDRESS", "RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+           and not k.startswith("RAY_AUTH_")}
+    env.update({"RAY_TMPDIR": tmp, "RAY_DEDUP_LOGS": "0", "PYTHONPATH": str(REPO), "HOME": tmp})
     return env
 
 
@@ -126,6 +132,30 @@ def test_local_cluster_listens_on_loopback_only_and_has_usage_stats_off(ray_tmp)
     assert report["envs"].get("gcs_server") == "0"  # usage stats off in the cluster's processes
     err = (Path(ray_tmp) / "driver.err").read_text()
     assert "Token authentication is enabled" not in err, err[-2000:]  # Ray's notice, which reads like an error
+    assert report["token_mode"] == 0o600  # the token Ray's auth uses: not 0644 (Ray's own open())
+
+
+def test_local_cluster_token_is_created_and_kept_readable_by_this_user_only(tmp_path):
+    """private_token, as connect() calls it before a local cluster starts, under a umask of 022
+    (with which Ray's own open() leaves the token 0644)."""
+    old = os.umask(0o022)
+    try:
+        env = {"HOME": str(tmp_path)}
+        path = local_cluster.private_token(env)
+        assert path == tmp_path / ".ray" / "auth_token"
+        assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / ".ray").stat().st_mode & 0o777 == 0o700
+        token = path.read_text()
+        assert len(token) == 64 and int(token, 16)  # 256 random bits, as Ray draws them
+        assert local_cluster.private_token(env) == path and path.read_text() == token  # kept, not redrawn
+        path.chmod(0o644)  # a token Ray wrote earlier
+        local_cluster.private_token(env)
+        assert path.stat().st_mode & 0o777 == 0o600 and path.read_text() == token
+        other = tmp_path / "other"
+        assert local_cluster.private_token({"HOME": str(other), "RAY_AUTH_MODE": "disabled"}) is None
+        assert local_cluster.private_token({"HOME": str(other), "RAY_AUTH_TOKEN": "x" * 64}) is None
+        assert not other.exists()
+    finally:
+        os.umask(old)
 
 
 def test_killed_driver_leaves_no_ray_process_behind(ray_tmp):

@@ -278,7 +278,7 @@ def test_repair_files_and_folders(tmp_path):
 
     with pytest.raises(RayganError, match="exists"):
         repair_path(G, img, out, mask=mask)
-    with pytest.raises(RayganError, match="pass a mask"):
+    with pytest.raises(RayganError, match="pass --mask"):
         repair_path(G, img, tmp_path / "o2.png")
     _save(tmp_path / "small-mask.png", m[:20])
     with pytest.raises(RayganError, match="must be the same size") as e:
@@ -288,19 +288,20 @@ def test_repair_files_and_folders(tmp_path):
     with pytest.raises(RayganError, match="has 3 channels .*1-channel"):
         repair_path(G, rgb, tmp_path / "o4.png", mask=mask)
 
-    # a folder: outputs keep the names; one bad image stops everything before anything is written
+    # a folder: outputs keep the names (format included); a bad image is skipped with its reason, the rest written
     src, masks = tmp_path / "in", tmp_path / "masks"
     src.mkdir(), masks.mkdir()
     for name in ("x.png", "y.jpg"):
         _save(src / name, rng.integers(0, 255, (33, 47), dtype=np.uint8))
         _save(masks / (name.split(".")[0] + ".png"), np.where(rng.random((33, 47)) > 0.8, 255, 0).astype(np.uint8))
     written = repair_path(G, src, tmp_path / "res", mask=masks)
-    assert sorted(p.name for p in written) == ["x.png", "y.png"]
+    assert sorted(p.name for p in written) == ["x.png", "y.jpg"] and written.skipped == []
     _save(src / "z.png", rng.integers(0, 255, (33, 47, 3), dtype=np.uint8))
     _save(masks / "z.png", np.zeros((33, 47), np.uint8))
-    with pytest.raises(RayganError, match="z.png has 3 channels"):
-        repair_path(G, src, tmp_path / "res2", mask=masks)
-    assert not (tmp_path / "res2").exists()
+    written = repair_path(G, src, tmp_path / "res2", mask=masks)
+    assert sorted(p.name for p in written) == ["x.png", "y.jpg"]
+    assert [(p.name, "z.png has 3 channels (RGB, in colour)" in why) for p, why in written.skipped] == [("z.png", True)]
+    assert sorted(p.name for p in (tmp_path / "res2").iterdir()) == ["x.png", "y.jpg"]
 
 
 def test_repair_file_super_resolution(tmp_path):

@@ -222,3 +222,55 @@ def test_unknown_experiment_run_or_store_is_one_line(store, capsys, tmp_path):
     one_line_error(code, err, r"no MLflow store at .*elsewhere/mlflow\.db")
     code, _, err = run(capsys, "sample", "--model-uri", "models:/g-test@nope", "--out", "x.png")
     one_line_error(code, err, r"cannot fetch model models:/g-test@nope")
+
+
+def test_model_uri_fetches_two_files_and_leaves_no_temp_copy(store, capsys, tmp_path, monkeypatch):
+    """Each --model-uri used to leave a raygan-model-* copy in the temp dir (a local directory URI
+    a copy of its whole tree); now just spec.json + weights.pt are fetched, into a temp dir that
+    is gone afterwards, also when the load fails; `..` in a URI is refused."""
+    import tempfile
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    from raygan.tracking.models import model_files
+
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    client = MlflowClient(store["uri"])
+    folder = Path(urlparse(client.get_run(store["a"]).info.artifact_uri).path) / "model"
+    (folder / "big.bin").write_bytes(b"x" * 2**20)  # anything else in the model's folder is not copied
+
+    for uri in ("models:/g-test@champion", f"runs:/{store['a']}/model", f"runs:/{store['a']}"):
+        with model_files(uri, store["uri"]) as d:
+            assert sorted(p.name for p in d.iterdir()) == ["spec.json", "weights.pt"], uri
+            assert d.parent == tmp
+        assert list(tmp.iterdir()) == [], uri
+    with model_files(str(folder), store["uri"]) as d:  # a local directory: read in place
+        assert d == folder
+    assert list(tmp.iterdir()) == []
+
+    code, _, err = run(capsys, "sample", "--model-uri", "models:/g-test/1", "--num", "4", "--out", "a.png")
+    assert code == 0, err
+    code, _, err = run(capsys, "sample", "--model-uri", str(folder), "--num", "4", "--out", "b.png")
+    assert code == 0, err
+    assert list(tmp.iterdir()) == []
+
+    # a failed load cleans up too
+    good = (folder / "weights.pt").read_bytes()
+    (folder / "weights.pt").write_bytes(b"not a tensor file")
+    code, _, err = run(capsys, "sample", "--model-uri", "models:/g-test/1", "--out", "c.png")
+    one_line_error(code, err, r"weights\.pt is not a plain tensor file, refused")
+    (folder / "weights.pt").write_bytes(good)
+    code, _, err = run(capsys, "sample", "--model-uri", "models:/g-test@nope", "--out", "c.png")
+    one_line_error(code, err, r"cannot fetch model models:/g-test@nope")
+    assert list(tmp.iterdir()) == []
+
+    # `..` would reach the whole experiment (every run's artifacts): refused before anything is fetched
+    for uri in (f"runs:/{store['a']}/../..", f"runs:/{store['a']}/model/../../../", "models:/g-test/1/..",
+                f"runs:/{store['a']}/%2e%2e"):
+        code, _, err = run(capsys, "sample", "--model-uri", uri, "--out", "d.png")
+        one_line_error(code, err, r"'\.\.' is not allowed")
+    assert list(tmp.iterdir()) == [] and not Path("d.png").exists()

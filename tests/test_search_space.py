@@ -231,3 +231,63 @@ def test_space_errors_are_search_space_errors():
     with pytest.raises(SearchSpaceError, match="set by two parameters"):
         SearchSpace({"parameters": {"optim.g_lr": {"uniform": [0.1, 0.2]},
                                     "lr": {"uniform": [0.1, 0.2], "paths": ["optim.g_lr"]}}}, "x")
+
+
+BUDGET_SPACE = """\
+parameters:
+  optim.g_lr: {loguniform: [1.0e-4, 1.0e-3]}
+  ema.half_life_kimg: {choice: [0.0, 0.5, 2.0]}
+  augment.ada.enabled:
+    choice: [false, true]
+    given:
+      true:
+        augment.ada.speed_kimg: {loguniform: [2.0, 50.0]}
+        augment.ada.interval: {int: [1, 64]}
+  regularizer.name:
+    choice: [none, r1]
+    given:
+      r1: {regularizer.kwargs.every: {choice: [16, 64]}}
+  warmup: {uniform: [10.0, 40.0], paths: [repair.adv_warmup_kimg]}
+"""
+
+
+def test_plan_does_not_sample_what_cannot_act_within_a_trial(in_tmp, capsys):
+    """4 kimg per trial of 64 images a step (62.5 D steps), ema.rampup 0.05: before, a warm-up of 10-40 kimg,
+    an ADA ramp of up to 50 kimg, EMA half-lives the ramp never reaches and lazy intervals that run once or
+    never were all sampled; now they are cut at what acts, or pinned, and the plan says so."""
+    from raygan.distributed.sweep.driver import prepare
+
+    (in_tmp / "space.yaml").write_text(BUDGET_SPACE)
+    cfg = load_config("quickstart", None, [])
+    base_cfg, space = prepare(cfg, SweepOptions(budget_kimg=4), "space.yaml")
+    assert space.budget_notes == [
+        "ema.half_life_kimg: choice[0, 0.5, 2] -> choice[0, 0.2] (with ema.rampup 0.05 the half-life never "
+        "exceeds rampup x kimg within a trial)",
+        "augment.ada.speed_kimg (if augment.ada.enabled=true): loguniform[2, 50] -> loguniform[2, 4] (a slower "
+        "ADA ramp cannot take p from 0 to 1 within a trial)",
+        "augment.ada.interval (if augment.ada.enabled=true): int[1, 64] -> int[1, 15] (ADA must adjust p 4+ "
+        "times in a trial's 62.5 D steps)",
+        "regularizer.kwargs.every (if regularizer.name=r1): choice[16, 64] -> pinned to 15 (a lazy regulariser "
+        "must run 4+ times in a trial's 62.5 D steps)",
+        "warmup: uniform[10, 40] -> pinned to 2 (the trainer caps the L1 warm-up at half a trial)"]
+    for params in sample(space, 40):
+        c = space.apply(base_cfg, params)
+        assert c.ema.half_life_kimg in (0.0, 0.2) and c.repair.adv_warmup_kimg == 2
+        if c.augment.ada is not None and c.augment.ada.enabled and "augment.ada.speed_kimg:true" in params:
+            assert 2 <= c.augment.ada.speed_kimg <= 4 and 1 <= c.augment.ada.interval <= 15
+        if c.regularizer.name == "r1":
+            assert c.regularizer.kwargs["every"] == 15
+    assert main(["tune", "--preset", "quickstart", "--search-space", "space.yaml", "--budget-kimg", "4",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "budget:       not sampled beyond what can act within 4 kimg per trial:" in out
+    assert "  warmup: uniform[10, 40] -> pinned to 2" in out
+    # at the preset's own budget (120 kimg) the shipped space is sampled as written
+    assert prepare(cfg, SweepOptions(), None)[1].budget_notes == []
+    assert "budget:" not in (main(["tune", "--preset", "quickstart", "--dry-run"]) or capsys.readouterr().out)
+
+
+def test_a_short_repair_sweep_fits_its_trial_base_warmup(in_tmp, capsys):
+    assert main(["tune", "--preset", "fmnist-denoise", "--budget-kimg", "4", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "  trial base: repair.adv_warmup_kimg 20 -> 2\n" in out

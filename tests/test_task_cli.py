@@ -102,6 +102,7 @@ def test_a_model_of_another_task_is_refused(repair_run, capsys, in_tmp):
     run_dir, _ = repair_run
     code, _, err = run(capsys, "sample", "--run-dir", run_dir, "--out", "s.png")
     one_line(code, err, "'repair' model")
+    write_png(in_tmp / "x.png", (28, 28))
     code, _, err = run(capsys, "translate", "--run-dir", run_dir, "--direction", "a2b", "--in", "x.png",
                        "--out", "y.png")
     one_line(code, err, "'repair' model")

@@ -328,3 +328,47 @@ def test_trial_with_two_ray_train_workers(ray_local, tmp_path):
     assert summary["winner"]["kimg"] == pytest.approx(0.256)
     run = client_for(tmp_path).get_run(t.run_id)
     assert run.data.tags["raygan.workers"] == "2" and run.data.params["applied.g_lr"] == str(t.sampled["optim.g_lr"])
+
+
+def test_sweep_options_are_bounded_and_dry_run_checks_them(tmp_path, capsys):
+    """`--seed -1` passed --dry-run, then killed the real sweep with a traceback (numpy's seed
+    range) after its parent MLflow run was created. Every numeric option is checked up front."""
+    common = ["tune", "--preset", "digits", "--storage", str(tmp_path / "runs"), "--name", "b", *sets(tiny(tmp_path))]
+    for extra, pattern in ((["--seed", "-1"], r"--seed must not be negative, got -1"),
+                           (["--seed", str(2**32)], r"--seed must be at most 4294967295, got 4294967296"),
+                           (["--budget-kimg", "inf"], r"--budget-kimg must be a finite number"),
+                           (["--cpus-per-worker", "nan"], r"--cpus-per-worker must be a finite number"),
+                           (["--reduction-factor", "inf"], r"--reduction-factor must be a finite number"),
+                           (["--reeval-seeds", "100000"], r"--reeval-seeds must be at most 1000")):
+        for dry in (["--dry-run"], []):
+            code = main(common + extra + dry)
+            lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+            assert code == 2 and len(lines) == 1 and lines[0].startswith("raygan: error: "), lines
+            assert re.search(pattern, lines[0]), lines[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+    code = main(common + ["--seed", str(2**32 - 1), "--dry-run"])
+    assert code == 0 and "TPESampler(seed=4294967295" in capsys.readouterr().out
+
+
+def test_a_sweep_failing_after_its_parent_run_marks_it_failed_and_frees_its_name(ray_local, tmp_path):
+    """A failure after the parent run exists (here: the options as the old --dry-run let them
+    through, seed -1, which Optuna refuses) leaves the parent FAILED with the reason, not RUNNING;
+    no Tune state was saved, so the plan is taken back and the same --name runs afterwards."""
+    (tmp_path / "space.yaml").write_text("parameters:\n  optim.g_lr: {loguniform: [1.0e-4, 3.0e-3]}\n")
+    cfg = pin(load_config("digits", None, tiny(tmp_path)))
+    opts = SweepOptions(samples=1, budget_kimg=0.128, scheduler="fifo", tick_kimg=0.128, storage=str(tmp_path / "runs"),
+                        name="again", progress=False, finish=False)
+    with pytest.raises(ValueError, match="Seed must be between 0 and 2\\*\\*32 - 1"):
+        driver.run_sweep(cfg, opts.model_copy(update={"seed": -1}), str(tmp_path / "space.yaml"))
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("again")
+    (parent,) = client.search_runs([exp.experiment_id])
+    assert parent.info.status == "FAILED"
+    assert "Seed must be between" in parent.data.tags["raygan.error"]
+    assert parent.data.tags["raygan.sweep_status"] == "failed: no trial started; run it again (the name again is free)"
+    assert not (tmp_path / "runs" / "again").exists()
+
+    summary = driver.run_sweep(cfg, opts, str(tmp_path / "space.yaml"))
+    assert [t.status for t in summary["trials"]] == ["finished"]
+    assert client.get_run(summary["parent_run_id"]).info.status == "FINISHED"
+    assert client.get_run(parent.info.run_id).info.status == "FAILED"

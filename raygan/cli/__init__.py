@@ -74,9 +74,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except RayganError as e:
         print(f"raygan: error: {e.for_cli() if isinstance(e, ArgumentError) else e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("raygan: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM where a command handles it (raygan.errors.Interrupted)
+        signum = getattr(e, "signum", 2)
+        print(f"raygan: {'terminated' if signum == 15 else 'interrupted'}", file=sys.stderr)
+        return 128 + signum
     except OSError as e:
         if getattr(e, "errno", None) == 28:  # ENOSPC: say it plainly; what was written before stays
             print(f"raygan: error: disk full while writing {getattr(e, 'filename', '') or 'a file'}", file=sys.stderr)

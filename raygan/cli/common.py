@@ -83,3 +83,20 @@ def print_summary(summary: Dict[str, Any]) -> None:
 
 def dump_json(obj: Any) -> None:
     print(json.dumps(obj, indent=1, default=str, sort_keys=True))
+
+
+def finish_files(written, verb: str, out: str) -> int:
+    """After `raygan repair`/`translate`: the count written, each depth note, each skipped input
+    with its reason; then a one-line error (exit 2) when any input was skipped."""
+    from raygan.errors import DataError
+
+    for n in getattr(written, "notes", []):
+        note(n)
+    skipped = getattr(written, "skipped", [])
+    for path, why in skipped:
+        print(f"raygan: skipped {path}: {why}", file=sys.stderr)
+    print(f"{verb} {len(written)} image(s) into {out}")
+    if skipped:
+        raise DataError(f"{len(skipped)} of {len(written) + len(skipped)} input image(s) skipped (listed above); "
+                        f"the other {len(written)} were written")
+    return 0

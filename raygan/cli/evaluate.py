@@ -2,7 +2,6 @@
 checkpoint, loaded cheaply) or a registered model, never by building a trainer."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from raygan.cli.common import HelpFormatter, add_model_source, dump_json, print_protocols
@@ -82,27 +81,21 @@ def sample_format(out: str, fmt) -> str:
 
 
 def check_out(out: str, fmt: str, force: bool) -> None:
+    from raygan.data.imagefiles import check_writable
+
     path = Path(out)
     if fmt == "png-dir":
         if path.exists() and (not path.is_dir() or any(path.iterdir())) and not force:
             raise RayganError(f"--out {out} exists and is not an empty folder; pass --force to write into it")
-        parent = path if path.is_dir() else path.parent
+        if path.exists() and not path.is_dir():
+            raise RayganError(f"--out {out} is a file; --format png-dir writes a folder")
+        check_writable(path, path)
     else:
         if path.is_dir():
             raise RayganError(f"--out {out} is a directory; give a file name (or --format png-dir)")
         if path.exists() and not force:
             raise RayganError(f"--out {out} exists; pass --force to replace it")
-        parent = path.parent
-    probe = parent if str(parent) else Path(".")
-    while not probe.exists():
-        probe = probe.parent
-    try:  # really try (os.access says yes to root everywhere, /proc included)
-        import tempfile
-
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError:
-        raise RayganError(f"--out {out}: {probe} is not writable") from None
+        check_writable(path, path.parent)
 
 
 def run_sample(args) -> int:
@@ -117,26 +110,28 @@ def run_sample(args) -> int:
 
 
 def write_samples(images, labels, out: Path, fmt: str) -> None:
+    """Through the one output-writing path (raygan.data.imagefiles): each file atomically, and on
+    a failure (disk full) no partial or temp file and none of this run's new files are left."""
     import numpy as np
 
-    if fmt == "npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"images": images.numpy()}
-        if labels is not None:
-            arrays["labels"] = labels.numpy()
-        tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out)
-        return
-    if fmt == "png-dir":
-        from PIL import Image
+    from raygan.data.imagefiles import OutputWriter
 
-        out.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(images):
-            a = img.permute(1, 2, 0).numpy()
-            Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).save(out / f"{i:06d}.png")
-        return
-    from torchvision.utils import save_image
+    with OutputWriter() as w:
+        if fmt == "npz":
+            arrays = {"images": images.numpy()}
+            if labels is not None:
+                arrays["labels"] = labels.numpy()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.float() / 255.0, str(out), nrow=max(1, int(images.shape[0] ** 0.5)))
+            def save_npz(tmp):
+                with open(tmp, "wb") as f:
+                    np.savez(f, **arrays)
+
+            w.write_with(out, save_npz)
+        elif fmt == "png-dir":
+            for i, img in enumerate(images):
+                w.save(img.float() / 255.0, out / f"{i:06d}.png")
+        else:
+            from torchvision.utils import make_grid
+
+            grid = make_grid(images.float() / 255.0, nrow=max(1, int(images.shape[0] ** 0.5)))
+            w.save(grid, out)  # as torchvision.utils.save_image writes it (grey grids as RGB)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from raygan.cli.common import add_model_source
+from raygan.cli.common import add_model_source, finish_files
 
 EXAMPLES = """\
 examples:
   raygan repair --run-dir runs/fmnist-denoise-... --in noisy.png --out restored.png
   raygan repair --run-dir runs/fmnist-inpaint-... --in damaged/ --mask masks/ --out restored/
-  raygan repair --model-uri models:/raygan-repair-fashion-mnist-unet@champion --in x.png --out y.png
+  raygan repair --model-uri models:/raygan-fmnist-denoise/1 --in x.png --out y.png   # @champion after raygan tune
 """
 
 
@@ -20,16 +20,19 @@ def add(sub) -> None:
                      "a registered repair model, e.g. models:/NAME@champion")
     p.add_argument("--in", dest="src", required=True, help="an image file or a folder of images")
     p.add_argument("--mask", default=None, help="inpainting: a mask image (white = missing) or a folder of them")
-    p.add_argument("--out", required=True, help="the output file or folder")
-    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument("--out", required=True, help="the output file or folder (a folder's outputs mirror --in: same "
+                                                 "relative names and formats)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from raygan import api
+    from raygan.data.imagefiles import check_paths
     from raygan.tasks.repair_infer import fill_value, repair_path
+
+    check_paths(args.src, args.out, args.force)  # the files, before loading anything
+    from raygan import api
 
     module, cfg, _ = api.load(args.run_dir, args.model_uri, tracking_uri=args.tracking_uri, expect_task="repair")
     written = repair_path(module, args.src, args.out, mask=args.mask, fill=fill_value(cfg), overwrite=args.force)
-    print(f"repaired {len(written)} image(s) into {args.out}")
-    return 0
+    return finish_files(written, "repaired", args.out)

@@ -14,7 +14,8 @@ examples:
   raygan submit --status ID | --logs ID [--follow] | --stop ID
 
 The cluster's dashboard address comes from --address, $RAY_API_SERVER_ADDRESS or
-http://127.0.0.1:8265 (e.g. after `ray dashboard cluster.yaml`). With token auth on the
+http://127.0.0.1:8265, where an SSH tunnel brings a remote head's dashboard:
+`ray dashboard cluster.yaml` or `ssh -L 8265:localhost:8265 USER@HEAD`. With token auth on the
 cluster, export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or keep it in ~/.ray/auth_token).
 """
 

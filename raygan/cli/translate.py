@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from raygan.cli.common import add_model_source
+from raygan.cli.common import add_model_source, finish_files
 
 EXAMPLES = """\
 examples:
   raygan translate --run-dir runs/fmnist-sneaker2boot-... --direction a2b --in sneaker.png --out boot.png
-  raygan translate --model-uri models:/NAME@champion --direction b2a --in photos/ --out styled/
+  raygan translate --model-uri models:/raygan-fmnist-sneaker2boot/1 --direction b2a --in photos/ --out styled/
 """
 
 
@@ -17,18 +17,23 @@ def add(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_source(p, "a translate run: its latest checkpoint",
                      "a registered translation model, e.g. models:/NAME@champion")
-    p.add_argument("--direction", required=True, help="a2b or b2a")
+    p.add_argument("--direction", required=True, metavar="{a2b,b2a}",
+                   help="a2b (domain A to B) or b2a (B to A); any case, e.g. A2B")
     p.add_argument("--in", dest="src", required=True, help="an image file or a folder of images")
-    p.add_argument("--out", required=True, help="the output file or folder")
+    p.add_argument("--out", required=True, help="the output file or folder (a folder's outputs mirror --in: same "
+                                                 "relative names and formats)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from raygan import api
+    from raygan.data.imagefiles import check_paths
     from raygan.tasks.translate_infer import check_direction, translate_path
 
-    check_direction(args.direction)  # before loading anything
+    direction = check_direction(args.direction)  # before loading anything
+    check_paths(args.src, args.out, args.force)  # the files, before loading anything
+    from raygan import api
+
     module, _, _ = api.load(args.run_dir, args.model_uri, tracking_uri=args.tracking_uri, expect_task="translate")
-    written = translate_path(module, args.src, args.out, args.direction)
-    print(f"translated {len(written)} image(s) {args.direction} into {args.out}")
-    return 0
+    written = translate_path(module, args.src, args.out, direction, overwrite=args.force)
+    return finish_files(written, f"translated ({direction})", args.out)

@@ -75,6 +75,11 @@ def print_plan(cfg, opts: SweepOptions, search_space) -> int:
     print(f"search space: {space.source}")
     for k, v in space.describe().items():
         print(f"  {k:40s} {v}")
+    notes = getattr(space, "budget_notes", [])
+    if notes:
+        print(f"budget:       not sampled beyond what can act within {budget_kimg(cfg, opts):g} kimg per trial:")
+        for note in notes:
+            print(f"  {note}")
     print(f"objective:    {key} ({direction(key)}imise)")
     print(f"sampler:      {plans.describe_sampler(opts)}")
     print(f"scheduler:    {plans.describe_scheduler(cfg, opts)}")

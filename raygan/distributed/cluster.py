@@ -13,7 +13,8 @@ can write becomes one line on the console instead of a hang:
 
 A local cluster that raygan starts itself (no address) is private to this machine: every Ray
 server (GCS, raylet, worker gRPC, dashboard, agents, the three Prometheus endpoints) binds to
-127.0.0.1 and usage stats stay off (see local_cluster.py).
+127.0.0.1, usage stats stay off, and its Ray token file is readable by this user only
+(see local_cluster.py).
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ def connect(address: Optional[str] = None, *, log_to_driver: bool = True, quiet:
     local = local_cluster.starts_local_cluster(address)
     try:
         if local:
+            local_cluster.private_token()
             with local_cluster.loopback_only(), local_cluster.quiet_token_notice():
                 ray.init(address=address, **kwargs, **local_cluster.init_kwargs())
             local_cluster.start_watchdog()

@@ -59,6 +59,10 @@ What the cluster sees:
   (cluster.yaml's ~/.raygan_secrets, a Kubernetes Secret) over --env; `--env NAME` without a
   value copies it from your environment, so it stays out of your shell history."""
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+# A remote dashboard is reached through an SSH tunnel, never by binding it to every interface.
+NO_CLUSTER_HINT = ("; start one here with `ray start --head` (dashboard on 127.0.0.1:8265) or `ray up cluster.yaml`; "
+                   "reach a remote cluster's dashboard through an SSH tunnel: `ray dashboard cluster.yaml` or "
+                   "`ssh -L 8265:localhost:8265 USER@HEAD`, then --address http://127.0.0.1:8265")
 AUTH_HINT = ("the cluster uses token auth: set RAY_AUTH_MODE=token and the token in RAY_AUTH_TOKEN "
              "(or RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token; `ray get-auth-token` prints it on the head)")
 
@@ -99,8 +103,7 @@ def _call(fn: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
 def connect(address: Optional[str] = None):
     """A JobSubmissionClient for a reachable cluster (a clear error in seconds otherwise)."""
     address = resolve_address(address)
-    check_reachable(address, hint="; start one with `ray start --head --dashboard-host 0.0.0.0` or "
-                                  "`ray up cluster.yaml` (then `ray dashboard cluster.yaml` forwards port 8265)")
+    check_reachable(address, hint=NO_CLUSTER_HINT)
     from ray.job_submission import JobSubmissionClient
 
     def make():

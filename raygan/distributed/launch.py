@@ -1,7 +1,8 @@
 """The Ray Train host: N TorchTrainer workers run the same loop as a plain process.
 
-Driver (`train_ray`): checks the options, storage, run name and the cluster's resources (fails
-in seconds, never waits forever), creates the MLflow run *before* fit and records it in the run
+Driver (`train_ray`): locks the run dir as a local run does (before the cluster starts: a second
+start or a --resume while it trains is one line), checks the options, storage, run name and the
+cluster's resources (fails in seconds, never waits forever), creates the MLflow run *before* fit and records it in the run
 store (`<storage>/<name>/run.json`), so a worker-group restart and a later `--resume` continue
 the same MLflow run; then runs `TorchTrainer.fit()` with `run_worker` on every rank.
 
@@ -105,13 +106,24 @@ def make_torch_trainer(spec: WorkerSpec, *, workers: int, cpus_per_worker: float
 def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run the training on Ray Train; returns rank 0's summary plus where things are."""
     from raygan import storage as st
-    from raygan.metrics.registry import direction, objective
 
     check_options(cfg, opts)
     storage = st.resolve(opts.storage)
     name = opts.name or cfg.tracking.run_name or default_name(cfg.preset)
     store = RunStore(st.join(storage, name))
-    st.check_writable(storage, "storage")
+    store.check_writable()  # (creates nothing)
+    # one writer per run, as for a local run: taken before the cluster starts, so a second start or
+    # a --resume while it trains is one line and writes nothing
+    with store.claim(other="--run-dir (--name)") as claim:
+        st.check_writable(storage, "storage")
+        return _train_locked(cfg, opts, storage, name, store, claim, resume, progress)
+
+
+def _train_locked(cfg: Config, opts: RayOptions, storage: str, name: str, store: RunStore, claim, resume: bool,
+                  progress: bool) -> Dict[str, Any]:
+    from raygan import storage as st
+    from raygan.metrics.registry import direction, objective
+
     exists = store.holds_run() or st.exists(store.join("checkpoint_manager_snapshot.json"))
     if resume and not exists:
         raise RunDirError(f"no run named '{name}' in {storage}: nothing to resume")
@@ -132,8 +144,14 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
     cluster.connect(opts.address)  # reachable and big enough -- before anything is written
     cluster.check_resources(opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.resource_wait)
 
+    from raygan.config import budget
+
+    cfg, fitted = budget.fit(cfg)  # as the local host: the run records (and resumes with) the fitted config
+    if fitted:
+        print(f"raygan: {budget.describe(cfg, fitted)}", file=sys.stderr, flush=True)
     run_id = _mlflow_run(cfg, store, name, opts.workers)
     store.write_config(cfg)
+    claim.started = True  # the run exists from here on: never removed
     store.update_record(host="ray-train", workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
                         gpus_per_worker=opts.gpus_per_worker, storage=storage, name=name, task=cfg.task)
     key = objective(list(cfg.eval.metrics))

@@ -8,8 +8,12 @@
   default on macOS/Windows): that mode is switched on while the cluster starts.
 - Usage stats are off unless the user set RAY_USAGE_STATS_ENABLED (Ray's own ray.init
   also turns them off on release wheels; this does not depend on it).
-- Ray token auth: Ray 2.60 switches it on by itself for a new local cluster (token in
-  ~/.ray/auth_token) unless RAY_AUTH_MODE says otherwise; its WARNING saying so is silenced.
+- Ray token auth: Ray 2.60 switches it on by itself for a new local cluster unless RAY_AUTH_MODE
+  says otherwise, and writes a missing token to ~/.ray/auth_token with a plain open(): mode 0644
+  under the usual umask, so every user of the machine could read it and use the cluster.
+  raygan writes that token first, created 0600 (private_token), and narrows an existing token
+  file that others can read to 0600. Ray's WARNING that token auth is
+  on, printed on every new local cluster, is silenced (quiet_token_notice).
 - Ray Train's workers: torch's rendezvous store (a TCPStore on rank 0) binds to every
   interface; a worker setup hook hands it a socket bound to 127.0.0.1 instead.
 - A killed driver: Ray kills its GCS and raylet with it (PR_SET_PDEATHSIG), but the dashboard
@@ -24,12 +28,14 @@ import importlib
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 LOOPBACK = "127.0.0.1"
@@ -96,6 +102,40 @@ def quiet_token_notice() -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
+
+
+def private_token(environ: Optional[Dict[str, str]] = None) -> Optional[Path]:
+    """Before a new local cluster starts with token auth: make sure the token file Ray will read
+    is readable by this user only. A missing ~/.ray/auth_token is created here with mode 0600 from
+    the start (os.open with O_EXCL and the mode: there is no moment it is readable by others), with
+    the same kind of token Ray draws (256 random bits, hex); an existing token file that group or
+    others can read is narrowed to 0600. Returns the token file, or None where there is none to
+    look after (RAY_AUTH_MODE other than token, or the token given in RAY_AUTH_TOKEN)."""
+    environ = os.environ if environ is None else environ
+    mode = environ.get("RAY_AUTH_MODE")
+    if (mode is not None and mode.lower() != "token") or environ.get("RAY_AUTH_TOKEN"):
+        return None
+    named = environ.get("RAY_AUTH_TOKEN_PATH")
+    path = Path(named).expanduser() if named else Path(environ.get("HOME") or Path.home()) / ".ray" / "auth_token"
+    if not path.exists() and not named:  # Ray would write this one itself, readable by all
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # written meanwhile by another process: narrowed below
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            return path
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+            print(f"raygan: note: the Ray token {path} was readable by other users; it is now mode 600 "
+                  "(if others could use this machine, draw a new one: ray get-auth-token --generate "
+                  "after removing it)", file=sys.stderr)
+    except OSError:  # missing (Ray reports it) or not ours to change
+        pass
+    return path
 
 
 def init_kwargs() -> Dict[str, Any]:

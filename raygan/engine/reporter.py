@@ -112,6 +112,8 @@ class ConsoleReporter(Reporter):
         if not self.enabled:
             return
         self.total_kimg = info.get("total_kimg", self.total_kimg)
+        if info.get("fitted"):  # a short run of a long preset: say what was fitted, once
+            print(f"raygan: {info['fitted']}", file=self.stream, flush=True)
         if not self.want_bar or not (hasattr(self.stream, "isatty") and self.stream.isatty()):
             return
         from tqdm import tqdm

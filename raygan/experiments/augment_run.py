@@ -21,17 +21,22 @@ Where the generated images come from:
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from raygan.engine.checkpoint import CHECKPOINT_NAME, list_checkpoints
+from raygan.engine.reporter import Reporter
 from raygan.errors import ConfigError
-from raygan.experiments.augment import (CONDITIONS, AugmentResult, plot, render_table,
-                                        run_augment_experiment)
+from raygan.experiments.augment import (CONDITIONS, AugmentResult, OnResult, plot, render_table,
+                                        run_augment_experiment, validate)
+from raygan.experiments.augment_outputs import Outputs, prepare_outputs
+from raygan.experiments.augment_plan import (Plan, Progress, Rates, _timed, build_plan, classifier_rates,
+                                             median_step)
 from raygan.metrics.cas import Sampler
 from raygan.metrics.classify import RECIPE, Recipe
 
@@ -45,6 +50,7 @@ class AugmentOutcome:
     plot_path: Optional[str]
     protocol: Dict[str, Any]
     gans: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # "K=10 seed=0" -> what trained it
+    table_path: Optional[str] = None
 
 
 def generator_sampler(G: nn.Module, device: Union[str, torch.device] = "cpu") -> Sampler:
@@ -99,16 +105,16 @@ def subset_gan_config(base_cfg, k: int, seed: int, gan_kimg: Optional[float] = N
 
 def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg: Optional[float] = None,
                      run_dir: Optional[Path] = None, device: Optional[torch.device] = None, num_classes: int = 10,
-                     log: Callable[[str], None] = lambda s: None):
+                     log: Callable[[str], None] = lambda s: None, progress: Optional[Progress] = None):
     """Train a conditional GAN with the engine on the K-per-class subset; returns (sampler, info).
     Refuses to go on if the engine's training images are not exactly `subset`."""
     import time
 
-    from raygan.engine.checkpoint import list_checkpoints
     from raygan.trainer import Trainer
 
     cfg = subset_gan_config(base_cfg, k, seed, gan_kimg, num_classes, log)
-    trainer = Trainer(cfg, run_dir, device=device, evaluator=None)
+    reporter = _GanProgress(progress, int(round(cfg.train.total_kimg * 1000))) if progress is not None else None
+    trainer = Trainer(cfg, run_dir, reporter=reporter, device=device, evaluator=None)
     done = list_checkpoints(Path(run_dir) / "checkpoints") if run_dir is not None else []
     if done:  # this cell's run is there (an earlier call with the same work dir): resume it exactly
         trainer.load(done[-1])
@@ -130,9 +136,22 @@ def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg
     return generator_sampler(G, trainer.device), info
 
 
+class _GanProgress(Reporter):
+    """A line at most every `progress.every_s` seconds while a cell's GAN trains: kimg and ETA."""
+
+    def __init__(self, progress: Progress, total_nimg: int):
+        self.prog, self.total, self.start_nimg = progress, total_nimg, 0
+
+    def start(self, info: Dict[str, Any]) -> None:
+        self.start_nimg = int(info.get("nimg") or 0)
+
+    def progress(self, nimg: int) -> None:
+        self.prog.step(nimg - self.start_nimg, self.total - self.start_nimg,
+                       f"{nimg / 1000:.1f}/{self.total / 1000:g} kimg")
+
+
 def load_run_generator(run_dir: Union[str, Path], device: Optional[torch.device] = None):
     """The exported (EMA) generator of a run's last checkpoint (or of a checkpoint directory)."""
-    from raygan.engine.checkpoint import list_checkpoints
     from raygan.tasks.loading import load_model
 
     p = Path(run_dir)
@@ -163,29 +182,43 @@ def run_augment(
     recipe: Recipe = RECIPE,
     work_dir: Union[str, Path, None] = None,
     plot_path: Union[str, Path, None] = None,
+    table_path: Union[str, Path, None] = None,
+    outputs: Optional[Outputs] = None,
+    make_plot: bool = True,
     device: Union[str, torch.device, None] = None,
     log: Callable[[str], None] = print,
     real_fraction: Optional[float] = None,
-) -> AugmentOutcome:
+    estimate: bool = True,
+    dry_run: bool = False,
+    progress_s: float = 30.0,
+    on_result: Optional[OnResult] = None,
+) -> Optional[AugmentOutcome]:
     """The whole `raygan augment` experiment; see the module docstring.
 
     `seeds`: a count n (seeds 0..n-1) or the seeds themselves. `base`/`overrides`/`gan_kimg`:
     the GAN each cell trains (ignored with `run_dir`, whose data format the classifiers then
     use). `work_dir` keeps each cell's GAN run (checkpoints, sample grids); default: a temp
     dir; a cell whose run is already there resumes it (exactly) instead of starting again.
-    `plot_path`: where the PNG goes (default work_dir/augment.png). `real_fraction`: the
-    share of real images in the +gan training sets (default: concatenate)."""
+    `table_path` / `plot_path`: where the table (text) and the PNG go (default work_dir/augment.txt,
+    .png); all outputs are checked before anything trains (or given, checked, as `outputs`), the
+    table is written first and the plot last (`make_plot=False` leaves the plot to the caller).
+    `estimate`: time a few steps here and log the plan with its expected duration before
+    training (`dry_run`: only that; returns None). `progress_s`: a progress line at most this
+    often inside a long GAN or classifier. `on_result`: see run_augment_experiment.
+    `real_fraction`: the share of real images in the +gan training sets (default: concatenate)."""
     from raygan.data import load_dataset
     from raygan.engine.device import resolve_device
 
     seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
     if isinstance(seeds, int) and seeds < 1:
         raise ConfigError(f"--seeds needs a positive count or a list of seeds, got {seeds!r}")
-    dev = resolve_device(str(device) if device is not None else "auto")
-    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="raygan-augment-"))
-    work.mkdir(parents=True, exist_ok=True)
-    gans: Dict[str, Dict[str, Any]] = {}
     need_gan = any("gan" in c for c in conditions)
+    validate(list(real_per_class), seed_list, (lambda *a: None) if need_gan else None, synthetic_per_class,
+             classic, recipe, conditions, real_fraction)
+    out = outputs or prepare_outputs(work_dir, plot_path, table_path)
+    dev = resolve_device(str(device) if device is not None else "auto")
+    work = out.work
+    gans: Dict[str, Dict[str, Any]] = {}
 
     if run_dir is not None:
         loaded = load_run_generator(run_dir, dev) if need_gan else None
@@ -200,6 +233,8 @@ def run_augment(
     test = load_dataset(d.name, root=d.root, split="test", resolution=d.resolution, channels=channels,
                         download=d.download)
 
+    run_info: Dict[str, Any] = {}
+    sample: Optional[Sampler] = None
     if loaded is not None:
         sample = generator_sampler(loaded.module, dev)
         sub = loaded.model_spec.get("train_subset") or {}
@@ -211,20 +246,32 @@ def run_augment(
             log(f"warning: the given generator learnt from {run_info['train_images']} training images, more than "
                 f"K per class for K={','.join(map(str, too_much))}: +gan there uses data real-only does not see")
 
+    plan = Plan([], Rates(0.0, 0.0, 0.0), "")
+    if estimate or dry_run:
+        plan = _plan(cfg, run_dir is None and need_gan, sample, train, test, list(real_per_class), seed_list,
+                     conditions, recipe, classic, synthetic_per_class, gan_kimg, work, dev)
+        log(plan.describe())
+    if dry_run:
+        return None
+    prog = Progress(plan, log, every_s=progress_s)
+
+    if loaded is not None:
         def make_sampler(k: int, s: int, idx: torch.Tensor) -> Sampler:
             gans[f"K={k} seed={s}"] = run_info
+            assert sample is not None
             return sample
     else:
         def make_sampler(k: int, s: int, idx: torch.Tensor) -> Sampler:
             smp, info = train_subset_gan(cfg, k, s, idx, gan_kimg, work / f"gan-K{k}-s{s}", dev, train.num_classes,
-                                         log)
+                                         log, prog)
             gans[f"K={k} seed={s}"] = info
             return smp
 
     result = run_augment_experiment(
         (train.images, train.labels), (test.images, test.labels), train.num_classes, list(real_per_class),
         seed_list, make_sampler if need_gan else None, synthetic_per_class, classic, recipe, conditions, log,
-        train_name=f"{d.name}:train", test_name=f"{d.name}:test", real_fraction=real_fraction)
+        train_name=f"{d.name}:train", test_name=f"{d.name}:test", real_fraction=real_fraction, progress=prog,
+        on_result=on_result)
     protocol = dict(result.protocol)
     protocol["gan_source"] = f"run {run_dir}" if run_dir is not None else "trained per (K, seed) on the subset"
     if run_dir is None and need_gan:
@@ -236,9 +283,60 @@ def run_augment(
                          "gan_subset_hash": run_info["subset_hash"]})
     result = dataclasses.replace(result, protocol=protocol)
     table = render_table(result)
-    png = plot(result, str(plot_path or work / "augment.png"))
-    log(table)
-    return AugmentOutcome(result, table, png, protocol, gans)
+    out.table.write_text(table + "\n")  # the table first: a late failure (the plot) loses nothing
+    png = plot(result, str(out.plot)) if make_plot else None
+    return AugmentOutcome(result, table, png, protocol, gans, str(out.table))
+
+
+def _plan(cfg, train_gans: bool, sample: Optional[Sampler], train, test, ks: List[int], seeds: List[int],
+          conditions: Sequence[str], recipe: Recipe, classic, synthetic_per_class: int, gan_kimg: Optional[float],
+          work: Path, dev: torch.device) -> Plan:
+    """Measure the rates here (a few seconds) and lay out every item with its expected time."""
+    from raygan.metrics.classify import classic_augmentation
+
+    nc = train.num_classes
+    few = min(len(train.labels), 512)
+    clf, clf_classic, pred = classifier_rates(train.images[:few].to(dev), train.labels[:few].to(dev),
+                                              test.images.to(dev), nc, recipe, classic_augmentation(classic))
+    rates = Rates(clf, clf_classic, pred)
+    gan_steps: Dict[Tuple[int, int], Tuple[int, int]] = {}
+    note = ""
+    if train_gans:
+        first = subset_gan_config(cfg, max(ks), seeds[0], gan_kimg, nc)
+        rates.gan_step, rates.gan_batch, rates.sample_image = gan_rates(first, dev, nc)
+        for k in ks:
+            for s in seeds:
+                gcfg = subset_gan_config(cfg, k, s, gan_kimg, nc)
+                batch, total = gcfg.optim.batch_size, int(round(gcfg.train.total_kimg * 1000))
+                done = list_checkpoints(work / f"gan-K{k}-s{s}" / "checkpoints")
+                start = int(CHECKPOINT_NAME.match(done[-1].name).group(1)) if done else 0
+                gan_steps[(k, s)] = (math.ceil(max(total - start, 0) / batch), batch)
+        note = f" ({cfg.preset or 'config'}, {first.train.total_kimg:g} kimg each)"
+    elif sample is not None:
+        rates.sample_image = _timed(lambda: sample(torch.arange(200) % nc)) / 200
+    cells = [(k, s) for k in ks for s in seeds]
+    return build_plan(cells, conditions, recipe, rates, len(test.labels), synthetic_per_class * nc, gan_steps, note)
+
+
+def gan_rates(gcfg, dev: torch.device, num_classes: int) -> Tuple[float, int, float]:
+    """(s per GAN training step, its batch, s per generated image) of this config, from a few
+    steps of a throwaway trainer (no run dir: nothing is written)."""
+    from raygan.trainer import Trainer
+
+    trainer = Trainer(gcfg, None, device=dev, evaluator=None)
+    task = trainer.task
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def steps(tick):
+        for _ in range(5):
+            task.train_step(0)
+            sync()
+            tick()
+
+    step = median_step(steps)
+    sample = generator_sampler(task.eval_network(), dev)
+    image = _timed(lambda: sample(torch.arange(200) % num_classes)) / 200
+    return step, int(gcfg.optim.batch_size), image
 
 
 def _augment_name(cfg) -> str:

@@ -177,10 +177,14 @@ def train_classifier(
     seed: int = 0,
     transform: Optional[Transform] = None,
     device: Union[str, torch.device, None] = None,
+    progress: Optional[Callable[[int, float], None]] = None,
+    report_every: int = 0,
 ) -> SmallCNN:
     """Train the recipe's network on uint8 (N, C, H, W) images and int64 labels; `transform`
     (e.g. classic_augmentation(...)) is applied to each batch of float [0, 255] images.
-    Returns the network in eval mode, on `device` (default: the images' device)."""
+    Returns the network in eval mode, on `device` (default: the images' device).
+    `progress(step, batch_accuracy)` is called every `report_every` steps (default: every
+    twentieth of the run) and after the last one; only those steps read a value off the device."""
     check_images(images, labels, "training images")
     dev = torch.device(device) if device is not None else images.device
     images, labels = images.to(dev), labels.to(dev).long()
@@ -195,7 +199,8 @@ def train_classifier(
                                                     pct_start=recipe.pct_start)
         order = torch.Generator().manual_seed(seed)
         net.train()
-        for idx in _batches(images.shape[0], recipe.batch_size, recipe.steps, order):
+        every = report_every if report_every > 0 else max(1, recipe.steps // 20)
+        for step, idx in enumerate(_batches(images.shape[0], recipe.batch_size, recipe.steps, order), 1):
             idx = idx.to(dev)
             x = images[idx].float()
             if transform is not None:
@@ -203,11 +208,14 @@ def train_classifier(
             x = x / 127.5 - 1.0
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(net(x), labels[idx])
+            logits = net(x)
+            loss = F.cross_entropy(logits, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if progress is not None and (step % every == 0 or step == recipe.steps):
+                progress(step, float((logits.detach().argmax(1) == labels[idx]).float().mean()))
     return net.eval()
 
 

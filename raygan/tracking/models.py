@@ -5,7 +5,8 @@ A logged model is a folder of two files in the run's artifacts:
     <name>/spec.json     task, the run's config, the model spec, the network name, versions
     <name>/weights.pt    the network's state dict (tensors only)
 
-Loading downloads the folder, rebuilds the network from raygan's registries with the spec's
+Loading fetches those two files only (into a temp dir removed afterwards; a local folder is
+read in place), rebuilds the network from raygan's registries with the spec's
 config (so a spec naming an unknown architecture is refused, not executed) and loads the
 weights with `torch.load(weights_only=True)`: a tampered `weights.pt` holding a pickle with a
 `__reduce__` payload is rejected before any code in it runs. Registered versions point at the
@@ -14,10 +15,13 @@ folder (`models:/NAME/VERSION`, `models:/NAME@champion`).
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
+from urllib.parse import unquote
 
 from raygan.errors import RayganError
 from raygan.tracking.store import first_line
@@ -79,15 +83,60 @@ def log_model(client, run_id: str, exported, register_as: Optional[str] = None,
     return out
 
 
-def _download(uri: str, tracking_uri: str) -> Path:
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+@contextmanager
+def model_files(uri: str, tracking_uri: str) -> Iterator[Path]:
+    """A folder holding the model's spec.json and weights.pt, and nothing else of its store.
+
+    A local directory is read where it is (nothing copied). Any other URI (runs:/, models:/, a
+    storage URI) has just those two files downloaded into a temp dir, removed afterwards however
+    the load ends. A URI with a `..` segment is refused: it would reach outside the folder it
+    names (e.g. `runs:/<id>/../..` is the whole experiment)."""
+    if not _SCHEME.match(uri):
+        path = Path(uri).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"cannot fetch model {uri}: no such directory")
+        yield path / ARTIFACT if not (path / SPEC_FILE).is_file() and (path / ARTIFACT / SPEC_FILE).is_file() else path
+        return
+    if ".." in re.split(r"[/\\]", unquote(uri.split(":", 1)[1])):
+        raise ModelLoadError(f"model URI {uri}: '..' is not allowed (a model URI names the model's own folder)")
+    base = uri.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="raygan-model-") as d:
+        folder, first_error = None, None
+        for sub in (base, f"{base}/{ARTIFACT}"):  # the model folder, or a run's root holding `model/`
+            try:
+                _fetch(f"{sub}/{SPEC_FILE}", Path(d), tracking_uri)
+                folder = sub
+                break
+            except Exception as e:
+                first_error = first_error or e
+        if folder is None:
+            if not _lists_files(base, tracking_uri):
+                raise ModelLoadError(f"cannot fetch model {uri}: {first_line(first_error)}") from None
+            yield Path(d)  # a folder without raygan's spec: refused by the caller
+            return
+        try:
+            _fetch(f"{folder}/{WEIGHTS_FILE}", Path(d), tracking_uri)
+        except Exception as e:
+            raise ModelLoadError(f"cannot fetch model {uri}: {WEIGHTS_FILE}: {first_line(e)}") from None
+        yield Path(d)
+
+
+def _fetch(uri: str, dest: Path, tracking_uri: str) -> None:
     import mlflow.artifacts
 
-    dest = Path(tempfile.mkdtemp(prefix="raygan-model-"))
+    mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest), tracking_uri=tracking_uri)
+
+
+def _lists_files(uri: str, tracking_uri: str) -> bool:
+    import mlflow.artifacts
+
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest),
-                                                        tracking_uri=tracking_uri))
-    except Exception as e:
-        raise ModelLoadError(f"cannot fetch model {uri}: {first_line(e)}") from None
+        return bool(mlflow.artifacts.list_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+    except Exception:
+        return False
 
 
 def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = None):
@@ -100,28 +149,25 @@ def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = Non
     from raygan.tracking.store import open_client
 
     open_client(tracking_uri, create=False)
-    folder = _download(uri, tracking_uri)
-    spec_file = folder / SPEC_FILE
-    if not spec_file.is_file():
-        found = (folder / ARTIFACT / SPEC_FILE)
-        spec_file = found if found.is_file() else spec_file
-    if not spec_file.is_file():
-        raise ModelLoadError(f"model {uri} is not a raygan model ({SPEC_FILE} missing): models logged by older "
-                             f"raygan versions (pickle format) are not loaded, for safety")
-    try:
-        spec: Dict[str, Any] = json.loads(spec_file.read_text())
-        cfg = build_config(spec["config"])
-    except (ValueError, KeyError, ConfigError) as e:
-        raise ModelLoadError(f"model {uri}: its {SPEC_FILE} is unusable ({first_line(e)})") from None
-    if spec.get("format") != FORMAT:
-        raise ModelLoadError(f"model {uri}: unknown format {spec.get('format')!r} (expected {FORMAT})")
-    if expect_task is not None and cfg.task != expect_task:
-        raise ModelLoadError(f"model {uri} is a '{cfg.task}' model; this command needs a '{expect_task}' model")
-    try:
-        sd = torch.load(spec_file.parent / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelLoadError(f"model {uri}: {WEIGHTS_FILE} is not a plain tensor file, refused "
-                             f"({first_line(e)[:120]})") from None
+    with model_files(uri, tracking_uri) as folder:
+        spec_file = folder / SPEC_FILE
+        if not spec_file.is_file():
+            raise ModelLoadError(f"model {uri} is not a raygan model ({SPEC_FILE} missing): models logged by older "
+                                 f"raygan versions (pickle format) are not loaded, for safety")
+        try:
+            spec: Dict[str, Any] = json.loads(spec_file.read_text())
+            cfg = build_config(spec["config"])
+        except (ValueError, KeyError, TypeError, ConfigError) as e:
+            raise ModelLoadError(f"model {uri}: its {SPEC_FILE} is unusable ({first_line(e)})") from None
+        if spec.get("format") != FORMAT:
+            raise ModelLoadError(f"model {uri}: unknown format {spec.get('format')!r} (expected {FORMAT})")
+        if expect_task is not None and cfg.task != expect_task:
+            raise ModelLoadError(f"model {uri} is a '{cfg.task}' model; this command needs a '{expect_task}' model")
+        try:
+            sd = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ModelLoadError(f"model {uri}: {WEIGHTS_FILE} is not a plain tensor file, refused "
+                                 f"({first_line(e)[:120]})") from None
     if not isinstance(sd, dict):
         raise ModelLoadError(f"model {uri}: {WEIGHTS_FILE} does not hold a state dict")
     try:

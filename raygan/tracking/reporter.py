@@ -10,6 +10,7 @@ After a resume, ticks the resumed run redoes (they follow the checkpoint) are no
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Dict, Optional
 
 from raygan.engine.reporter import Reporter
@@ -30,8 +31,11 @@ class MLflowReporter(Reporter):
         self.finished = False
         self.logged_until = -1  # images seen of the last tick already in MLflow (skipped on redo)
         self.model = None
+        copied_from = None
         if run_id is None and store is not None:
-            run_id = store.read_record().get("run_id")  # resume: the same MLflow run
+            run_id = store.read_record().get("run_id")  # resume: the same MLflow run ...
+            if run_id is not None and self._is_copy(store, run_id):
+                copied_from, run_id = run_id, None  # ... unless this run dir is a copy of one that has it
         if run_id is not None:
             self.run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
@@ -43,12 +47,33 @@ class MLflowReporter(Reporter):
             all_tags = {"raygan.run_dir": str(store) if store is not None else "", **source_tags(), **(tags or {})}
             if parent_run_id:
                 all_tags["mlflow.parentRunId"] = parent_run_id
+            if copied_from:
+                all_tags["raygan.copied_from"] = copied_from
             run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
             self.run_id = run.info.run_id
             self.resumed = False
             self._log_params(config)
         if store is not None:
-            store.update_record(run_id=self.run_id, tracking_uri=self.uri)
+            store.update_record(run_id=self.run_id, tracking_uri=self.uri, run_dir=str(store))
+
+    def _is_copy(self, store, run_id: str) -> bool:
+        """A resumed run dir that is a copy of another one still holding this MLflow run (cp -r)
+        must not log into the original's run: it gets its own, and says so. A moved one continues."""
+        try:
+            tagged = self.client.get_run(run_id).data.tags.get("raygan.run_dir")
+        except Exception:
+            tagged = None
+        original = store.copy_of(tagged)
+        if original is not None:
+            print(f"raygan: {store} is a copy of {original} (MLflow run {run_id}): it continues in a new "
+                  f"MLflow run", file=sys.stderr, flush=True)
+            return True
+        if tagged and tagged != str(store):
+            try:
+                self.client.set_tag(run_id, "raygan.run_dir", str(store))  # moved: the run lives here now
+            except Exception:
+                pass
+        return False
 
     # ------------------------------------------------------------------ helpers
     def _log_params(self, config: Dict[str, Any]) -> None:

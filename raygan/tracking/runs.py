@@ -108,6 +108,8 @@ def run_score(run) -> Tuple[Optional[str], Optional[str], Optional[float], Optio
 
 def role(run) -> str:
     t = run.data.tags
+    if t.get("raygan.kind") in ("augment", "augment-cell"):  # `raygan augment`: its parent and per-cell children
+        return t["raygan.kind"]
     if t.get("raygan.role") == "sweep":
         return "sweep"
     if t.get("raygan.trial_id"):

@@ -107,6 +107,19 @@ def mark_parent(uri: Optional[str], parent_run_id: Optional[str], status: str, t
         set_status(open_client(uri), parent_run_id, status, tags)
 
 
+def end_parent(uri: Optional[str], parent_run_id: Optional[str], status: str, tags: Dict[str, str]) -> None:
+    """A sweep that ended by an error: the parent run gets `status` unless it already ended."""
+    if not (uri and parent_run_id):
+        return
+    try:
+        client = open_client(uri)
+        if client.get_run(parent_run_id).info.status != "RUNNING":
+            return
+    except Exception:
+        return
+    set_status(client, parent_run_id, status, tags)
+
+
 def record_result(uri: str, parent_run_id: str, metrics: Dict[str, float], tags: Dict[str, str],
                   texts: Dict[str, str], images: Optional[Dict[str, str]] = None, status: str = "FINISHED") -> None:
     """The sweep's outcome on its parent run: numbers, winner, protocol, text artifacts (name ->

@@ -1,8 +1,9 @@
 """The sweep driver: Ray Tune + Optuna (TPE, define-by-run) + ASHA on the plan's objective.
 
-`run_sweep` validates the search space against the base config, checks the storage and that one
-trial fits the cluster (sizing `max_concurrent_trials`), creates the parent run, saves the plan,
-then runs `Tuner.fit()`; `resume_sweep` restores the Tuner from storage
+`run_sweep` validates the search space against the base config, locks `<storage>/<name>` (one
+driver per sweep, before the cluster starts), checks the storage and that one trial fits the
+cluster (sizing `max_concurrent_trials`), creates the parent run, saves the plan, then runs
+`Tuner.fit()` (a failure from there on ends the parent run FAILED, never RUNNING); `resume_sweep` restores the Tuner from storage
 (`resume_errored=True`). Afterwards `raygan.distributed.sweep.champion.finish_sweep`
 re-evaluates the top trials and registers the winner. While trials run, one status line per
 tick says how many run, were stopped, finished or errored, and the best objective so far.
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from raygan import storage
 from raygan.config import Config, build_config
@@ -25,7 +27,7 @@ from raygan.distributed.sweep.resources import size_concurrency, trial_resources
 from raygan.distributed.sweep.space import load_space
 from raygan.distributed.sweep.trial import trial_fn, trial_name
 from raygan.errors import RayganError, RunDirError
-from raygan.runstore import default_name
+from raygan.runstore import RunStore, default_name
 
 
 def trial_error_reason(trial_or_error) -> str:
@@ -107,9 +109,24 @@ def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None)
     """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
     from raygan.tasks import task_class
 
+    from raygan.distributed.sweep.budget import fit_space
+    from raygan.distributed.sweep.space import SearchSpace
+
+    from raygan.config import budget
+
     check(cfg, opts)
     base = plans.trial_base(cfg, opts)
-    space = load_space(search_space or task_class(cfg.task).default_search_space(cfg), base)
+    fitted, base_notes = budget.fit(build_config(base))  # what every trial's Trainer would fit: say it here
+    base = fitted.to_dict() if base_notes else base
+    loaded = load_space(search_space or task_class(cfg.task).default_search_space(cfg), base)
+    raw, notes = fit_space(loaded.raw, base)  # nothing sampled that cannot act within a trial's budget
+    notes = [f"trial base: {n}" for n in base_notes] + notes
+    space = loaded
+    if notes:
+        space = SearchSpace(raw, loaded.source, base)
+        space.validate(base)
+        space.text = loaded.text
+    space.budget_notes = notes
     plans.check_batch_split(space, base, opts.workers_per_trial)
     return base, space
 
@@ -122,35 +139,42 @@ def run_sweep(cfg: Config, opts: SweepOptions, search_space: Optional[str] = Non
 
     base, space = prepare(cfg, opts, search_space)
     storage_path = storage.resolve(opts.storage)
-    storage.check_writable(storage_path, "storage")
     name = opts.name or default_name(cfg.preset, prefix="tune-")
-    if plans.exists(storage_path, name):
-        raise RunDirError(f"a sweep named '{name}' already exists in {storage_path}; resume it with "
-                          f"raygan tune --resume {name}, or choose another --name")
-    if cfg.tracking.enabled:
-        from raygan.tracking.store import preflight
+    folder = RunStore(storage.join(storage_path, name))
+    folder.check_writable()  # (creates nothing)
+    # one driver per sweep, as for a run dir: taken before the cluster starts
+    with folder.claim("sweep", "--name") as claim:
+        storage.check_writable(storage_path, "storage")
+        if plans.exists(storage_path, name):
+            raise RunDirError(f"a sweep named '{name}' already exists in {storage_path}; resume it with "
+                              f"raygan tune --resume {name}, or choose another --name")
+        if cfg.tracking.enabled:
+            from raygan.tracking.store import preflight
 
-        preflight(cfg)
-        base["tracking"]["uri"] = cfg.tracking.uri
-    cluster.connect(opts.address, log_to_driver=False)
-    plan = plans.make_plan(cfg, opts, space, base, storage_path, name, size_concurrency(opts), forward_env())
-    if plan.tracking_uri:
-        from raygan.tracking.store import flatten
-        from raygan.tracking.sweeps import create_parent_run
+            preflight(cfg)
+            base["tracking"]["uri"] = cfg.tracking.uri
+        cluster.connect(opts.address, log_to_driver=False)
+        plan = plans.make_plan(cfg, opts, space, base, storage_path, name, size_concurrency(opts), forward_env())
+        if plan.tracking_uri:
+            from raygan.tracking.store import flatten
+            from raygan.tracking.sweeps import create_parent_run
 
-        params = {**plans.describe(plan, cfg), **{f"space.{k}": v for k, v in space.describe().items()},
-                  **{f"base.{k}": v for k, v in flatten(base).items()}}
-        files = {"search_space.yaml": plan.space_text or str(plan.space), "base_config.yaml": build_config(base).to_yaml()}
-        plan.parent_run_id = create_parent_run(plan.tracking_uri, plan.experiment, name, plan.path, params, files)
-    plan.save()
-    tuner = tune.Tuner(
-        _trainable(plan),
-        tune_config=tune.TuneConfig(search_alg=_searcher(space, plan), scheduler=_scheduler(cfg, plan),
-                                    num_samples=opts.samples, max_concurrent_trials=plan.max_concurrent,
-                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name,
-                                    reuse_actors=opts.workers_per_trial == 1),  # no torch import per trial
-        run_config=_run_config(plan))
-    return _fit_and_finish(tuner, plan)
+            params = {**plans.describe(plan, cfg), **{f"space.{k}": v for k, v in space.describe().items()},
+                      "sweep.budget_fit": "; ".join(getattr(space, "budget_notes", []))[:5000] or "none",
+                      **{f"base.{k}": v for k, v in flatten(base).items()}}
+            files = {"search_space.yaml": plan.space_text or str(plan.space),
+                     "base_config.yaml": build_config(base).to_yaml()}
+            plan.parent_run_id = create_parent_run(plan.tracking_uri, plan.experiment, name, plan.path, params, files)
+        with _parent_ends_with_the_sweep(plan, claim, fresh=True):
+            plan.save()
+            tuner = tune.Tuner(
+                _trainable(plan),
+                tune_config=tune.TuneConfig(search_alg=_searcher(space, plan), scheduler=_scheduler(cfg, plan),
+                                            num_samples=opts.samples, max_concurrent_trials=plan.max_concurrent,
+                                            trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                            reuse_actors=opts.workers_per_trial == 1),  # no torch import per trial
+                run_config=_run_config(plan))
+            return _fit_and_finish(tuner, plan)
 
 
 def resume_sweep(name: str, storage_path: Optional[str] = None, address: Optional[str] = None,
@@ -161,19 +185,51 @@ def resume_sweep(name: str, storage_path: Optional[str] = None, address: Optiona
 
     storage_path = storage.resolve(storage_path)
     plan = SweepPlan.load(storage_path, name)
-    if not tune.Tuner.can_restore(plan.path):
-        raise TuneError(f"sweep '{name}' in {storage_path} has no Tune state to resume from (it stopped "
-                        f"before its first trial started); start it again under another --name")
-    plan.options = plan.options.model_copy(update={"progress": progress})
-    cluster.connect(address, log_to_driver=False)
-    if plan.parent_run_id:
-        from raygan.tracking.store import open_client
+    with RunStore(plan.path).claim("sweep", "--name") as claim:
+        claim.started = True  # the sweep exists: nothing of it is removed
+        if not tune.Tuner.can_restore(plan.path):
+            raise TuneError(f"sweep '{name}' in {storage_path} has no Tune state to resume from (it stopped "
+                            f"before its first trial started); start it again under another --name")
+        plan.options = plan.options.model_copy(update={"progress": progress})
+        cluster.connect(address, log_to_driver=False)
+        if plan.parent_run_id:
+            from raygan.tracking.store import open_client
 
-        client = open_client(plan.tracking_uri)
-        client.update_run(plan.parent_run_id, status="RUNNING")
-        client.set_tag(plan.parent_run_id, "raygan.resumed", time.strftime("%Y-%m-%d %H:%M:%S"))
-    tuner = tune.Tuner.restore(plan.path, trainable=_trainable(plan), resume_errored=True)
-    return _fit_and_finish(tuner, plan)
+            client = open_client(plan.tracking_uri)
+            client.update_run(plan.parent_run_id, status="RUNNING")
+            client.set_tag(plan.parent_run_id, "raygan.resumed", time.strftime("%Y-%m-%d %H:%M:%S"))
+        with _parent_ends_with_the_sweep(plan, claim, fresh=False):
+            tuner = tune.Tuner.restore(plan.path, trainable=_trainable(plan), resume_errored=True)
+            return _fit_and_finish(tuner, plan)
+
+
+@contextmanager
+def _parent_ends_with_the_sweep(plan: SweepPlan, claim, fresh: bool) -> Iterator[None]:
+    """A sweep that fails after its parent run was created never leaves it RUNNING: FAILED with
+    the reason (KILLED on Ctrl-C). A new sweep that fails before Tune saved any state takes its
+    plan file back, so the same --name can be used again; otherwise it resumes."""
+    from ray import tune
+
+    from raygan.tracking.sweeps import end_parent
+
+    try:
+        yield
+    except BaseException as e:
+        restorable = tune.Tuner.can_restore(plan.path)
+        if restorable:
+            claim.started = True
+            hint = f"resume with raygan tune --resume {plan.name}"
+        elif fresh:
+            storage.remove_file(storage.join(plan.path, plans.PLAN_FILE))
+            hint = f"no trial started; run it again (the name {plan.name} is free)"
+        else:
+            hint = "no Tune state to resume from"
+        killed = isinstance(e, KeyboardInterrupt)
+        tags = {"raygan.sweep_status": f"{'interrupted' if killed else 'failed'}: {hint}"}
+        if not killed:
+            tags["raygan.error"] = f"{type(e).__name__}: {e}"
+        end_parent(plan.tracking_uri, plan.parent_run_id, "KILLED" if killed else "FAILED", tags)
+        raise
 
 
 # ---------------------------------------------------------------------------- after the trials

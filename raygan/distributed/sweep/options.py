@@ -11,6 +11,14 @@ from raygan.errors import ConfigError, RayganError
 from raygan.options import Options, opt
 
 
+#: bounds of the numeric options (checked by --dry-run too): the sampler's seed is what numpy's
+#: RandomState (Optuna's samplers) accepts; counts stay far below what Ray and the plan can hold
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 1_000_000
+MAX_SAMPLES = 10_000_000
+MAX_REEVAL_SEEDS = 1000
+
+
 class TuneError(RayganError):
     """A sweep that cannot run as asked (options, resources, nothing to resume)."""
 
@@ -18,26 +26,26 @@ class TuneError(RayganError):
 class SweepOptions(Options):
     objective: Optional[str] = opt(None, help="the metric value to optimise, its direction from the metrics "
                                               "registry (default: the config's first metric, e.g. fid or psnr)")
-    samples: int = opt(8, ge=1, metavar="N", help="trials to sample")
-    max_concurrent: Optional[int] = opt(None, ge=1, metavar="M", help="trials at once (default: as many as fit)")
-    workers_per_trial: int = opt(1, ge=1, metavar="W",
+    samples: int = opt(8, ge=1, le=MAX_COUNT, metavar="N", help="trials to sample")
+    max_concurrent: Optional[int] = opt(None, ge=1, le=MAX_COUNT, metavar="M", help="trials at once (default: as many as fit)")
+    workers_per_trial: int = opt(1, ge=1, le=MAX_COUNT, metavar="W",
                                  help="1: each trial trains in its own process; W>1: a Ray Train DDP run per trial")
-    cpus_per_worker: float = opt(1.0, gt=0, metavar="C", help="CPUs per worker")
-    gpus_per_worker: float = opt(0.0, ge=0, metavar="G", help="GPUs per worker")
-    budget_kimg: Optional[float] = opt(None, gt=0, metavar="K",
+    cpus_per_worker: float = opt(1.0, gt=0, allow_inf_nan=False, metavar="C", help="CPUs per worker")
+    gpus_per_worker: float = opt(0.0, ge=0, allow_inf_nan=False, metavar="G", help="GPUs per worker")
+    budget_kimg: Optional[float] = opt(None, gt=0, allow_inf_nan=False, metavar="K",
                                        help="kimg per trial = ASHA's max_t (default: the config's train.total_kimg)")
-    total_kimg: Optional[float] = opt(None, gt=0, metavar="T", help="stop once all trials together trained T kimg")
+    total_kimg: Optional[float] = opt(None, gt=0, allow_inf_nan=False, metavar="T", help="stop once all trials together trained T kimg")
     scheduler: Literal["asha", "fifo"] = opt("asha", choices=["asha", "fifo"], help="early stopping")
     sampler: Literal["tpe", "random"] = opt("tpe", choices=["tpe", "random"], help="how trials are sampled")
-    seed: int = opt(0, help="the sampler's seed")
-    grace_kimg: Optional[float] = opt(None, gt=0, metavar="K",
+    seed: int = opt(0, ge=0, le=MAX_SEED, help="the sampler's seed (0 to 2**32-1, as numpy and Optuna take it)")
+    grace_kimg: Optional[float] = opt(None, gt=0, allow_inf_nan=False, metavar="K",
                                       help="ASHA's first rung in kimg (default: budget / reduction-factor^2)")
-    reduction_factor: float = opt(3.0, gt=1, help="ASHA's reduction factor")
-    tick_kimg: Optional[float] = opt(None, gt=0, metavar="K",
+    reduction_factor: float = opt(3.0, gt=1, allow_inf_nan=False, help="ASHA's reduction factor")
+    tick_kimg: Optional[float] = opt(None, gt=0, allow_inf_nan=False, metavar="K",
                                      help="evaluate the proxy every K kimg (default: min(train.tick_kimg, grace))")
-    top_k: int = opt(3, ge=1, help="trials re-evaluated at the end")
-    reeval_samples: Optional[int] = opt(None, ge=2, help="samples per re-evaluation (default: eval.final_num_samples)")
-    reeval_seeds: int = opt(3, ge=1, help="evaluation seeds per re-evaluated trial")
+    top_k: int = opt(3, ge=1, le=MAX_COUNT, help="trials re-evaluated at the end")
+    reeval_samples: Optional[int] = opt(None, ge=2, le=MAX_SAMPLES, help="samples per re-evaluation (default: eval.final_num_samples)")
+    reeval_seeds: int = opt(3, ge=1, le=MAX_REEVAL_SEEDS, help="evaluation seeds per re-evaluated trial")
     register_model: Optional[str] = opt(None, metavar="NAME",
                                         help="registered model for the winner (default: tracking.register_model)")
     storage: Optional[str] = opt(None, metavar="PATH|URI",
@@ -45,7 +53,7 @@ class SweepOptions(Options):
     name: Optional[str] = opt(None, help="the sweep's name under --storage and its MLflow experiment "
                                          "(default tune-<preset>-<time>)")
     address: Optional[str] = opt(None, help="a running cluster (default: $RAY_ADDRESS, else a private local one)")
-    max_failures: int = opt(0, ge=-1, metavar="K", help="retry a failed trial from its last checkpoint up to K times")
+    max_failures: int = opt(0, ge=-1, le=MAX_COUNT, metavar="K", help="retry a failed trial from its last checkpoint up to K times")
     progress: bool = opt(True, flag="--progress", help="live status lines")
     finish: bool = opt(True, flag="--finish", help="re-evaluate and register the winner after the trials")
 
