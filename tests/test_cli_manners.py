@@ -64,7 +64,7 @@ def test_a_closed_pipe_ends_quietly():
 @pytest.mark.parametrize("command,expected", [
     (["eval"], "(default: the run's eval.extractor)"),
     (["sample"], "how many images (default 64)"),
-    (["augment"], "seeds per cell (mean ± std) (default: 3)"),
+    (["augment"], "1 seed: no spread) (default: 3)"),
     (["augment"], "(default: fmnist-cgan-100pc)"),
     (["augment"], "(default: 1000)"),
 ])
@@ -143,3 +143,12 @@ def test_tune_dry_run_says_how_each_objective_is_judged(capsys):
     assert main(["tune", "--preset", "fmnist-sneaker2boot", "--objective", "domain-acc", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "objective:    domain_acc (maximise)" in out and "x one evaluation (it draws nothing at random)" in out
+
+
+def test_augment_help_defaults_match_the_modules_that_define_them():
+    from raygan.cli import augment
+    from raygan.experiments.augment import CONDITIONS
+    from raygan.metrics.classify import RECIPE
+
+    assert augment.CONDITIONS == CONDITIONS
+    assert (augment.RECIPE_STEPS, augment.RECIPE_BATCH_SIZE) == (RECIPE.steps, RECIPE.batch_size)
