@@ -13,15 +13,16 @@ Every user mistake raises a `raygan.errors.RayganError` subclass with a one-line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from raygan.config import Config, load_config
 from raygan.distributed.options import RayOptions
 from raygan.distributed.sweep.options import SweepOptions
-from raygan.errors import ConfigError, RayganError
+from raygan.errors import ArgumentError, ConfigError, RayganError
 from raygan.runstore import RunStore
+
+if TYPE_CHECKING:  # torch loads where a network does: `import raygan.api` stays cheap
+    import torch
 
 __all__ = ["config", "train", "evaluate", "sample", "load", "tune", "resume_tune", "RayOptions", "SweepOptions"]
 
@@ -44,9 +45,10 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
 
     if resume:
         if run_dir is None:
-            raise RayganError("resume needs the run dir of the run to continue")
+            raise RayganError("train(resume=True) needs run_dir, the run to continue")
         if cfg is not None:
-            raise RayganError("resume continues with the run's own config.yaml; change values with overrides")
+            raise RayganError("train(resume=True) continues with the run's own config.yaml: pass cfg=None and "
+                              "change values with overrides=[...]")
         store = _store(run_dir)
         cfg = store.read_config(list(overrides))
         record = store.read_record()
@@ -60,7 +62,7 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
                                   f"are not a valid Ray setup ({str(e).splitlines()[0][:80]})") from None
     else:
         if cfg is None:
-            raise RayganError("train needs a config: raygan.api.config(preset, ...)")
+            raise RayganError("train() needs cfg: raygan.api.config(preset, ...)")
         if overrides:
             from raygan.config import build_config, deep_merge, parse_override
 
@@ -76,7 +78,7 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
 
         if store is not None:  # the run dir names the storage (its parent) and the run (its name)
             if ray.storage or ray.name:
-                raise RayganError("give either a run dir or Ray storage/name, not both")
+                raise RayganError("give either run_dir or ray=RayOptions(storage=..., name=...), not both")
             parent = storage.join(store.location.rstrip("/").rsplit("/", 1)[0]) if storage.is_uri(store.location) \
                 else str(Path(store.location).parent)
             ray = ray.model_copy(update={"storage": parent, "name": store.name})
@@ -87,12 +89,14 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
 
 
 def load(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None, checkpoint: Optional[str] = None,
-         tracking_uri: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+         tracking_uri: Optional[str] = None, device: Union[str, "torch.device"] = "cpu",
          expect_task: Optional[str] = None):
     """(network in eval mode, its config, info) from a run dir's checkpoint or a model URI;
     cheap (no dataset, no trainer) and safe (no pickle)."""
+    import torch
+
     if (run_dir is None) == (model_uri is None):
-        raise RayganError("give a run dir or a model URI (one of them)")
+        raise RayganError("give run_dir or model_uri (one of them)")
     device = torch.device(device)
     if model_uri is not None:
         from raygan.config import build_config
@@ -165,26 +169,27 @@ def check_sample_count(cfg: Config, n: int) -> None:
     from raygan.metrics.registry import min_samples
 
     if n < 2:
-        raise ConfigError(f"--num-samples must be at least 2, got {n}")
+        raise ArgumentError(f"{{name}} must be at least 2, got {n}", "num_samples")
     if n > MAX_SAMPLES:
-        raise ConfigError(f"--num-samples must be at most {MAX_SAMPLES}, got {n}")
+        raise ArgumentError(f"{{name}} must be at most {MAX_SAMPLES}, got {n}", "num_samples")
     for m in cfg.eval.metrics:
         need = min_samples(m)
         if n < need:
-            raise ConfigError(f"metric '{m}' needs at least {need} samples, got --num-samples {n}")
+            raise ArgumentError(f"metric '{m}' needs at least {need} samples, got {{name}} {n}", "num_samples")
 
 
-@torch.no_grad()
 def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None, num: int = 64, seed: int = 0,
            tracking_uri: Optional[str] = None, labels: Optional[Sequence[int]] = None
-           ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+           ) -> Tuple["torch.Tensor", Optional["torch.Tensor"]]:
     """`num` generated images as uint8 (N, C, H, W) and, for a conditional G, their labels
     (classes in turn, or `labels`)."""
+    import torch
+
     from raygan.metrics import to_uint8
 
     if num < 1:
-        raise ConfigError(f"--num must be at least 1, got {num}")
-    check_seed(seed, "--seed")
+        raise ArgumentError(f"{{name}} must be at least 1, got {num}", "num")
+    check_seed(seed, "seed")
     G, cfg, _ = load(run_dir, model_uri, tracking_uri=tracking_uri, expect_task="generate")
     per_image = 4 * int(G.z_dim) + int(getattr(G, "channels", 3)) * cfg.data.resolution ** 2
     if num * per_image > SAMPLE_MEMORY_BYTES:
@@ -200,8 +205,9 @@ def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = No
         if y.shape[0] != num or int(y.min()) < 0 or int(y.max()) >= k:
             raise ConfigError(f"labels must be {num} class indices in 0..{k - 1}")
     out: List[torch.Tensor] = []
-    for i in range(0, num, 500):
-        out.append(to_uint8(G(z[i:i + 500], None if y is None else y[i:i + 500]).float()))
+    with torch.no_grad():
+        for i in range(0, num, 500):
+            out.append(to_uint8(G(z[i:i + 500], None if y is None else y[i:i + 500]).float()))
     return torch.cat(out), y
 
 

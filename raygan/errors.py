@@ -30,6 +30,18 @@ class RunDirError(RayganError):
     """A run directory that already holds a run, or none where one is expected."""
 
 
+class ArgumentError(ConfigError):
+    """A bad argument of a Python API call. The message names the API parameter (`num_samples`);
+    the CLI, whose flags are the parameters spelled `--num-samples`, names the flag instead."""
+
+    def __init__(self, template: str, param: str):
+        self.template, self.param = template, param
+        super().__init__(template.format(name=param))
+
+    def for_cli(self) -> str:
+        return self.template.format(name="--" + self.param.replace("_", "-"))
+
+
 class Interrupted(KeyboardInterrupt):
     """A run stopped on request: Ctrl-C (SIGINT) or SIGTERM. `signum` says which (the CLI exits
     128 + signum, as a process killed by it would); `checkpoint` is what was saved on the way out."""

@@ -184,7 +184,7 @@ def _task_of(argv):
     text = " ".join(argv)
     if argv[0] == "repair" or re.search(r"--metrics \S*psnr,ssim", text):
         return "repair"
-    if argv[0] == "translate" or "cycle-psnr" in text or "domain-acc" in text:
+    if argv[0] == "translate" or re.search(r"cycle[-_]psnr|domain[-_]acc", text):
         return "translate"
     return "generate"
 

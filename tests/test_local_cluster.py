@@ -130,6 +130,8 @@ def test_local_cluster_listens_on_loopback_only_and_has_usage_stats_off(ray_tmp)
     exposed = [s for s in socks if s[0] not in LOOPBACK]
     assert not exposed, f"listening beyond loopback: {exposed}"
     assert report["envs"].get("gcs_server") == "0"  # usage stats off in the cluster's processes
+    err = (Path(ray_tmp) / "driver.err").read_text()
+    assert "Token authentication is enabled" not in err, err[-2000:]  # Ray's notice, which reads like an error
     assert report["token_mode"] == 0o600  # the token Ray's auth uses: not 0644 (Ray's own open())
 
 

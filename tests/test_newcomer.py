@@ -96,7 +96,7 @@ def test_sample_formats_for_external_fid_tools(conditional_run, capsys):
 
 def test_presets_have_descriptions(capsys):
     assert main(["presets"]) == 0
-    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith(" ")}
     assert "quick DCGAN" in lines["quickstart"] and "generate" in lines["quickstart"]
     assert all(len(ln.split()) > 3 for ln in lines.values())  # every preset says what it is for
 

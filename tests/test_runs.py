@@ -103,11 +103,68 @@ def test_list_sorts_filters_and_limits(store, capsys):
     one_line_error(code, err, r"--sort 'bogus': no run has that metric")
 
 
+def test_list_sorts_a_metric_best_first_shows_it_and_whole_names(store, capsys):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store["uri"])
+    client.log_metric(store["a"], "psnr", 20.0)
+    client.log_metric(store["b"], "psnr", 25.0)
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e1", "--sort", "psnr")
+    lines = out.splitlines()
+    assert code == 0 and "psnr" in lines[0].split()  # the sorted column is shown
+    rows = [ln for ln in lines[2:] if ln.strip() and not ln.startswith("(")]
+    assert [r.split()[0] for r in rows] == [store[k][:12] for k in ("b", "a", "parent")]  # higher PSNR first
+    assert " 25 " in rows[0] and " 20 " in rows[1] and "(sorted by psnr: highest, the best, first)" in out
+    code, out, _ = run(capsys, "runs", "list", "--experiment", "e1", "--sort", "fid")  # lower FID first
+    assert [r.split()[0] for r in out.splitlines()[2:4]] == [store[k][:12] for k in ("b", "a")]
+    long_exp, long_run = "tune-quickstart-20261121-101500-fashion", "trial-00003-lr-0.0002-hinge-r1-long"
+    exp_id = client.create_experiment(long_exp)
+    client.create_run(exp_id, run_name=long_run)
+    code, out, _ = run(capsys, "runs", "list")
+    assert long_exp in out.split() and long_run in out.split()  # whole names, so a copied name works
+    copied = next(w for w in out.split() if w.startswith("tune-quickstart-"))
+    code, out, _ = run(capsys, "runs", "list", "--experiment", copied)
+    assert code == 0 and long_run in out
+
+
+def test_runs_list_into_a_closed_pipe_is_quiet_and_imports_no_torch(store):
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # `raygan runs list | head -1`, the reader long gone
+    p = subprocess.run([sys.executable, "-m", "raygan", "runs", "list", "--tracking-uri", store["uri"]], stdout=w,
+                       stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(w)
+    assert p.returncode == 141 and p.stderr == "", p.stderr
+    code = ("import sys; from raygan.cli import main; main(['runs', 'list', '--sort', 'score', '--tracking-uri', "
+            f"{store['uri']!r}]); print(sorted(m for m in ('torch', 'ray') if m in sys.modules), file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert store["a"][:12] in p.stdout and p.stderr.strip().splitlines()[-1] == "[]", p.stderr
+
+
+def test_ui_command_starts_one_worker_without_job_runners():
+    import click
+    from mlflow.cli import cli
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+
+    from raygan.tracking.store import ui_command
+
+    cmd = ui_command("sqlite:////x/mlflow.db")
+    assert cmd.startswith(f"{MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name}=false mlflow ui --backend-store-uri sqlite:////x/")
+    assert "--workers 1" in cmd and cmd.endswith("# Ctrl-C stops it")
+    ui = cli.get_command(click.Context(cli), "ui")  # `mlflow ui` is `mlflow server` in mlflow 3
+    flags = {f for p in ui.params for f in p.opts}  # the flags exist in the installed mlflow
+    assert {"--backend-store-uri", "--default-artifact-root", "--workers"} <= flags
+
+
 def test_show_prints_params_final_metrics_with_protocol_and_artifacts(store, capsys):
     code, out, _ = run(capsys, "runs", "show", store["a"])
     assert code == 0
     assert f"run         {store['a']}  (run-a)" in out and "experiment  e1" in out and "status      FINISHED" in out
-    assert re.search(r"final_fid\s+40\.0000\s+fmnist-cnn@4ee6f290…, 300 generated vs 359 digits:test@28px", out)
+    assert re.search(r"final_fid\s+40\.0000\s+extractor fmnist-cnn@4ee6f2908142, 300 generated vs 359 digits:test@28px",
+                     out)
     assert re.search(r"optim\.g_lr\s+0\.001\n", out) and re.search(r"data\.name\s+digits", out)
     assert re.search(r"file://\S+/artifacts/config\.yaml", out) and "/artifacts/summary.json" in out
     assert "models:/g-test@champion" in out and "models:/g-test/1" in out
@@ -116,7 +173,8 @@ def test_show_prints_params_final_metrics_with_protocol_and_artifacts(store, cap
     code, out, _ = run(capsys, "runs", "show", store["a"], "--json")
     assert json.loads(out)["params"]["optim.g_lr"] == "0.001"
     code, out, _ = run(capsys, "runs", "show", store["c"])
-    assert re.search(r"reeval_fid_mean\s+36\.5000 ± 0\.4000\s+fmnist-cnn@.*1000 generated.*seeds 124, 125, 126", out)
+    assert re.search(r"reeval_fid_mean\s+36\.5000 ± 0\.4000\s+extractor fmnist-cnn@.*1000 generated.*"
+                     r"seeds 124, 125, 126", out)
 
 
 def test_compare_shows_only_differing_params_and_metrics(store, capsys):

@@ -55,6 +55,12 @@ def test_repair_train_eval_and_repair_files(repair_run, capsys, in_tmp):
     assert code == 0, err
     res = json.loads(out)
     assert set(res["values"]) >= {"psnr", "ssim"} and res["protocol"]["num_samples"] == 20
+    code, out, err = run(capsys, "eval", "--run-dir", run_dir, "--metrics", "psnr,ssim,fid", "--num-samples", "20",
+                         "--seed", "7")
+    assert code == 0, err
+    text = " ".join(out.split())  # each metric with its own protocol, whole
+    assert "protocol: psnr, ssim: 20 test images of digits:test[:20]@28px; degraded by noise(" in text
+    assert "seed 7;" in text and "fid: extractor fmnist-cnn@" in text and "20 repaired vs 20 digits:test[:20]" in text
     write_png(in_tmp / "noisy.png", (40, 36))  # larger than the training size: fully convolutional
     code, out, err = run(capsys, "repair", "--run-dir", run_dir, "--in", "noisy.png", "--out", "clean.png")
     assert code == 0, err
@@ -112,6 +118,11 @@ def test_translate_train_eval_and_translate_files(in_tmp, capsys):
     assert code == 0, err
     values = json.loads(out)["values"]
     assert {"fid_a2b", "fid_b2a", "baseline_fid_a2b", "cycle_psnr"} <= set(values) or "fid" in values, values
+    code, out, err = run(capsys, "eval", "--run-dir", "tr", "--metrics", "fid,domain_acc,cycle_psnr",
+                         "--num-samples", "24")
+    text = " ".join(out.split())
+    assert code == 0 and "domain_acc" in text and "classifier's argmax is the target class" in text, out
+    assert "A->B->A vs 24 test A" in text and "the untranslated input scored the same way" in text, out
     write_png(in_tmp / "shoe.png", (32, 44))
     code, _, err = run(capsys, "translate", "--run-dir", "tr", "--direction", "b2a", "--in", "shoe.png",
                        "--out", "boot.png")

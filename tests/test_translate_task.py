@@ -243,7 +243,7 @@ def test_doing_nothing_scores_exactly_the_baseline(in_tmp):
     (["eval.metrics=[kid]"], "'kid' is not computed for task 'translate'"),
     (["data.domain_a=null"], "needs two classes"),
     (["data.name=folder", "data.domain_a=null", "data.domain_b=null", "eval.metrics=[domain-acc]"],
-     "domain-acc needs data.name fashion-mnist"),
+     "domain_acc needs data.name fashion-mnist"),
 ])
 def test_bad_configs_fail_with_one_line_before_any_data_is_read(monkeypatch, extra, message):
     import raygan.data.domains as domains

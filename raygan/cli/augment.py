@@ -44,10 +44,13 @@ def _ints(text: str):
         raise ConfigError(f"expected a comma list of integers, got {text!r}") from None
 
 
-def add(sub) -> None:
-    from raygan.experiments.augment import CONDITIONS
-    from raygan.metrics.classify import RECIPE
+# The parser is built for every `raygan` command, so it names these defaults without importing the
+# torch modules that define them (tests/test_cli_manners.py checks they are the same values).
+CONDITIONS = ("real", "real+classic", "real+gan", "real+gan+classic")  # raygan.experiments.augment.CONDITIONS
+RECIPE_STEPS, RECIPE_BATCH_SIZE = 1000, 128  # raygan.metrics.classify.RECIPE.steps, .batch_size
 
+
+def add(sub) -> None:
     p = sub.add_parser("augment", help="classifier accuracy: real only / +classic / +GAN / +GAN+classic per K",
                        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_Formatter)
     p.add_argument("--run-dir", default=None,
@@ -67,10 +70,10 @@ def add(sub) -> None:
                    help="classic augmentations (torchvision v2): flip, translate, rotate, scale")
     p.add_argument("--conditions", default=",".join(CONDITIONS), help="which columns to run (comma list)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per cell (mean ± std; 1 seed: no spread)")
-    p.add_argument("--clf-steps", type=int, default=RECIPE.steps,
-                   help=f"optimisation steps of each classifier; the recipe's protocol is {RECIPE.steps}, "
+    p.add_argument("--clf-steps", type=int, default=RECIPE_STEPS,
+                   help=f"optimisation steps of each classifier; the recipe's protocol is {RECIPE_STEPS}, "
                         "fewer give a quicker, rougher answer")
-    p.add_argument("--clf-batch-size", type=int, default=RECIPE.batch_size, help="each classifier's batch")
+    p.add_argument("--clf-batch-size", type=int, default=RECIPE_BATCH_SIZE, help="each classifier's batch")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--work-dir", default=None, help="keep each cell's GAN run here (default: a temp dir); "
                                                       "a cell whose run is there resumes it")

@@ -1,11 +1,25 @@
 """What every command shares: the config-source flags, summary and protocol text, one-line errors."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any, Dict, Optional
 
 EXIT_USER_ERROR = 2
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and each option's default shown, unless its help already says it
+    or there is none to show (a flag, an unset value the help explains)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        d = action.default
+        if (not action.option_strings or "default" in text or d is None or d is False or d == []
+                or d is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def add_config_source(p, resume_help: Optional[str] = None) -> None:
@@ -29,15 +43,19 @@ def note(text: str) -> None:
     print(f"raygan: {text}", file=sys.stderr, flush=True)
 
 
-def protocol_text(p: Optional[Dict[str, Any]]) -> str:
-    """One line of how the numbers were made (the parts a protocol has)."""
-    if not p:
-        return "no protocol"
-    if "extractor" in p and "reference" in p:
-        return (f"extractor {p.get('extractor')}@{str(p.get('weights_hash'))[:12]}, {p.get('num_samples')} generated vs "
-                f"{p.get('reference_count')} {p.get('reference')}, resize {p.get('resize')}")
-    keep = {k: v for k, v in p.items() if not isinstance(v, (dict, list)) and k not in ("version",)}
-    return ", ".join(f"{k} {v}" for k, v in list(keep.items())[:8])
+def print_protocols(keys, protocol: Optional[Dict[str, Any]], label: str = "protocol:", width: int = 13) -> None:
+    """Each metric's protocol (values sharing one share a line), wrapped at word boundaries."""
+    import shutil
+    import textwrap
+
+    from raygan.metric_names import protocol_lines
+
+    cols = max(60, min(shutil.get_terminal_size((120, 24)).columns, 120))
+    indent = " " * width
+    for i, (ks, text) in enumerate(protocol_lines(list(keys), protocol)):
+        head = f"{label:{width - 1}s} " if i == 0 else indent
+        print(textwrap.fill(f"{', '.join(ks)}: {text}", width=cols, initial_indent=head,
+                            subsequent_indent=indent + "  ", break_long_words=False, break_on_hyphens=False))
 
 
 def print_summary(summary: Dict[str, Any]) -> None:
@@ -53,7 +71,7 @@ def print_summary(summary: Dict[str, Any]) -> None:
     for k, v in final.items():
         print(f"{k:12s} {v:.4g}")
     if final:
-        print(f"protocol:    {protocol_text(protocol)}")
+        print_protocols(final, protocol)
     if summary.get("checkpoint"):
         print(f"checkpoint:  {summary['checkpoint']}")
     if summary.get("model_uri"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raygan.cli.common import add_model_source, dump_json, protocol_text
+from raygan.cli.common import HelpFormatter, add_model_source, dump_json, print_protocols
 from raygan.errors import RayganError
 
 SAMPLE_FORMATS = {"png": ".png", "png-dir": "", "npz": ".npz"}
@@ -16,20 +16,26 @@ def _source(p) -> None:
 
 
 def add(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint (or a registered model)")
+    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint (or a registered model)",
+                       formatter_class=HelpFormatter)
     _source(p)
     p.add_argument("--checkpoint", help="a checkpoint dir of the run (default: its latest)")
     p.add_argument("--metrics", default=None,
-                   help="comma list, e.g. fid,kid,is,pr,dc | psnr,ssim,fid | fid,cas,gan-test (default: the run's)")
+                   help="comma list, e.g. fid,kid,is,pr,dc | psnr,ssim,fid | fid,cas,gan_test (default: the run's)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="generated (or repaired/translated) images to judge (default: eval.final_num_samples)")
-    p.add_argument("--seed", type=int, default=None, help="the evaluation seed (default: the run's eval.seed)")
-    p.add_argument("--extractor", default=None, help="feature extractor for FID & co: fmnist-cnn | inception")
-    p.add_argument("--inception-weights", default=None, help="path to pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--seed", type=int, default=None, help="the evaluation seed: the generated noise, or a repair run's test degradations "
+                        "(default: the run's eval.seed / repair.eval_seed)")
+    p.add_argument("--extractor", default=None,
+                   help="feature extractor for FID & co: fmnist-cnn | inception (default: the run's eval.extractor)")
+    p.add_argument("--inception-weights", default=None,
+                   help="path to pt_inception-2015-12-05-6726825d.pth (default: the run's eval.inception_weights, "
+                        "then $RAYGAN_INCEPTION_WEIGHTS, the torch hub cache)")
     p.add_argument("--json", action="store_true", help="print the values and protocol as JSON")
     p.set_defaults(func=run_eval)
 
-    s = sub.add_parser("sample", help="write generated images: a grid, a folder of PNGs or an npz")
+    s = sub.add_parser("sample", help="write generated images: a grid, a folder of PNGs or an npz",
+                       formatter_class=HelpFormatter)
     _source(s)
     s.add_argument("--num", type=int, default=64, help="how many images (default 64)")
     s.add_argument("--seed", type=int, default=0, help="the latent noise seed (default 0)")
@@ -55,7 +61,7 @@ def run_eval(args) -> int:
     print(f"source     {protocol.get('source')}")
     for k, v in values.items():
         print(f"{k:10s} {v:.4f}")
-    print(protocol_text(protocol))
+    print_protocols(values, protocol, width=11)
     return 0
 
 

@@ -34,23 +34,39 @@ def add(sub) -> None:
 
 
 def preset_description(name: str) -> str:
-    """The first comment line of the preset's YAML."""
+    """The first sentence of the comment block that opens the preset's YAML, whole."""
+    import re
     from importlib import resources
 
     text = (resources.files("raygan") / "presets" / f"{name}.yaml").read_text()
+    lines = []
     for line in text.splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    block = " ".join(ln for ln in lines if ln)
+    depth = 0
+    for i, c in enumerate(block):  # the first ". ", ": " or "; " outside parentheses, not "et al. "
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth == 0 and c in ".:;" and block[i + 1:i + 2] in (" ", "") \
+                and not re.search(r"(\bal|\be\.g|\bi\.e|\bvs)$", block[:i]):
+            return block[:i + 1].rstrip(":;")
+    return block
 
 
 def run_presets(args) -> int:
+    """One preset per entry: name, task, and what it is for, wrapped at word boundaries."""
+    import shutil
+    import textwrap
+
     from raygan.config import load_preset, preset_names
 
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    indent = " " * 31
     for name in preset_names():
-        d = load_preset(name)
-        task = d.get("task", "generate")
-        print(f"{name:20s} {task:9s} {preset_description(name)[:90]}")
+        task = load_preset(name).get("task", "generate")
+        print(textwrap.fill(preset_description(name), width=width, initial_indent=f"{name:20s} {task:9s} ",
+                            subsequent_indent=indent, break_long_words=False, break_on_hyphens=False))
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raygan.cli.common import add_config_source, protocol_text
+from raygan.cli.common import add_config_source, print_protocols
 from raygan.distributed.sweep.options import SweepOptions
 from raygan.errors import RayganError
 from raygan.options import add_flags, from_args, given
@@ -67,7 +67,8 @@ def print_plan(cfg, opts: SweepOptions, search_space) -> int:
     from raygan.distributed.sweep import plan as plans
     from raygan.distributed.sweep.driver import prepare
     from raygan.distributed.sweep.options import budget_kimg, objective
-    from raygan.metrics.registry import direction
+    from raygan.metric_names import direction, kind, metric_of
+    from raygan.tasks import task_class
 
     base, space = prepare(cfg, opts, search_space)
     key = objective(cfg, opts)
@@ -83,10 +84,12 @@ def print_plan(cfg, opts: SweepOptions, search_space) -> int:
     print(f"sampler:      {plans.describe_sampler(opts)}")
     print(f"scheduler:    {plans.describe_scheduler(cfg, opts)}")
     print(f"trials:       {opts.samples} x up to {budget_kimg(cfg, opts):g} kimg, {opts.workers_per_trial} worker(s) each")
-    print(f"proxy:        {cfg.eval.extractor} {key} on {cfg.eval.num_samples} samples every "
-          f"{base['train']['tick_kimg']:g} kimg")
-    print(f"re-evaluate:  top {opts.top_k} with {opts.reeval_samples or cfg.eval.final_num_samples} samples x "
-          f"{opts.reeval_seeds} seeds")
+    uses_extractor = kind(metric_of(key) or "fid") in ("features", "translation")
+    print(f"proxy:        {cfg.eval.extractor + ' ' if uses_extractor else ''}{key} on {cfg.eval.num_samples} "
+          f"samples every {base['train']['tick_kimg']:g} kimg")
+    seeds = (f"{opts.reeval_seeds} new evaluation seeds" if task_class(cfg.task).eval_uses_seed(cfg) else
+             "one evaluation (it draws nothing at random)")
+    print(f"re-evaluate:  top {opts.top_k} with {opts.reeval_samples or cfg.eval.final_num_samples} samples x {seeds}")
     return 0
 
 
@@ -133,9 +136,10 @@ def print_sweep(summary) -> int:
     if top:
         w = summary["winner"]
         print(f"re-evaluated the top {len(top)} on {key}, seeds {', '.join(map(str, w['protocol'].get('seeds', [])))}:")
-        print(f"  protocol: {protocol_text(w['protocol'])}"[:TABLE_WIDTH])
+        print_protocols([key], w["protocol"], label="  protocol:")
         print(sweep_table(summary))
-        print(f"winner:      {w['trial_id']}  {key} {w['mean']:.4g} ± {w['std']:.2g}  (mlflow run {w['run_id']})")
+        spread = f" ± {w['std']:.2g}" if w.get("std") is not None else ""
+        print(f"winner:      {w['trial_id']}  {key} {w['mean']:.4g}{spread}  (mlflow run {w['run_id']})")
         champ = summary.get("champion") or {}
         if champ.get("champion_uri"):
             print(f"champion:    {champ['champion_uri']}  (= {champ['registered']})")

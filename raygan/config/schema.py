@@ -146,6 +146,12 @@ class EvalConfig(_Strict):
     inception_weights: Optional[str] = None
     seed: Int = Field(default=123, ge=0, le=SEED_MAX)  # fixed noise for evaluation, independent of training
 
+    @field_validator("metrics")
+    @classmethod
+    def _one_spelling(cls, v: List[str]) -> List[str]:
+        """Metric names are spelled with underscores, as their values (domain-acc -> domain_acc)."""
+        return [m.strip().replace("-", "_") if isinstance(m, str) else m for m in v]
+
 
 class TrackingConfig(_Strict):
     enabled: bool = True

@@ -111,7 +111,7 @@ def connect(address: Optional[str] = None, *, log_to_driver: bool = True, quiet:
     try:
         if local:
             local_cluster.private_token()
-            with local_cluster.loopback_only():
+            with local_cluster.loopback_only(), local_cluster.quiet_token_notice():
                 ray.init(address=address, **kwargs, **local_cluster.init_kwargs())
             local_cluster.start_watchdog()
         else:

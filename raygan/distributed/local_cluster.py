@@ -12,7 +12,8 @@
   says otherwise, and writes a missing token to ~/.ray/auth_token with a plain open(): mode 0644
   under the usual umask, so every user of the machine could read it and use the cluster.
   raygan writes that token first, created 0600 (private_token), and narrows an existing token
-  file that others can read to 0600.
+  file that others can read to 0600. Ray's WARNING that token auth is
+  on, printed on every new local cluster, is silenced (quiet_token_notice).
 - Ray Train's workers: torch's rendezvous store (a TCPStore on rank 0) binds to every
   interface; a worker setup hook hands it a socket bound to 127.0.0.1 instead.
 - A killed driver: Ray kills its GCS and raylet with it (PR_SET_PDEATHSIG), but the dashboard
@@ -84,6 +85,23 @@ def loopback_only() -> Iterator[None]:
             os.environ.pop(_LOCAL_ONLY_VAR, None)
         else:
             os.environ[_LOCAL_ONLY_VAR] = saved
+
+
+@contextmanager
+def quiet_token_notice() -> Iterator[None]:
+    """While a local cluster starts: Ray 2.60 logs a WARNING on every new local cluster that token
+    auth is on ("Set RAY_AUTH_MODE=disabled to opt out"), which reads like an error at the top of
+    every `raygan tune` and asks nothing of the user. Token auth stays on (RAY_AUTH_MODE still
+    rules); only that notice of Ray's token module is silenced, errors still show."""
+    import logging
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def private_token(environ: Optional[Dict[str, str]] = None) -> Optional[Path]:

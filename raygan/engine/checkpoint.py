@@ -14,15 +14,16 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from raygan.config.safe import check_tree
 from raygan.errors import CheckpointError
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written: listing runs stays cheap
+    import torch
+
 CHECKPOINT_NAME = re.compile(r"^ckpt-(\d+)$")
 #: values (tensors count one each) a training state may hold: a real one holds a few thousand
 MAX_STATE_NODES = 1_000_000
@@ -35,6 +36,8 @@ def checkpoint_name(nimg: int) -> str:
 def write_checkpoint_dir(directory: Path, state: Dict[str, Any], rng: Dict[str, Any], rank: int,
                          meta: Dict[str, Any]) -> None:
     """Write this rank's files into an existing directory (used inside a temp dir)."""
+    import torch
+
     directory.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         torch.save(state, directory / STATE_FILE)
@@ -86,6 +89,8 @@ def prune(root: Path, keep: int) -> None:
 
 
 def _load(path: Path, what: str) -> Any:
+    import torch
+
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path.parent}: missing {path.name}")
     try:
@@ -120,7 +125,7 @@ def load_checkpoint(directory: Path, rank: int = 0, expected_arch_hash: Optional
     return state
 
 
-def load_state_dict_checked(module: torch.nn.Module, sd: Dict[str, Any], what: str, where: Path) -> None:
+def load_state_dict_checked(module: "torch.nn.Module", sd: Dict[str, Any], what: str, where: Path) -> None:
     try:
         module.load_state_dict(sd)
     except (RuntimeError, KeyError, ValueError) as e:

@@ -16,7 +16,7 @@ reproducible and the caller's RNG untouched. Requested labels are balanced over 
 (`balanced_labels`). Unlike StudioGAN we test on the test split with fixed steps (no best
 epoch picked on the data we report).
 
-Registered in the metrics registry as `cas` (-> cas, real_acc) and `gan-test` (-> gan_test,
+Registered in the metrics registry as `cas` (-> cas, real_acc) and `gan_test` (-> gan_test,
 real_acc), kind "classifier": each is a function of a `ClassifierEvidence`; cas and gan_test are
 maximised, real_acc has no direction.
 """
@@ -44,7 +44,7 @@ from raygan.metrics.classify import (
 
 Sampler = Callable[[torch.Tensor], torch.Tensor]
 Protocol = Dict[str, Union[str, int, float]]
-SCORES = ("cas", "gan_test", "real_acc")  # value keys; registry names "cas" and "gan-test"
+SCORES = ("cas", "gan_test", "real_acc")  # value keys; registry names "cas" and "gan_test"
 
 
 def balanced_labels(n: int, num_classes: int, device: Union[str, torch.device] = "cpu") -> torch.Tensor:
@@ -157,7 +157,7 @@ def cas_metric(ev: ClassifierEvidence) -> Dict[str, float]:
     return {"cas": value}
 
 
-@METRICS.register("gan-test", kind="classifier", keys={"gan_test": "max", "real_acc": None}, min_samples=100)
+@METRICS.register("gan_test", kind="classifier", keys={"gan_test": "max", "real_acc": None}, min_samples=100)
 def gan_test_metric(ev: ClassifierEvidence) -> Dict[str, float]:
     """`gan_test`: the real-data classifier's accuracy on `num_samples` generated images."""
     value, _ = gan_test(ev.sample, ev.classifier, ev.num_classes, ev.num_samples, ev.recipe, ev.seed,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from raygan.errors import ConfigError
+from raygan.metric_names import SPECS, canonical, forget, metric_of, note  # noqa: F401  (metric_of: re-exported)
 from raygan.registry import Registry
 
 
@@ -67,6 +68,7 @@ class MetricRegistry(Registry):
 
     def register(self, name: str, *, kind: str, keys: Dict[str, Optional[str]], min_samples: int = DEFAULT_MIN_SAMPLES,
                  tasks: Optional[Tuple[str, ...]] = None, **meta: Any) -> Callable[[Any], Any]:
+        name = canonical(name)
         if kind not in KINDS:
             raise ValueError(f"metric '{name}': kind '{kind}' is not one of {', '.join(KINDS)}")
         if not keys or any(d not in _DIRECTIONS for d in keys.values()) or not any(keys.values()):
@@ -74,8 +76,27 @@ class MetricRegistry(Registry):
                              f"at least one with a direction; got {keys}")
         if int(min_samples) < 1:
             raise ValueError(f"metric '{name}': min_samples must be >= 1")
+        mirror = SPECS.get(name)  # the torch-free list of the built-in metrics must say the same
+        if mirror is not None and (mirror["kind"] != kind or mirror["keys"] != dict(keys)):
+            raise ValueError(f"metric '{name}' is registered as {kind} {keys}, but raygan.metric_names says {mirror}")
         tasks = tuple(tasks) if tasks is not None else KINDS[kind].tasks
+        if mirror is None:
+            note(name, kind, keys)
         return super().register(name, kind=kind, keys=dict(keys), min_samples=int(min_samples), tasks=tasks, **meta)
+
+
+    def meta(self, name: str):
+        return super().meta(canonical(name))
+
+    def get(self, name: str) -> Any:
+        return super().get(canonical(name))
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(canonical(name) if isinstance(name, str) else name)
+
+    def unregister(self, name: str) -> None:
+        super().unregister(canonical(name))
+        forget(name)
 
 
 METRICS = MetricRegistry("metric")

@@ -6,10 +6,10 @@ gathered by the task's evaluator (raygan.tasks.translate_eval); the functions be
 it into numbers, so every value is made one way wherever it is computed.
 
     name        values (direction)                                    needs
-    fid-a2b     fid_a2b (min), baseline_fid_a2b                        features, target reference
-    fid-b2a     fid_b2a (min), baseline_fid_b2a                        features, target reference
-    domain-acc  domain_acc_a2b, domain_acc_b2a, domain_acc (max)       classifier logits
-    cycle-psnr  cycle_psnr_a, cycle_psnr_b, cycle_psnr,                reconstructions
+    fid_a2b     fid_a2b (min), baseline_fid_a2b                        features, target reference
+    fid_b2a     fid_b2a (min), baseline_fid_b2a                        features, target reference
+    domain_acc  domain_acc_a2b, domain_acc_b2a, domain_acc (max)       classifier logits
+    cycle_psnr  cycle_psnr_a, cycle_psnr_b, cycle_psnr,                reconstructions
                 cycle_ssim_a, cycle_ssim_b, cycle_ssim (max)
 
 The feature metric "fid" asked of a translation run means both directions: fid_a2b, fid_b2a
@@ -67,13 +67,13 @@ def _mean(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else float("nan")
 
 
-@METRICS.register("fid-a2b", kind="translation", keys={"fid_a2b": "min", "baseline_fid_a2b": None},
+@METRICS.register("fid_a2b", kind="translation", keys={"fid_a2b": "min", "baseline_fid_a2b": None},
                   needs={"directions": ("a2b",), "features": True})
 def fid_a2b(evidence: Dict[str, DirectionEvidence]) -> Dict[str, float]:
     return _fid(evidence["a2b"], "fid_a2b")
 
 
-@METRICS.register("fid-b2a", kind="translation", keys={"fid_b2a": "min", "baseline_fid_b2a": None},
+@METRICS.register("fid_b2a", kind="translation", keys={"fid_b2a": "min", "baseline_fid_b2a": None},
                   needs={"directions": ("b2a",), "features": True})
 def fid_b2a(evidence: Dict[str, DirectionEvidence]) -> Dict[str, float]:
     return _fid(evidence["b2a"], "fid_b2a")
@@ -88,7 +88,7 @@ def fid_both(evidence: Dict[str, DirectionEvidence]) -> Dict[str, float]:
     return out
 
 
-@METRICS.register("domain-acc", kind="translation",
+@METRICS.register("domain_acc", kind="translation",
                   keys={"domain_acc": "max", "domain_acc_a2b": "max", "domain_acc_b2a": "max",
                         "baseline_domain_acc": None, "baseline_domain_acc_a2b": None,
                         "baseline_domain_acc_b2a": None},
@@ -106,7 +106,7 @@ def domain_acc(evidence: Dict[str, DirectionEvidence]) -> Dict[str, float]:
     return out
 
 
-@METRICS.register("cycle-psnr", kind="translation",
+@METRICS.register("cycle_psnr", kind="translation",
                   keys={"cycle_psnr": "max", "cycle_psnr_a": "max", "cycle_psnr_b": "max",
                         "cycle_ssim": "max", "cycle_ssim_a": "max", "cycle_ssim_b": "max"},
                   needs={"directions": DIRECTIONS, "cycle": True})
@@ -123,7 +123,7 @@ def cycle_psnr(evidence: Dict[str, DirectionEvidence]) -> Dict[str, float]:
 
 def needs(names) -> Dict[str, object]:
     """What the evaluator must compute for these metric names: directions, features (FID),
-    classify (logits for domain-acc), cycle (reconstructions)."""
+    classify (logits for domain_acc), cycle (reconstructions)."""
     out = {"directions": set(), "features": False, "classify": False, "cycle": False}
     for name in names:
         if name == "fid":

@@ -132,6 +132,12 @@ class Task:
         return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"seed": int(seed)})})
 
     @classmethod
+    def eval_uses_seed(cls, cfg) -> bool:
+        """Whether another evaluation seed (`with_eval_seed`) can change the values: a task whose
+        evaluation draws nothing at random is re-evaluated once, not N times for N equal values."""
+        return True
+
+    @classmethod
     def evaluator_for(cls, cfg, device: torch.device, model_spec: Dict[str, Any]) -> Any:
         """A callable `(network, num_samples) -> (values, protocol)` for this task's metrics, built
         from the config and model spec alone, so a loaded model is judged exactly as in training."""

@@ -142,7 +142,7 @@ class Evaluator:
 
 
 class ClassifierScores:
-    """`cas`, `gan-test` (and `real_acc` beside them) of a conditional generator; see the module
+    """`cas`, `gan_test` (and `real_acc` beside them) of a conditional generator; see the module
     docstring. `recipe` defaults to raygan.metrics.classify.RECIPE (tests pass a shorter one)."""
 
     def __init__(self, cfg: Config, device: torch.device, channels: Optional[int], model_spec: Dict[str, Any],
@@ -209,7 +209,7 @@ class ClassifierScores:
 
         classes = int(self.model_spec.get("num_classes") or getattr(G, "num_classes", 0) or 0)
         if num_samples < classes:
-            raise ConfigError(f"cas/gan-test need at least one generated image per class ({classes}), "
+            raise ConfigError(f"cas/gan_test need at least one generated image per class ({classes}), "
                               f"got {num_samples} samples")
         self._setup()
         dev, z_dim = self.device, G.z_dim

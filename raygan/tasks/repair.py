@@ -132,6 +132,23 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         return features
 
     @classmethod
+    def with_eval_seed(cls, cfg, seed: int):
+        """Another evaluation seed draws new test degradations (`repair.eval_seed`): the repair
+        evaluation has no noise of its own, so `eval.seed` alone would change nothing."""
+        cfg = super().with_eval_seed(cfg, seed)
+        return cfg.model_copy(update={"repair": cfg.repair.model_copy(update={"eval_seed": int(seed)})})
+
+    @classmethod
+    def eval_uses_seed(cls, cfg) -> bool:
+        """True when the degradations draw anything (noise, masks, a parameter range): probed on a
+        grey image with two seeds; a fixed blur/downsample/JPEG chain is deterministic."""
+        pipeline = build_degradations(cfg.repair.degradations, seed=0)
+        c, r = cfg.data.channels or 1, cfg.data.resolution
+        x = torch.full((1, c, r, r), 0.5)
+        a, b = pipeline.evaluate(x, [0], seed=1), pipeline.evaluate(x, [0], seed=2)
+        return not torch.equal(a.image, b.image) or (a.mask is not None and not torch.equal(a.mask, b.mask))
+
+    @classmethod
     def evaluator_for(cls, cfg, device, model_spec):
         from raygan.tasks.repair_eval import Evaluator
 

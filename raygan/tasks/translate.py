@@ -87,8 +87,8 @@ class TranslateTask(Task):
                               f"({', '.join(KNOWN_CLASSES)}) or 'folder', got '{d.name}'")
         if d.per_class is not None:
             raise ConfigError("config: data.per_class is not used by task 'translate'; use data.limit")
-        if "domain-acc" in e.metrics and (d.name != "fashion-mnist" or e.extractor != "fmnist-cnn"):
-            raise ConfigError("config: eval.metrics: domain-acc needs data.name fashion-mnist and "
+        if "domain_acc" in e.metrics and (d.name != "fashion-mnist" or e.extractor != "fmnist-cnn"):
+            raise ConfigError("config: eval.metrics: domain_acc needs data.name fashion-mnist and "
                               "eval.extractor fmnist-cnn (the classifier of its 10 classes)")
         for bad, why in ((m.conditional, "model.conditional: task 'translate' is unconditional"),
                          (cfg.regularizer.name != "none", "regularizer.name: task 'translate' uses none"),
@@ -154,6 +154,11 @@ class TranslateTask(Task):
         self.nimg = 0
         self._pools_gathered: Optional[List[Dict[str, Any]]] = None
         self._apply_lr(0)
+
+    @classmethod
+    def eval_uses_seed(cls, cfg) -> bool:
+        """Translation is deterministic (no noise, the whole test split): one evaluation says it all."""
+        return False
 
     @classmethod
     def evaluator_for(cls, cfg, device, model_spec):

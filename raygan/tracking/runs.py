@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from raygan.errors import RayganError
+from raygan.tracking.tables import _fmt_time, fmt, format_table  # noqa: F401  (re-exported)
 
 SORTS = ("start", "name", "score")
 # params that differ between runs without describing the experiment
@@ -80,7 +80,7 @@ def get_run(client, uri: str, run_id: str):
 def objective_key(run) -> Optional[str]:
     """The value a run is judged by: a sweep's objective, else its config's first metric."""
     from raygan.errors import ConfigError
-    from raygan.metrics.registry import primary_key
+    from raygan.metric_names import primary_key
 
     p = run.data.params
     if p.get("sweep.objective"):
@@ -121,63 +121,26 @@ def protocol_of(tags: Dict[str, str], prefix: str) -> Dict[str, str]:
     return {k[len(prefix):]: v for k, v in tags.items() if k.startswith(prefix)}
 
 
-def protocol_text(tags: Dict[str, str], prefix: str) -> str:
+def protocol_text(tags: Dict[str, str], prefix: str, key: str) -> str:
+    """Value `key`'s own metric protocol, from the tags under `prefix` ('' when none were logged)."""
+    from raygan.metric_names import protocol_text as text
+
     p = protocol_of(tags, prefix)
-    if not p:
-        return ""
-    if "extractor" in p and "reference" in p:
-        wh = p.get("weights_hash", "")
-        text = (f"{p.get('extractor')}@{wh[:8]}{'…' if len(wh) > 8 else ''}, {p.get('num_samples', '?')} generated vs "
-                f"{p.get('reference_count', '?')} {p.get('reference', '?')}, resize {p.get('resize', '?')}")
-    else:
-        text = ", ".join(f"{k} {v}" for k, v in list(p.items())[:6])
-    if "seeds" in p:
-        text += f", seeds {', '.join(str(s) for s in json.loads(p['seeds']))}"
-    return text
+    return text(key, p) if p else ""
 
 
 def score_protocol(run, source: Optional[str]) -> str:
+    """The protocol of the value `source` (reeval_psnr_mean, best_fid_mean, final_psnr, psnr)."""
     tags = run.data.tags
-    prefix = "final.protocol."
-    if source and source.startswith("reeval_"):
-        prefix = "reeval.protocol."
-    elif source and source.startswith("best_"):
-        prefix = "best.protocol."
-    elif source and not source.startswith("final_"):
-        prefix = "eval.protocol."
-    return protocol_text(tags, prefix) or protocol_text(tags, "final.protocol.") or protocol_text(tags, "eval.protocol.")
-
-
-def _fmt_time(ms: Optional[int]) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "-"
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
-    if isinstance(v, str):
-        try:
-            return fmt(float(v)) if any(c in v for c in ".eE") and v.strip() else v
-        except ValueError:
-            return v
-    return str(v)
-
-
-def format_table(headers: Sequence[str], rows: List[Sequence[Any]], numeric: Sequence[bool] = ()) -> str:
-    cells = [[str(h) for h in headers]] + [[fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    num = list(numeric) + [False] * (len(headers) - len(numeric))
-    lines = []
-    for j, r in enumerate(cells):
-        parts = [c.rjust(w) if num[i] and j else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        lines.append("  ".join(parts).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    prefix, key = "eval.protocol.", source or "fid"
+    for pre, tag in (("reeval_", "reeval.protocol."), ("best_proxy_", "eval.protocol."), ("best_", "best.protocol."),
+                     ("final_", "final.protocol.")):
+        if key.startswith(pre):
+            prefix, key = tag, key[len(pre):]
+            break
+    key = key[:-len("_mean")] if key.endswith("_mean") else key
+    return (protocol_text(tags, prefix, key) or protocol_text(tags, "final.protocol.", key)
+            or protocol_text(tags, "eval.protocol.", key))
 
 
 def model_uris(client, run) -> List[str]:
@@ -218,6 +181,10 @@ def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = 
         raise RunsError(f"--sort {sort!r}: use one of {', '.join(SORTS)} or a metric name")
     if limit < 1:
         raise RunsError("--limit must be at least 1")
+    if sort not in SORTS:
+        from raygan.metric_names import canonical
+
+        sort = canonical(sort)  # domain-acc is domain_acc
     client, uri = open_store(uri)
     exps = experiment_ids(client, uri, experiment)
     runs = search(client, exps)
@@ -233,39 +200,74 @@ def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = 
                           default=str)
     if not runs:
         return f"no runs in {'experiment ' + experiment if experiment else uri}"
+    by_metric = sort not in SORTS
     headers = ["run_id", "name", "role", "status", "task", "arch", "kimg", "score", "of", "started"]
+    order = ""
+    if by_metric:  # the column the rows are sorted by is always shown
+        way = metric_direction(sort)
+        headers.insert(7, sort)
+        order = {"max": f"\n(sorted by {sort}: highest, the best, first)",
+                 "min": f"\n(sorted by {sort}: lowest, the best, first)"}.get(way,
+                                                                                f"\n(sorted by {sort}: lowest first)")
     if experiment is None:
         headers.insert(2, "experiment")
     rows = []
-    for r in runs:
+    for r in runs:  # names whole: a name copied from the table is the name
         rec = run_record(client, r)
         v, std = rec["value"], rec["std"]
         score = "-" if v is None else (f"{v:.4g} ± {std:.2g}" if std is not None else f"{v:.4g}")
-        row = [r.info.run_id[:12], (r.info.run_name or "")[:24], rec["role"], r.info.status, rec["task"],
+        row = [r.info.run_id[:12], r.info.run_name or "", rec["role"], r.info.status, rec["task"],
                rec["arch"] or "-", rec["kimg"], score, rec["value_from"] or rec["objective"] or "-",
                _fmt_time(r.info.start_time)]
+        if by_metric:
+            row.insert(7, r.data.metrics.get(sort))
         if experiment is None:
-            row.insert(2, exps.get(r.info.experiment_id, r.info.experiment_id)[:24])
+            row.insert(2, exps.get(r.info.experiment_id, r.info.experiment_id))
         rows.append(row)
     more = f"\n({total - len(runs)} more: --limit N)" if total > len(runs) else ""
-    return format_table(headers, rows, [h in ("kimg", "score") for h in headers]) + more
+    numeric = [h in ("kimg", "score") or (by_metric and h == sort) for h in headers]
+    return format_table(headers, rows, numeric) + order + more
+
+
+def metric_direction(name: str) -> Optional[str]:
+    """'min'/'max' for a logged metric (psnr, final_psnr, reeval_psnr_mean, best_fid_mean, ...);
+    None for one without a direction (kimg, losses)."""
+    from raygan.errors import ConfigError
+    from raygan.metric_names import direction
+
+    key = name
+    for prefix in ("best_proxy_", "reeval_", "best_", "final_"):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    if key.endswith("_mean") and key != name:
+        key = key[:-len("_mean")]
+    try:
+        return direction(key)
+    except ConfigError:
+        return None
 
 
 def sort_runs(runs: List[Any], sort: str) -> List[Any]:
+    """start: newest first; name; score and a metric with a direction: best first (the metrics
+    registry says which way is better); any other metric: ascending. Runs without it go last."""
+    from raygan.metric_names import direction
+
     if sort in ("start",):
         return sorted(runs, key=lambda r: -(r.info.start_time or 0))
     if sort == "name":
         return sorted(runs, key=lambda r: r.info.run_name or "")
+    way = metric_direction(sort) if sort != "score" else None
 
     def key(r):
         if sort == "score":
             k, _, v, _ = run_score(r)
             if v is not None and k:
-                from raygan.metrics.registry import direction
-
                 v = v if direction(k) == "min" else -v
         else:
             v = r.data.metrics.get(sort)
+            if v is not None and way == "max":
+                v = -v
         return (v is None or not math.isfinite(v), v if v is not None else 0.0)
 
     return sorted(runs, key=key)
@@ -301,7 +303,7 @@ def show_run(uri: Optional[str], run_id: str, as_json: bool = False) -> str:
             shown |= {k, std}
     for k in sorted(m):
         if k.startswith("final_"):
-            rows.append((k, f"{m[k]:.4f}", protocol_text(t, "final.protocol.")))
+            rows.append((k, f"{m[k]:.4f}", protocol_text(t, "final.protocol.", k[len("final_"):])))
             shown.add(k)
     for k, val, proto in rows:
         lines.append(f"  {k:22s} {val:>18s}   {proto}")
@@ -354,7 +356,7 @@ def compare_runs(uri: Optional[str], run_ids: Sequence[str], as_json: bool = Fal
         return json.dumps({"runs": [r.info.run_id for r in runs],
                            "params": {k: [r.data.params.get(k) for r in runs] for k in differing},
                            "metrics": {k: [r.data.metrics.get(k) for r in runs] for k in metric_keys}}, indent=1)
-    headers = [""] + [f"{(r.info.run_name or '')[:20]} ({r.info.run_id[:8]})" for r in runs]
+    headers = [""] + [f"{r.info.run_name or ''} ({r.info.run_id[:8]})" for r in runs]
     rows: List[List[Any]] = [[k] + [r.data.params.get(k, "-") for r in runs] for k in differing]
     if rows and metric_keys:
         rows.append(["---"] + [""] * len(runs))
@@ -366,7 +368,7 @@ def compare_runs(uri: Optional[str], run_ids: Sequence[str], as_json: bool = Fal
 
 
 def best_run(uri: Optional[str], experiment: str, as_json: bool = False) -> str:
-    from raygan.metrics.registry import direction
+    from raygan.metric_names import direction
 
     client, uri = open_store(uri)
     exps = experiment_ids(client, uri, experiment)

@@ -89,11 +89,15 @@ def artifact_root(uri: str) -> Optional[str]:
 
 
 def ui_command(uri: str) -> str:
+    """The command that browses the store, ready to paste: one web worker and no background job
+    consumers (mlflow 3.17 starts 4 workers and a job runner by default, too many for a laptop or
+    a 2-core box); it runs in the foreground, so Ctrl-C stops all of it."""
     art = artifact_root(uri)
     extra = f" --default-artifact-root {art}" if art else ""
     if uri.startswith("http"):
         return f"open {uri}"
-    return f"mlflow ui --backend-store-uri {uri}{extra}"
+    return (f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {uri}{extra} --workers 1"
+            f"   # Ctrl-C stops it")
 
 
 def _quiet_mlflow() -> None:

@@ -18,7 +18,10 @@ from raygan.distributed.sweep.plan import SweepPlan
 def reevaluate(cfg_dict: Dict[str, Any], checkpoint: Any, objective: str, seeds: List[int],
                num_samples: int) -> Dict[str, Any]:
     """The objective of a checkpoint's exported network for each evaluation seed: mean, sample
-    std, the values, and the protocol."""
+    std, the values, and the protocol. Each seed draws what the task's evaluation draws anew
+    (generated noise; a repair run's test degradations). A task whose evaluation draws nothing
+    (translation, a fixed degradation chain) is evaluated once: its std is None, not a 0 that
+    looks like agreement between seeds."""
     from raygan.config import build_config
     from raygan.engine.device import resolve_device
     from raygan.tasks import task_class
@@ -29,15 +32,24 @@ def reevaluate(cfg_dict: Dict[str, Any], checkpoint: Any, objective: str, seeds:
     with checkpoint_dir(checkpoint) as d:
         loaded = load_model(Path(d), device=device)
     cls = task_class(cfg.task)
+    seeded = cls.eval_uses_seed(cfg)
+    used = list(seeds) if seeded else list(seeds[:1])
     values, protocol = [], None
-    for s in seeds:
+    for s in used:
         ev = cls.evaluator_for(cls.with_eval_seed(cfg, s), device, loaded.model_spec)
         result, protocol = ev(loaded.module, num_samples)
         values.append(float(result[objective]))
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    if len(values) > 1:
+        std, statistic = statistics.stdev(values), f"mean ± sample std over {len(used)} evaluation seeds"
+    elif seeded:
+        std, statistic = None, "one evaluation seed"
+    else:
+        std, statistic = None, "one evaluation: it draws nothing at random, so other seeds give the same value"
+    protocol = dict(protocol or {})
+    if isinstance(protocol.get("degradations"), dict):  # drawn once per seed, not with the last one only
+        protocol["degradations"] = {**protocol["degradations"], "seed": used}
     return {"values": values, "mean": statistics.fmean(values), "std": std, "kimg": loaded.nimg / 1000.0,
-            "protocol": {**(protocol or {}), "seeds": list(seeds),
-                         "statistic": f"mean ± sample std over {len(seeds)} evaluation seeds"}}
+            "protocol": {**protocol, "seeds": used, "statistic": statistic}}
 
 
 class checkpoint_dir:
@@ -133,8 +145,10 @@ def finish_sweep(plan: SweepPlan, trials) -> Dict[str, Any]:
         rows.append({"trial_id": t.trial_id, "run_id": t.run_id, "proxy": t.value, "kimg": t.kimg,
                      "status": t.status, "sampled": t.sampled, **e})
         if plan.tracking_uri and t.run_id:
-            runs.log(t.run_id, {f"reeval_{key}_mean": e["mean"], f"reeval_{key}_std": e["std"]},
-                     protocol_tags(e["protocol"], "reeval.protocol."))
+            stat = {f"reeval_{key}_mean": e["mean"]}
+            if e["std"] is not None:
+                stat[f"reeval_{key}_std"] = e["std"]
+            runs.log(t.run_id, stat, protocol_tags(e["protocol"], "reeval.protocol."))
     winner = min(rows, key=lambda r: sign * r["mean"])
     out.update(top=rows, winner=winner)
     if not plan.tracking_uri:
@@ -142,7 +156,8 @@ def finish_sweep(plan: SweepPlan, trials) -> Dict[str, Any]:
     wt = next(t for t in top if t.trial_id == winner["trial_id"])
     champion: Dict[str, Any] = {}
     if wt.run_id:
-        tags = {**version_tags({key: winner["mean"]}, winner["protocol"], {key: winner["std"]}),
+        std = {key: winner["std"]} if winner["std"] is not None else None
+        tags = {**version_tags({key: winner["mean"]}, winner["protocol"], std),
                 "sweep": plan.name, "trial_id": wt.trial_id}
         args = (wt.checkpoint, plan.tracking_uri, wt.run_id, plan.register_model, tags)
         if plan.tracking_uri.startswith("sqlite:"):  # a local store: this machine, no task needed
@@ -163,6 +178,7 @@ def finish_sweep(plan: SweepPlan, trials) -> Dict[str, Any]:
                                                   "winner": winner["trial_id"]}, indent=1, default=str)}
         pic = _winner_picture(plan.tracking_uri, wt.run_id, d) if wt.run_id else None
         record_result(plan.tracking_uri, plan.parent_run_id,
-                      {**tally, f"best_{key}_mean": winner["mean"], f"best_{key}_std": winner["std"],
-                       f"best_proxy_{key}": winner["proxy"]}, tags, texts, {"winner.png": pic} if pic else {})
+                      {**tally, f"best_{key}_mean": winner["mean"], f"best_proxy_{key}": winner["proxy"],
+                       **({f"best_{key}_std": winner["std"]} if winner["std"] is not None else {})},
+                      tags, texts, {"winner.png": pic} if pic else {})
     return out

@@ -77,26 +77,29 @@ def grace_kimg(cfg: Config, opts: SweepOptions) -> float:
 
 def objective(cfg: Config, opts: SweepOptions) -> str:
     """The metric value trials are judged by, checked against the registry and the task."""
-    from raygan.metrics.registry import METRICS, direction, primary_key
+    from raygan.metric_names import SPECS, canonical, direction, known, primary_key
 
     if opts.objective is None:
         if not cfg.eval.metrics:
             raise TuneError("a sweep needs an objective: add a metric to eval.metrics or pass --objective")
         return primary_key(cfg.eval.metrics[0])
-    direction(opts.objective)  # a value some metric produces
-    if opts.objective in METRICS.names():
-        return primary_key(opts.objective)
-    return opts.objective
+    key = canonical(opts.objective)  # domain-acc is domain_acc
+    if not known(key) and not any(key in s["keys"] for s in SPECS.values()):
+        import raygan.metrics  # noqa: F401  (registers every metric: one beyond SPECS is known after it)
+    if known(key):
+        return primary_key(key)
+    direction(key)  # a value some metric produces
+    return key
 
 
 def objective_metric(key: str) -> str:
     """The metric name that produces a value key (psnr -> psnr, precision -> pr)."""
-    from raygan.metrics.registry import METRICS
+    from raygan.metric_names import metric_of
 
-    for name in METRICS.names():
-        if key in METRICS.meta(name).get("keys", {}):
-            return name
-    raise ConfigError(f"no metric produces '{key}'")
+    name = metric_of(key)
+    if name is None:
+        raise ConfigError(f"no metric produces '{key}'")
+    return name
 
 
 def check(cfg: Config, opts: SweepOptions) -> None:

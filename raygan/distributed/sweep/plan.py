@@ -113,8 +113,20 @@ def make_plan(cfg: Config, opts: SweepOptions, space: SearchSpace, base: Dict[st
         space_text=getattr(space, "text", ""), options=opts, objective=key, mode=direction(key),
         experiment=name, tracking_uri=cfg.tracking.uri if cfg.tracking.enabled else None,
         max_concurrent=max_concurrent, reeval_samples=opts.reeval_samples or cfg.eval.final_num_samples,
-        reeval_seeds=[cfg.eval.seed + 1 + i for i in range(opts.reeval_seeds)],
+        reeval_seeds=fresh_seeds(cfg, opts.reeval_seeds),
         register_model=opts.register_model or cfg.tracking.register_model, env=env, created=time.time())
+
+
+def fresh_seeds(cfg: Config, n: int) -> List[int]:
+    """n evaluation seeds after eval.seed that the trials' proxy never used (neither its noise seed
+    nor a repair run's degradation seed)."""
+    used = {cfg.eval.seed, cfg.repair.eval_seed}
+    seeds, s = [], cfg.eval.seed
+    while len(seeds) < n:
+        s += 1
+        if s not in used:
+            seeds.append(s)
+    return seeds
 
 
 def check_batch_split(space: SearchSpace, base: Dict[str, Any], workers: int) -> None:

@@ -29,9 +29,7 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
-from torchvision.models.inception import InceptionA, InceptionC, InceptionE
 
 from raygan.errors import RayganError
 from raygan.metrics.extractors.base import EXTRACTORS, Extractor, sha256_file
@@ -46,46 +44,69 @@ def _pool3x3_avg(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
 
-class FIDInceptionA(InceptionA):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b5 = self.branch5x5_2(self.branch5x5_1(x))
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = self.branch_pool(_pool3x3_avg(x))
-        return torch.cat([b1, b5, b3, bp], 1)
+def _fid_blocks() -> dict:
+    """The FID Inception's patched blocks, subclasses of torchvision's (built on first use: importing
+    torchvision costs seconds that `raygan --dry-run` and friends need not pay)."""
+    global _BLOCKS
+    if _BLOCKS is None:
+        from torchvision.models.inception import InceptionA, InceptionC, InceptionE
+
+        class FIDInceptionA(InceptionA):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                b1 = self.branch1x1(x)
+                b5 = self.branch5x5_2(self.branch5x5_1(x))
+                b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+                bp = self.branch_pool(_pool3x3_avg(x))
+                return torch.cat([b1, b5, b3, bp], 1)
+
+        class FIDInceptionC(InceptionC):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                b1 = self.branch1x1(x)
+                b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+                bd = self.branch7x7dbl_1(x)
+                for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+                    bd = layer(bd)
+                bp = self.branch_pool(_pool3x3_avg(x))
+                return torch.cat([b1, b7, bd, bp], 1)
+
+        class FIDInceptionE(InceptionE):
+            """Mixed_7b (avg pool branch) and Mixed_7c (max pool branch: a quirk of the TF graph)."""
+
+            def __init__(self, in_channels: int, max_pool: bool = False):
+                super().__init__(in_channels)
+                self.max_pool = max_pool
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                b1 = self.branch1x1(x)
+                b3 = self.branch3x3_1(x)
+                b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+                bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+                bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
+                pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _pool3x3_avg(x)
+                bp = self.branch_pool(pooled)
+                return torch.cat([b1, b3, bd, bp], 1)
+
+        _BLOCKS = {"FIDInceptionA": FIDInceptionA, "FIDInceptionC": FIDInceptionC, "FIDInceptionE": FIDInceptionE}
+        for name, cls in _BLOCKS.items():
+            cls.__qualname__ = name  # as if defined at module level
+    return _BLOCKS
 
 
-class FIDInceptionC(InceptionC):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        bd = self.branch7x7dbl_1(x)
-        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
-            bd = layer(bd)
-        bp = self.branch_pool(_pool3x3_avg(x))
-        return torch.cat([b1, b7, bd, bp], 1)
+_BLOCKS = None
 
 
-class FIDInceptionE(InceptionE):
-    """Mixed_7b (avg pool branch) and Mixed_7c (max pool branch: a quirk of the TF graph)."""
-
-    def __init__(self, in_channels: int, max_pool: bool = False):
-        super().__init__(in_channels)
-        self.max_pool = max_pool
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b1 = self.branch1x1(x)
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-        pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _pool3x3_avg(x)
-        bp = self.branch_pool(pooled)
-        return torch.cat([b1, b3, bd, bp], 1)
+def __getattr__(name: str):
+    if name in ("FIDInceptionA", "FIDInceptionC", "FIDInceptionE"):
+        return _fid_blocks()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fid_inception_v3() -> nn.Module:
     """torchvision Inception3 patched into the FID Inception (weights not loaded)."""
+    import torchvision
+
+    b = _fid_blocks()
+    FIDInceptionA, FIDInceptionC, FIDInceptionE = b["FIDInceptionA"], b["FIDInceptionC"], b["FIDInceptionE"]
     net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
     net.Mixed_5b = FIDInceptionA(192, pool_features=32)
     net.Mixed_5c = FIDInceptionA(256, pool_features=64)
