@@ -1,6 +1,7 @@
 """Shared fixtures. Tests run torch on one thread: deterministic, and no oversubscription
 when Ray workers share the 2 CI cores."""
 import os
+import sys
 
 import pytest
 import torch
@@ -21,3 +22,74 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+# ---------------------------------------------------------------------------- fast new MLflow stores
+# A new sqlite MLflow store runs all of MLflow's alembic migrations: ~2 s on a quiet core, ~10 s on a
+# loaded one, and dozens of tests each make their own store. In this process the migrations run once,
+# into a template; every later new sqlite store gets the template's pages through sqlite's backup API
+# (the schema and rows the migrations make, at the head revision, which MLflow still verifies).
+# Stores made by subprocesses and Ray workers migrate as usual; so do non-sqlite databases.
+# Installed when MLflow's db utils are first imported, so sessions that never touch MLflow pay nothing.
+_DB_UTILS = "mlflow.store.db.utils"
+
+
+def _use_store_template(db_utils):
+    import atexit
+    import shutil
+    import sqlite3
+    import tempfile
+
+    migrate = db_utils._initialize_tables
+    template = {}
+
+    def initialize_tables(engine):
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return migrate(engine)
+        if "path" not in template:
+            import sqlalchemy
+
+            d = tempfile.mkdtemp(prefix="raygan-mlflow-template-")
+            atexit.register(shutil.rmtree, d, True)
+            t_engine = sqlalchemy.create_engine(f"sqlite:///{os.path.join(d, 'mlflow.db')}")
+            migrate(t_engine)
+            t_engine.dispose()
+            template["path"] = os.path.join(d, "mlflow.db")
+        engine.dispose()
+        src, dst = sqlite3.connect(template["path"]), sqlite3.connect(url.database)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+
+    db_utils._initialize_tables = initialize_tables  # the registry store imports it by name after this
+
+
+class _StoreTemplateOnImport:
+    """A meta-path finder that lets `mlflow.store.db.utils` load as usual, then patches it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != _DB_UTILS:
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _use_store_template(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if _DB_UTILS in sys.modules:
+    _use_store_template(sys.modules[_DB_UTILS])
+else:
+    sys.meta_path.insert(0, _StoreTemplateOnImport())

@@ -3,6 +3,7 @@ here: runs are made with the MLflow reporter and a tiny registered generator), a
 `raygan sample --model-uri models:/NAME@champion`."""
 import json
 import re
+import shutil
 
 import pytest
 
@@ -44,8 +45,26 @@ def _run(uri, tmp, name, overrides, fids, experiment="e1", tags=None, parent=Non
     return rep
 
 
+@pytest.fixture(scope="module")
+def written_store(tmp_path_factory):
+    """The store, written once per module; its artifacts stay here, read-only for the tests."""
+    tmp = tmp_path_factory.mktemp("runs-store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        return tmp, _write_store(tmp)
+
+
 @pytest.fixture
-def store(in_tmp):
+def store(written_store, in_tmp):
+    """Each test gets its own copy of the database, as ./mlflow.db (the default store)."""
+    src, ids = written_store
+    shutil.copyfile(src / "mlflow.db", in_tmp / "mlflow.db")
+    return {**ids, "uri": f"sqlite:///{in_tmp}/mlflow.db"}
+
+
+def _write_store(in_tmp):
     from mlflow.tracking import MlflowClient
 
     from raygan.models import build_models
