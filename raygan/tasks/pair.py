@@ -1,21 +1,15 @@
 """What every task with one generator (+ its EMA copy) against one discriminator shares:
 restoring the networks (an EMA switched on at resume starts from G), D's learning rate and
-betas corrected for a lazy regulariser (StyleGAN2-ADA), re-applying the optimiser settings
-after a resume, and the hyperparameters read back from the built objects."""
+betas corrected for a lazy regulariser (StyleGAN2-ADA, raygan.engine.phases.lazy_hparams),
+re-applying the optimiser settings after a resume, and the hyperparameters read back from the
+built objects. Mixed precision is raygan.engine.precision.Precision, owned by the step."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict
 
 import torch
 from torch import nn
-
-
-def mixed_precision(amp: str, device: torch.device) -> Tuple[Optional[torch.dtype], Any, Any]:
-    """(autocast dtype or None, D's grad scaler, G's grad scaler): AMP on CUDA only; fp16 scales."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
-    fp16 = dtype is torch.float16
-    return dtype, torch.amp.GradScaler("cuda", enabled=fp16), torch.amp.GradScaler("cuda", enabled=fp16)
 
 
 class GeneratorDiscriminatorPair:
@@ -29,7 +23,7 @@ class GeneratorDiscriminatorPair:
         the adversarial loss."""
         from raygan.engine.device import make_optimizer
         from raygan.engine.ema import make_ema
-        from raygan.losses import LOSSES
+        from raygan.losses import build_loss
         from raygan.regularizers import REGULARIZERS
 
         cfg, ctx, o = self.cfg, self.ctx, self.cfg.optim
@@ -46,7 +40,7 @@ class GeneratorDiscriminatorPair:
         if ctx.compile:
             G, D = torch.compile(G), torch.compile(D)
         self.G, self.D = G, D
-        self.loss = LOSSES.build(cfg.loss.name)
+        self.loss = build_loss(cfg.loss.name, cfg.loss.kwargs)
 
     def load_networks(self, models: Dict[str, Any], where: Path) -> None:
         if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
@@ -55,8 +49,10 @@ class GeneratorDiscriminatorPair:
 
     def _d_hparams(self):
         """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
-        o, r = self.cfg.optim, self.regularizer.lazy_ratio()
-        return o.d_lr * r, tuple(b ** r for b in o.d_betas)
+        from raygan.engine.phases import lazy_hparams
+
+        o = self.cfg.optim
+        return lazy_hparams(o.d_lr, o.d_betas, self.regularizer.every)
 
     def apply_optim_config(self) -> None:
         o = self.cfg.optim

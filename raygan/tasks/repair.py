@@ -29,7 +29,7 @@ from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
 from raygan.errors import CheckpointError, ConfigError, RayganError
-from raygan.losses import LOSSES
+from raygan.losses import build_loss
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import ExportedModel, Task, unwrap
 from raygan.tasks.pair import GeneratorDiscriminatorPair
@@ -56,7 +56,7 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         pipeline = build_degradations(r.degradations, seed=r.eval_seed)
         pipeline.check(cfg.data.resolution, cfg.data.channels or 1)
         check_networks(cfg, spec_from_pipeline(pipeline, cfg.data.channels or 1))
-        LOSSES.get(cfg.loss.name)
+        build_loss(cfg.loss.name, cfg.loss.kwargs)
         REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
         if r.feature_weight > 0:
             from raygan.metrics import EXTRACTORS
@@ -106,7 +106,7 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
-        self.scalers = {"G": self.step.scaler_g, "D": self.step.scaler_d}
+        self.scalers = self.step.precision.scalers  # {"G", "D"}: the checkpoint's keys
         self._picture: Optional[tuple] = None
         self.steps = 0  # train steps on this rank (reseeds the degradations when the world size changes)
 
