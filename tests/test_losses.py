@@ -185,3 +185,16 @@ def test_loss_options_are_typed_and_unknown_keys_name_the_valid_ones():
     with pytest.raises(ConfigError, match=r"real_target must lie in \(0, 1\], got 1.5"):
         build_loss("ns-smooth", {"real_target": 1.5})
     assert repr(build_loss("ns-smooth", {"real_target": 0.95})) == "LabelSmoothing(real_target=0.95)"
+
+
+def test_an_unknown_loss_option_is_one_line_from_the_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "raygan", "train", "--preset", "digits", "--dry-run",
+                        "--set", "loss.name=ns-smooth", "--set", "loss.kwargs.real_targte=0.95"],
+                       cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "RAYGAN_CACHE": str(tmp_path)})
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == ("raygan: error: config: loss.kwargs: loss 'ns-smooth' has no option 'real_targte'; "
+                        "valid: real_target (default 0.9)\n")
