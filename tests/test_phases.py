@@ -120,3 +120,23 @@ def test_new_losses_learn_a_toy_distribution(name, kwargs):
         step.step(lambda: (0.5 + 0.05 * torch.randn(64, 1, 2, 2), None), i * 64)
     after = gap()
     assert before > 0.3 and after < 0.1, (before, after)
+
+
+
+def test_the_task_phase_list_sets_both_optimisers():
+    """The optimisers take their lr/betas from the task's phase list: a lazy R1 (every 4) corrects
+    D's alone (lr * 4/5, beta ** (4/5)); the step runs exactly that list."""
+    from raygan.config import load_config
+    from raygan.trainer import Trainer
+
+    cfg = load_config(None, None, ["data.name=digits", "data.resolution=28", "model.arch=mlp", "model.z_dim=8",
+                                   "model.g={hidden: [16]}", "model.d={hidden: [16]}", "optim.batch_size=16",
+                                   "optim.d_lr=0.001", "optim.d_betas=[0.5, 0.99]", "optim.g_lr=0.002",
+                                   "regularizer.name=r1", "regularizer.kwargs={weight: 1.0, every: 4}",
+                                   "train.total_kimg=0.016", "eval.metrics=[]", "tracking.enabled=false"])
+    task = Trainer(cfg, None, evaluator=None).task
+    assert [p.name for p in task.phase_list] == ["Gmain", "Dmain", "Dreg"]
+    assert list(task.step.phases.phases.values()) == task.phase_list
+    d, g = task.opt_d.param_groups[0], task.opt_g.param_groups[0]
+    assert d["lr"] == pytest.approx(0.001 * 0.8) and d["betas"] == pytest.approx((0.5 ** 0.8, 0.99 ** 0.8))
+    assert g["lr"] == 0.002 and g["betas"] == (0.5, 0.999)

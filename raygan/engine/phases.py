@@ -13,9 +13,9 @@ gradients, call `terms()` (the task's loss terms for this phase, forward passes 
 gradient clipping (unscaled first), the optimiser step, unfreeze. A task supplies its terms per
 phase and nothing else: no scaler, no autocast, no optimiser calls of its own.
 
-Adding a G regulariser (path length) is one more entry: `Phase("Greg", "G", every=4)` in the
-list, G's optimiser built with `phases.hparams("G", lr, betas)`, and its terms passed to
-`run("Greg", ...)` after "Gmain".
+Adding a G regulariser (path length) is one more entry: `adversarial_phases(g_reg_every=4)` (a
+`Phase("Greg", "G", every=4)`) in the task's phase list, from which G's optimiser already takes
+its lr/betas (`net_hparams`), and its terms passed to `run("Greg", ...)` after "Gmain".
 """
 from __future__ import annotations
 
@@ -56,7 +56,16 @@ def lazy_ratio(every: Optional[int]) -> float:
 def lazy_hparams(lr: float, betas: Sequence[float], every: Optional[int]) -> Tuple[float, Tuple[float, ...]]:
     """StyleGAN2-ADA's correction: (lr * c, betas ** c)."""
     c = lazy_ratio(every)
+    if c == 1.0:
+        return lr, tuple(betas)
     return lr * c, tuple(b ** c for b in betas)
+
+
+def net_hparams(phases: Iterable[Phase], net: str, lr: float,
+                betas: Sequence[float]) -> Tuple[float, Tuple[float, ...]]:
+    """`net`'s optimiser settings corrected for its lazy regulariser phase in `phases`, if any."""
+    every = max([p.every for p in phases if p.net == net and not p.main], default=1)
+    return lazy_hparams(lr, betas, every)
 
 
 def adversarial_phases(d_reg_every: int = 1, g_reg_every: int = 1) -> List[Phase]:
@@ -102,9 +111,7 @@ class Phases:
         self.counts: Dict[str, int] = {p.net: 0 for p in self.phases.values()}
 
     def hparams(self, net: str, lr: float, betas: Sequence[float]) -> Tuple[float, Tuple[float, ...]]:
-        """`net`'s optimiser settings corrected for its lazy regulariser phase, if it has one."""
-        every = max([p.every for p in self.phases.values() if p.net == net and not p.main], default=1)
-        return lazy_hparams(lr, betas, every)
+        return net_hparams(self.phases.values(), net, lr, betas)
 
     def due(self, name: str) -> bool:
         p = self.phases.get(name)

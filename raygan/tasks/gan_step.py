@@ -16,7 +16,7 @@ exactly one network's gradients.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from torch import nn
 
 from raygan.engine import dist
 from raygan.engine.ema import ema_beta, update_ema
-from raygan.engine.phases import Phases, adversarial_phases
+from raygan.engine.phases import Phase, Phases, adversarial_phases
 from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
 from raygan.losses import generator_term
@@ -42,13 +42,15 @@ class GANStep:
                  z_dim: int, num_classes: int, device: torch.device, amp: str = "none",
                  G_ema: Optional[nn.Module] = None, ema_half_life_kimg: float = 0.0,
                  ema_rampup: Optional[float] = None, global_batch: int = 0,
-                 augment: Optional[Callable] = None, class_weight: float = 0.0):
+                 augment: Optional[Callable] = None, class_weight: float = 0.0,
+                 phases: Optional[List[Phase]] = None):
         """`augment` (raygan.augment.DAugment, or any callable) is applied to every batch D sees;
         `diffaugment` is its older name. One with `observe`/`step` (ADA) is fed D's real logits.
         `class_weight` > 0 adds AC-GAN's term: D (built with a class head) gets class_weight *
         CE(class logits of the reals, their labels) and G the same on its fakes and their
         conditioning labels. D's head learns from real images only, so it is never taught G's
-        mistakes (the original AC-GAN also trains it on fakes)."""
+        mistakes (the original AC-GAN also trains it on fakes). `phases`: the task's phase list
+        (default: G main, D main, and a "Dreg" phase for a lazy regulariser)."""
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
@@ -61,7 +63,8 @@ class GANStep:
         self.z_dim, self.num_classes = z_dim, num_classes
         self.device = device
         self.precision = Precision(amp, device)
-        self.phases = Phases(adversarial_phases(d_reg_every=regularizer.every), self.precision,
+        phase_list = phases if phases is not None else adversarial_phases(d_reg_every=regularizer.every)
+        self.phases = Phases(phase_list, self.precision,
                              {"G": opt_g, "D": opt_d}, frozen={"G": [self.D_plain]})
         self.G_ema = G_ema
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup

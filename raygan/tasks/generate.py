@@ -97,7 +97,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
                             num_classes=self.num_classes, device=self.device, amp=ctx.amp,
                             G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
                             ema_rampup=cfg.ema.rampup, global_batch=o.batch_size,
-                            class_weight=cfg.loss.ac_weight)
+                            class_weight=cfg.loss.ac_weight, phases=self.phase_list)
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}

@@ -23,16 +23,19 @@ class GeneratorDiscriminatorPair:
         the adversarial loss."""
         from raygan.engine.device import make_optimizer
         from raygan.engine.ema import make_ema
+        from raygan.engine.phases import adversarial_phases
         from raygan.losses import build_loss
         from raygan.regularizers import REGULARIZERS
 
-        cfg, ctx, o = self.cfg, self.ctx, self.cfg.optim
+        cfg, ctx = self.cfg, self.ctx
         if ctx.channels_last:
             G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
         self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
-        d_lr, d_betas = self._d_hparams()
-        self.opt_g = make_optimizer(G.parameters(), o.g_lr, o.g_betas, self.device)
+        # the adversarial step's phases: a lazy regulariser is its own phase, and corrects its net's optimiser
+        self.phase_list = adversarial_phases(d_reg_every=self.regularizer.every)
+        (g_lr, g_betas), (d_lr, d_betas) = self._hparams("G"), self._hparams("D")
+        self.opt_g = make_optimizer(G.parameters(), g_lr, g_betas, self.device)
         self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)
         self.G_plain, self.D_plain = G, D
         if ctx.prepare_model is not None:
@@ -47,17 +50,17 @@ class GeneratorDiscriminatorPair:
             models = {**models, "G_ema": models["G"]}
         super().load_networks({k: v for k, v in models.items() if k in self.networks}, where)
 
-    def _d_hparams(self):
-        """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
-        from raygan.engine.phases import lazy_hparams
+    def _hparams(self, net: str):
+        """`net`'s lr and betas, corrected for a lazy regulariser phase (StyleGAN2-ADA)."""
+        from raygan.engine.phases import net_hparams
 
         o = self.cfg.optim
-        return lazy_hparams(o.d_lr, o.d_betas, self.regularizer.every)
+        lr, betas = (o.g_lr, o.g_betas) if net == "G" else (o.d_lr, o.d_betas)
+        return net_hparams(self.phase_list, net, lr, betas)
 
     def apply_optim_config(self) -> None:
-        o = self.cfg.optim
-        d_lr, d_betas = self._d_hparams()
-        for opt, lr, betas in ((self.opt_g, o.g_lr, o.g_betas), (self.opt_d, d_lr, d_betas)):
+        (g_lr, g_betas), (d_lr, d_betas) = self._hparams("G"), self._hparams("D")
+        for opt, lr, betas in ((self.opt_g, g_lr, g_betas), (self.opt_d, d_lr, d_betas)):
             for group in opt.param_groups:
                 group["lr"], group["betas"] = lr, tuple(betas)
 

@@ -102,7 +102,8 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
                                feature_weight=r.feature_weight, features=self.features,
                                warmup_nimg=int(round(r.adv_warmup_kimg * 1000)), device=self.device,
                                amp=ctx.amp, G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
-                               ema_rampup=cfg.ema.rampup, global_batch=o.batch_size)
+                               ema_rampup=cfg.ema.rampup, global_batch=o.batch_size,
+                               phases=self.phase_list)
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}

@@ -18,13 +18,13 @@ accumulate on the device (no host sync per step).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from raygan.engine.ema import ema_beta, update_ema
-from raygan.engine.phases import Phases, adversarial_phases
+from raygan.engine.phases import Phase, Phases, adversarial_phases
 from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
 from raygan.losses import generator_term
@@ -46,7 +46,8 @@ class RepairStep:
                  l1_weight: float, adv_weight: float, feature_weight: float = 0.0,
                  features: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, warmup_nimg: int = 0,
                  device: torch.device, amp: str = "none", G_ema: Optional[nn.Module] = None,
-                 ema_half_life_kimg: float = 0.0, ema_rampup: Optional[float] = None, global_batch: int = 0):
+                 ema_half_life_kimg: float = 0.0, ema_rampup: Optional[float] = None, global_batch: int = 0,
+                 phases: Optional[List[Phase]] = None):
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
@@ -57,7 +58,8 @@ class RepairStep:
         self.warmup_nimg = int(warmup_nimg)
         self.device = device
         self.precision = Precision(amp, device)
-        self.phases = Phases(adversarial_phases(d_reg_every=regularizer.every), self.precision,
+        phase_list = phases if phases is not None else adversarial_phases(d_reg_every=regularizer.every)
+        self.phases = Phases(phase_list, self.precision,
                              {"G": opt_g, "D": opt_d}, frozen={"G": [self.D_plain]})
         self.G_ema = G_ema
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
