@@ -11,8 +11,9 @@ DISCRIMINATORS (`model.d_arch`, default `patchgan`, kwargs `model.d`), unconditi
 (in_channels = image channels). Two Adam optimisers as the reference: one over both
 generators (`optim.g_lr/g_betas`), one over both discriminators (`optim.d_lr/d_betas`).
 
-Step (the reference's order, through raygan.engine.phases and one precision object): the G phase runs both cycles through the DDP-wrapped generators
-and the unwrapped, frozen discriminators:
+Step (the reference's order; phases run by raygan.engine.phases through one precision object):
+the G phase runs both cycles through the DDP-wrapped generators and the unwrapped, frozen
+discriminators:
 
     L_G = g_loss(D_B(G_AB(a))) + g_loss(D_A(G_BA(b)))                       (`loss.name`, lsgan)
           + lambda_cycle * (|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1)
@@ -212,8 +213,9 @@ class TranslateTask(Task):
                 rec_a = self.G_BA(fake_b)
                 o["fake_a"] = fake_a = self.G_BA(real_b)
                 rec_b = self.G_AB(fake_a)
-                o["adv_ab"] = generator_term(loss, self.D_B_plain(fake_b).float(), lambda: self.D_B_plain(real_b).float())
-                o["adv_ba"] = generator_term(loss, self.D_A_plain(fake_a).float(), lambda: self.D_A_plain(real_a).float())
+                D_A, D_B = self.D_A_plain, self.D_B_plain
+                o["adv_ab"] = generator_term(loss, D_B(fake_b).float(), lambda: D_B(real_b).float())
+                o["adv_ba"] = generator_term(loss, D_A(fake_a).float(), lambda: D_A(real_a).float())
                 o["cyc_a"], o["cyc_b"] = cycle_loss(rec_a.float(), real_a), cycle_loss(rec_b.float(), real_b)
                 o["idt_a"] = o["idt_b"] = None
                 if t.lambda_identity > 0:
