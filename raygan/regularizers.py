@@ -1,7 +1,8 @@
 """Discriminator regularisers by name, as separate phases (StyleGAN2-ADA style).
 
-The trainer runs `penalty(D, real, fake, y)` every `every` D steps and backpropagates it
-(already weighted), and calls `after_d_step(D)` after each D optimiser step. D may be
+The step runs `penalty(D, real, fake, y)` (already weighted): with `every` 1 inside D's main
+phase (one backward), with `every` k > 1 as its own lazy "Dreg" phase every k D steps
+(raygan.engine.phases); it calls `after_d_step(D)` after each D optimiser step. D may be
 DDP-wrapped: it is only ever called, never looked into. Spectral norm is a model option
 (`spectral_norm=True`), not a regulariser.
 """
@@ -49,7 +50,8 @@ class Regularizer:
 
     def lazy_ratio(self) -> float:
         """StyleGAN2-ADA's correction for a lazy penalty: the D optimiser runs with lr * r and
-        betas ** r, r = every / (every + 1), so its momentum sees the extra phase as it should."""
+        betas ** r, r = every / (every + 1), so its momentum sees the extra phase as it should
+        (what raygan.engine.phases.lazy_hparams applies when the optimiser is built)."""
         return self.every / (self.every + 1) if self.every > 1 else 1.0
 
     def after_d_step(self, D: nn.Module) -> None:

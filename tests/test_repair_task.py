@@ -11,6 +11,7 @@ from raygan.config import load_config, preset_names
 from raygan.engine import dist
 from raygan.engine.checkpoint import list_checkpoints
 from raygan.errors import CheckpointError, ConfigError, RayganError
+from raygan.losses import RelativisticAverage
 from raygan.metrics.registry import METRICS, direction, kind
 from raygan.tasks.loading import load_model
 from raygan.tasks.repair_eval import Evaluator, EvalSet
@@ -356,3 +357,24 @@ def test_two_ranks_train_and_evaluate_like_one_with_the_double_batch(tmp_path, i
             assert torch.allclose(two[net][k], v, rtol=1e-4, atol=1e-6), f"{net}.{k}"
     for k, v in one["values"].items():  # shards gathered in index order: the same numbers
         assert two["values"][k] == pytest.approx(v, rel=1e-5), k
+
+
+class RecordingRaGAN(RelativisticAverage):
+    """ragan itself, noting the real logits its G side receives."""
+
+    def __init__(self):
+        self.g_reals = []
+
+    def g_loss(self, fake_logits, real_logits=None):
+        self.g_reals.append(None if real_logits is None else tuple(real_logits.shape))
+        return super().g_loss(fake_logits, real_logits)
+
+
+def test_a_relativistic_loss_trains_repair_with_real_logits_on_the_g_side(tmp_path):
+    """loss.name=ragan with options-free kwargs: the G phase passes D's logits on the clean images."""
+    t = Trainer(tiny("loss.name=ragan", "repair.adv_warmup_kimg=0", "train.total_kimg=0.032",
+                     "regularizer.name=none"), tmp_path / "r", evaluator=None)
+    t.task.step.loss = rec = RecordingRaGAN()
+    t.run()
+    assert len(rec.g_reals) == 2 and all(s is not None and len(s) >= 1 for s in rec.g_reals)
+    assert t.task.step.d_steps == 2

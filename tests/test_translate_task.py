@@ -339,3 +339,23 @@ def test_presets_describe_themselves_and_folder_a2b_trains_on_the_reference_layo
     assert tr.task.domain_names == ["trainA", "trainB"] and tr.task.channels == 3
     assert {"fid_a2b", "baseline_fid_b2a", "cycle_psnr_a"} <= set(summary["final"])
     assert (tmp_path / "run" / "samples").is_dir()
+
+
+def test_loss_options_and_a_relativistic_loss_reach_the_cycle_step(tmp_path):
+    """loss.kwargs reach the built loss; ragan's G side gets each D's logits on that D's reals."""
+    cfg = tiny("loss.name=ns-smooth", "loss.kwargs={real_target: 0.8}", "train.total_kimg=0.016")
+    t = Trainer(cfg, tmp_path / "s", evaluator=None)
+    assert t.task.loss.real_target == 0.8
+    t = Trainer(tiny("loss.name=ragan", "train.total_kimg=0.016"), tmp_path / "r", evaluator=None)
+    seen = []
+    g_loss = t.task.loss.g_loss
+
+    def recording(fake_logits, real_logits=None):
+        seen.append(real_logits is not None and real_logits.shape == fake_logits.shape)
+        return g_loss(fake_logits, real_logits)
+
+    t.task.loss.g_loss = recording
+    t.run()
+    assert seen == [True, True] * 2  # two steps, one term per direction
+    with pytest.raises(ConfigError, match="loss 'ragan' has no option 'real_target'; valid: none"):
+        TranslateTask.check_config(tiny("loss.name=ragan", "loss.kwargs={real_target: 0.8}"))

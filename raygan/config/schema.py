@@ -68,6 +68,9 @@ class ModelConfig(_Strict):
 
 class LossConfig(_Strict):
     name: str = "ns"
+    # the loss's own options, e.g. {real_target: 0.9} for ns-smooth; checked against the loss's signature
+    # (raygan.losses.build_loss: unknown keys refused, naming the valid ones)
+    kwargs: Dict[str, Any] = Field(default_factory=dict)
     # AC-GAN's auxiliary class term (task generate, conditional): D's class head learns the real labels and
     # G is pushed to make fakes that head assigns to their labels; 0 = off (projection conditioning only)
     ac_weight: Float = Field(default=0.0, ge=0)

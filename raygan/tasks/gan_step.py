@@ -6,14 +6,17 @@ augment(x), and for an adaptive augmentation such as ADA augment.observe(D(real)
 augment.step(images, reduce) once per D step on every rank). Statistics accumulate on the
 device and are read once per tick, so the step never forces a host sync.
 
+The phases (raygan.engine.phases: D main, a lazy D regulariser such as R1 every k steps, G main)
+run through one precision object (raygan.engine.precision); this module only supplies each
+phase's loss terms.
+
 Under DDP, G and D are each wrapped. D's loss sees only detached fakes, and the G step
 runs through the unwrapped D with its parameters frozen, so each backward all-reduces
 exactly one network's gradients.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +24,10 @@ from torch import nn
 
 from raygan.engine import dist
 from raygan.engine.ema import ema_beta, update_ema
+from raygan.engine.phases import Phase, Phases, adversarial_phases
+from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
-from raygan.tasks.pair import mixed_precision
+from raygan.losses import generator_term
 from raygan.tasks.base import unwrap
 
 #: the step's statistics and the counter each is averaged over
@@ -37,13 +42,15 @@ class GANStep:
                  z_dim: int, num_classes: int, device: torch.device, amp: str = "none",
                  G_ema: Optional[nn.Module] = None, ema_half_life_kimg: float = 0.0,
                  ema_rampup: Optional[float] = None, global_batch: int = 0,
-                 augment: Optional[Callable] = None, class_weight: float = 0.0):
+                 augment: Optional[Callable] = None, class_weight: float = 0.0,
+                 phases: Optional[List[Phase]] = None):
         """`augment` (raygan.augment.DAugment, or any callable) is applied to every batch D sees;
         `diffaugment` is its older name. One with `observe`/`step` (ADA) is fed D's real logits.
         `class_weight` > 0 adds AC-GAN's term: D (built with a class head) gets class_weight *
         CE(class logits of the reals, their labels) and G the same on its fakes and their
         conditioning labels. D's head learns from real images only, so it is never taught G's
-        mistakes (the original AC-GAN also trains it on fakes)."""
+        mistakes (the original AC-GAN also trains it on fakes). `phases`: the task's phase list
+        (default: G main, D main, and a "Dreg" phase for a lazy regulariser)."""
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
@@ -55,21 +62,31 @@ class GANStep:
         self.n_critic = n_critic
         self.z_dim, self.num_classes = z_dim, num_classes
         self.device = device
-        self.amp_dtype, self.scaler_d, self.scaler_g = mixed_precision(amp, device)
+        self.precision = Precision(amp, device)
+        phase_list = phases if phases is not None else adversarial_phases(d_reg_every=regularizer.every)
+        self.phases = Phases(phase_list, self.precision,
+                             {"G": opt_g, "D": opt_d}, frozen={"G": [self.D_plain]})
         self.G_ema = G_ema
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
         self.global_batch = global_batch
         self.class_weight = float(class_weight)
         if self.class_weight and not num_classes:
             raise ValueError("the AC-GAN class term needs a conditional generator and discriminator")
-        self.d_steps = 0  # counts D updates, drives the lazy-regulariser phase
+        self._last_real: Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]] = None  # G's relativistic side
         self.stats = StepStats({**STATS, **(CLASS_STATS if self.class_weight else {})}, device)
+
+    @property
+    def d_steps(self) -> int:
+        """D updates so far: the lazy regulariser phase's clock (checkpointed by the task)."""
+        return self.phases.counts["D"]
+
+    @d_steps.setter
+    def d_steps(self, value: int) -> None:
+        self.phases.counts["D"] = int(value)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return self.precision.autocast()
 
     def sample_latents(self, n: int, generator: Optional[torch.Generator] = None,
                        labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -108,34 +125,32 @@ class GANStep:
             with torch.no_grad(), self._autocast():
                 fake = self.G_plain(z, y_fake)
         fake = fake.detach()
-        self.D.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
-        real_aug, fake_aug = self._aug(real), self._aug(fake.float())
-        with self._autocast():
-            d_real, cls = self._logits(self.D, real_aug, y_real)
-            d_fake = self.D(fake_aug, y_fake).float()
-            loss = self.loss.d_loss(d_real, d_fake)
-            if cls is not None:
-                loss = loss + self.class_weight * cls
-        reg_value = torch.zeros((), device=self.device)
-        lazy = self.reg.every > 1
-        if not lazy:  # e.g. WGAN-GP: penalty in the same backward, computed in float32 (AMP-safe)
-            pen = self._penalty(real, real_aug, fake_aug, y_real)
-            if pen is not None:
-                reg_value = pen
-                loss = loss + pen
-        self.scaler_d.scale(loss).backward()
-        self.scaler_d.step(self.opt_d)
-        self.scaler_d.update()
-        self.d_steps += 1
-        if lazy and self.d_steps % self.reg.every == 0:  # lazy R1: its own phase, every k steps
-            self.opt_d.zero_grad(set_to_none=True)
-            pen = self._penalty(real, real_aug.detach(), fake_aug.detach(), y_real)
-            if pen is not None:
-                pen.backward()
-                self.opt_d.step()
-                reg_value = pen.detach()
+        out = {}
+
+        def main_terms():  # D main: the loss (+ AC-GAN's class term, + a penalty run every step)
+            real_aug, fake_aug = self._aug(real), self._aug(fake.float())
+            with self._autocast():
+                d_real, cls = self._logits(self.D, real_aug, y_real)
+                d_fake = self.D(fake_aug, y_fake).float()
+                terms = {"adv": self.loss.d_loss(d_real, d_fake)}
+                if cls is not None:
+                    terms["cls"] = self.class_weight * cls
+            if self.reg.every == 1:  # e.g. WGAN-GP: in the same backward, computed in float32 (AMP-safe)
+                pen = self._penalty(real, real_aug, fake_aug, y_real)
+                if pen is not None:
+                    terms["reg"] = out["reg"] = pen
+            out.update(d_real=d_real, d_fake=d_fake, cls=cls, real_aug=real_aug, fake_aug=fake_aug)
+            return terms
+
+        loss = self.phases.run("Dmain", main_terms)
+        reg_value = out.get("reg", torch.zeros((), device=self.device))
+        # lazy R1: its own float32 phase, every `reg.every` D steps
+        pen = self.phases.run("Dreg", lambda: self._penalty(real, out["real_aug"].detach(),
+                                                             out["fake_aug"].detach(), y_real))
+        if pen is not None:
+            reg_value = pen
         self.reg.after_d_step(self.D_plain)
+        d_real, d_fake, cls = out["d_real"], out["d_fake"], out["cls"]
         if self.adaptive:  # ADA: r_t from this step's real logits; p adjusted every few steps (all ranks)
             self.augment.observe(d_real)
             self.augment.step(self.global_batch or n * dist.world_size(), reduce=dist.all_reduce_sum)
@@ -146,6 +161,7 @@ class GANStep:
         if cls is not None:
             self.stats.add("cls_d", cls)
         self.stats.count("d_steps")
+        self._last_real = (real, y_real)
 
     def _penalty(self, real, real_aug, fake_aug, y_real):
         """R1 (`on_clean_reals`) is the gradient w.r.t. the non-augmented reals, taken through a
@@ -159,23 +175,32 @@ class GANStep:
         """`fake`, when given, is a batch G produced with grad (the fused path in `step`)."""
         if fake is None and z is None:
             z, y_fake = self.sample_latents(n)
-        self.D_plain.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
-            if fake is None:
-                fake = self.G(z, y_fake)
-            d_fake, cls = self._logits(self.D_plain, self._aug(fake), y_fake)
-            loss = self.loss.g_loss(d_fake)
-            if cls is not None:
-                loss = loss + self.class_weight * cls
-        self.scaler_g.scale(loss).backward()
-        self.scaler_g.step(self.opt_g)
-        self.scaler_g.update()
-        self.D_plain.requires_grad_(True)
+        out = {}
+
+        def main_terms():  # G main: the loss (+ AC-GAN's class term), through the frozen plain D
+            nonlocal fake
+            with self._autocast():
+                if fake is None:
+                    fake = self.G(z, y_fake)
+                d_fake, cls = self._logits(self.D_plain, self._aug(fake), y_fake)
+                terms = {"adv": generator_term(self.loss, d_fake, self._real_logits)}
+                if cls is not None:
+                    out["cls"] = cls
+                    terms["cls"] = self.class_weight * cls
+            return terms
+
+        loss = self.phases.run("Gmain", main_terms)
         self.stats.add("loss_g", loss)
-        if cls is not None:
-            self.stats.add("cls_g", cls)
+        if "cls" in out:
+            self.stats.add("cls_g", out["cls"])
         self.stats.count("g_steps")
+
+    def _real_logits(self) -> torch.Tensor:
+        """D's logits on the last D step's reals, for a loss whose G side sees both (relativistic)."""
+        if self._last_real is None:
+            raise RuntimeError("a loss that compares real and fake logits needs a D step before the G step")
+        real, y = self._last_real
+        return self.D_plain(self._aug(real), y).float()
 
     def step(self, next_real: Callable[[], Tuple[torch.Tensor, Optional[torch.Tensor]]], cur_nimg: int) -> None:
         """n_critic D steps on fresh real batches, one G step, then the EMA update.

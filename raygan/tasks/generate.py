@@ -24,7 +24,7 @@ from raygan.data.sampler import EpochSampler
 from raygan.data.subsets import per_class_indices, subset_protocol
 from raygan.engine import dist
 from raygan.errors import CheckpointError, ConfigError
-from raygan.losses import LOSSES
+from raygan.losses import build_loss
 from raygan.models import ARCHITECTURES, build_models
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
@@ -51,7 +51,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
 
         super().check_config(cfg)
         ARCHITECTURES.get(cfg.model.arch)
-        LOSSES.get(cfg.loss.name)
+        build_loss(cfg.loss.name, cfg.loss.kwargs)
         REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)  # its kwargs, as a run builds it
         build_d_augment(cfg.augment)
         # the networks, as a run builds them but on the meta device (no memory, no random draws), so
@@ -105,11 +105,11 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
                             num_classes=self.num_classes, device=self.device, amp=ctx.amp,
                             G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
                             ema_rampup=cfg.ema.rampup, global_batch=o.batch_size,
-                            class_weight=cfg.loss.ac_weight)
+                            class_weight=cfg.loss.ac_weight, phases=self.phase_list)
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
-        self.scalers = {"G": self.step.scaler_g, "D": self.step.scaler_d}
+        self.scalers = self.step.precision.scalers  # {"G", "D"}: the checkpoint's keys
         # the picture's latents come from their own generator: they never touch the training RNG
         grid_gen = torch.Generator(device=self.device).manual_seed(cfg.eval.seed)
         self.grid_z = torch.randn(GRID, m.z_dim, device=self.device, generator=grid_gen)

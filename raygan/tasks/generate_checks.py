@@ -27,7 +27,7 @@ def warn_once(text: str) -> None:
 def check_generate(cfg) -> None:
     from raygan.losses import LOSSES
 
-    loss = LOSSES.build(cfg.loss.name)
+    loss = LOSSES.get(cfg.loss.name)  # the class: its flags, without building it
     if getattr(loss, "critic", False) and cfg.regularizer.name == "none" and not cfg.model.spectral_norm:
         warn_once(f"loss '{cfg.loss.name}' with no regulariser, weight clipping or spectral norm: the critic is "
                   f"unconstrained and its loss is not a Wasserstein estimate (add --set regularizer.name=wgan-gp, "

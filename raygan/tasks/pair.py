@@ -1,21 +1,15 @@
 """What every task with one generator (+ its EMA copy) against one discriminator shares:
 restoring the networks (an EMA switched on at resume starts from G), D's learning rate and
-betas corrected for a lazy regulariser (StyleGAN2-ADA), re-applying the optimiser settings
-after a resume, and the hyperparameters read back from the built objects."""
+betas corrected for a lazy regulariser (StyleGAN2-ADA, raygan.engine.phases.lazy_hparams),
+re-applying the optimiser settings after a resume, and the hyperparameters read back from the
+built objects. Mixed precision is raygan.engine.precision.Precision, owned by the step."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict
 
 import torch
 from torch import nn
-
-
-def mixed_precision(amp: str, device: torch.device) -> Tuple[Optional[torch.dtype], Any, Any]:
-    """(autocast dtype or None, D's grad scaler, G's grad scaler): AMP on CUDA only; fp16 scales."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
-    fp16 = dtype is torch.float16
-    return dtype, torch.amp.GradScaler("cuda", enabled=fp16), torch.amp.GradScaler("cuda", enabled=fp16)
 
 
 class GeneratorDiscriminatorPair:
@@ -29,16 +23,19 @@ class GeneratorDiscriminatorPair:
         the adversarial loss."""
         from raygan.engine.device import make_optimizer
         from raygan.engine.ema import make_ema
-        from raygan.losses import LOSSES
+        from raygan.engine.phases import adversarial_phases
+        from raygan.losses import build_loss
         from raygan.regularizers import REGULARIZERS
 
-        cfg, ctx, o = self.cfg, self.ctx, self.cfg.optim
+        cfg, ctx = self.cfg, self.ctx
         if ctx.channels_last:
             G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
         self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
-        d_lr, d_betas = self._d_hparams()
-        self.opt_g = make_optimizer(G.parameters(), o.g_lr, o.g_betas, self.device)
+        # the adversarial step's phases: a lazy regulariser is its own phase, and corrects its net's optimiser
+        self.phase_list = adversarial_phases(d_reg_every=self.regularizer.every)
+        (g_lr, g_betas), (d_lr, d_betas) = self._hparams("G"), self._hparams("D")
+        self.opt_g = make_optimizer(G.parameters(), g_lr, g_betas, self.device)
         self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)
         self.G_plain, self.D_plain = G, D
         if ctx.prepare_model is not None:
@@ -46,22 +43,24 @@ class GeneratorDiscriminatorPair:
         if ctx.compile:
             G, D = torch.compile(G), torch.compile(D)
         self.G, self.D = G, D
-        self.loss = LOSSES.build(cfg.loss.name)
+        self.loss = build_loss(cfg.loss.name, cfg.loss.kwargs)
 
     def load_networks(self, models: Dict[str, Any], where: Path) -> None:
         if self.G_ema is not None and "G_ema" not in models:  # EMA switched on at resume: start from G
             models = {**models, "G_ema": models["G"]}
         super().load_networks({k: v for k, v in models.items() if k in self.networks}, where)
 
-    def _d_hparams(self):
-        """D's lr and betas, corrected for a lazy regulariser's extra phase (StyleGAN2-ADA)."""
-        o, r = self.cfg.optim, self.regularizer.lazy_ratio()
-        return o.d_lr * r, tuple(b ** r for b in o.d_betas)
+    def _hparams(self, net: str):
+        """`net`'s lr and betas, corrected for a lazy regulariser phase (StyleGAN2-ADA)."""
+        from raygan.engine.phases import net_hparams
+
+        o = self.cfg.optim
+        lr, betas = (o.g_lr, o.g_betas) if net == "G" else (o.d_lr, o.d_betas)
+        return net_hparams(self.phase_list, net, lr, betas)
 
     def apply_optim_config(self) -> None:
-        o = self.cfg.optim
-        d_lr, d_betas = self._d_hparams()
-        for opt, lr, betas in ((self.opt_g, o.g_lr, o.g_betas), (self.opt_d, d_lr, d_betas)):
+        (g_lr, g_betas), (d_lr, d_betas) = self._hparams("G"), self._hparams("D")
+        for opt, lr, betas in ((self.opt_g, g_lr, g_betas), (self.opt_d, d_lr, d_betas)):
             for group in opt.param_groups:
                 group["lr"], group["betas"] = lr, tuple(betas)
 

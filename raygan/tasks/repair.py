@@ -29,7 +29,7 @@ from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
 from raygan.errors import CheckpointError, ConfigError, RayganError
-from raygan.losses import LOSSES
+from raygan.losses import build_loss
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.pair import GeneratorDiscriminatorPair
@@ -62,7 +62,7 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         with torch.device("meta"):  # option values and sizes, as a run builds them (no memory used)
             build_generator(cfg, spec)
             build_discriminator(cfg, spec)
-        LOSSES.get(cfg.loss.name)
+        build_loss(cfg.loss.name, cfg.loss.kwargs)
         REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
         if r.feature_weight > 0:
             from raygan.metrics import EXTRACTORS
@@ -109,11 +109,12 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
                                feature_weight=r.feature_weight, features=self.features,
                                warmup_nimg=int(round(r.adv_warmup_kimg * 1000)), device=self.device,
                                amp=ctx.amp, G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
-                               ema_rampup=cfg.ema.rampup, global_batch=o.batch_size)
+                               ema_rampup=cfg.ema.rampup, global_batch=o.batch_size,
+                               phases=self.phase_list)
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
-        self.scalers = {"G": self.step.scaler_g, "D": self.step.scaler_d}
+        self.scalers = self.step.precision.scalers  # {"G", "D"}: the checkpoint's keys
         self._picture: Optional[tuple] = None
         self.steps = 0  # train steps on this rank (reseeds the degradations when the world size changes)
 

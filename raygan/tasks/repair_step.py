@@ -9,21 +9,25 @@ reuses it through the updated D. The D phase is skipped while the adversarial te
 always with `adv_weight` 0 (the plain regression baseline: D is built and checkpointed but
 never touched) and during the L1-only warm-up (`warmup_nimg`).
 
+The phases (D main, a lazy D regulariser, G main) run through raygan.engine.phases with one
+precision object (raygan.engine.precision); this module supplies each phase's terms.
+
 Under DDP, G and D are each wrapped; the G phase runs through the unwrapped D with its
 parameters frozen, so each backward all-reduces exactly one network's gradients. Statistics
 accumulate on the device (no host sync per step).
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from raygan.engine.ema import ema_beta, update_ema
+from raygan.engine.phases import Phase, Phases, adversarial_phases
+from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
-from raygan.tasks.pair import mixed_precision
+from raygan.losses import generator_term
 from raygan.tasks.base import unwrap
 from raygan.tasks.repair_net import ConditionedD
 
@@ -42,7 +46,8 @@ class RepairStep:
                  l1_weight: float, adv_weight: float, feature_weight: float = 0.0,
                  features: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, warmup_nimg: int = 0,
                  device: torch.device, amp: str = "none", G_ema: Optional[nn.Module] = None,
-                 ema_half_life_kimg: float = 0.0, ema_rampup: Optional[float] = None, global_batch: int = 0):
+                 ema_half_life_kimg: float = 0.0, ema_rampup: Optional[float] = None, global_batch: int = 0,
+                 phases: Optional[List[Phase]] = None):
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
@@ -52,11 +57,13 @@ class RepairStep:
         self.features = features
         self.warmup_nimg = int(warmup_nimg)
         self.device = device
-        self.amp_dtype, self.scaler_d, self.scaler_g = mixed_precision(amp, device)
+        self.precision = Precision(amp, device)
+        phase_list = phases if phases is not None else adversarial_phases(d_reg_every=regularizer.every)
+        self.phases = Phases(phase_list, self.precision,
+                             {"G": opt_g, "D": opt_d}, frozen={"G": [self.D_plain]})
         self.G_ema = G_ema
         self.ema_half_life_kimg, self.ema_rampup = ema_half_life_kimg, ema_rampup
         self.global_batch = global_batch
-        self.d_steps = 0  # D updates so far: drives a lazy regulariser's phase (checkpointed)
         names = dict(G_STATS)
         if self.feature_weight <= 0:
             names.pop("feat")
@@ -66,10 +73,17 @@ class RepairStep:
             names.pop("adv")
         self.stats = StepStats(names, device)
 
+    @property
+    def d_steps(self) -> int:
+        """D updates so far: drives a lazy regulariser's phase (checkpointed by the task)."""
+        return self.phases.counts["D"]
+
+    @d_steps.setter
+    def d_steps(self, value: int) -> None:
+        self.phases.counts["D"] = int(value)
+
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return self.precision.autocast()
 
     def adversarial(self, cur_nimg: int) -> bool:
         return self.adv_weight > 0 and cur_nimg >= self.warmup_nimg
@@ -77,60 +91,59 @@ class RepairStep:
     # ------------------------------------------------------------------ phases
     def d_step(self, b: Batch, cond: torch.Tensor, fake: torch.Tensor) -> None:
         D = ConditionedD(self.D)
-        self.D.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
         fake = fake.detach().float()
-        with self._autocast():
-            d_real = D(b.clean, cond).float()
-            d_fake = D(fake, cond).float()
-            loss = self.loss.d_loss(d_real, d_fake)
-        reg_value = torch.zeros((), device=self.device)
-        lazy = self.reg.every > 1
-        if not lazy:  # e.g. WGAN-GP: in the same backward, in float32
-            pen = self.reg.penalty(D, b.clean, fake, cond)
-            if pen is not None:
-                reg_value = pen.detach()
-                loss = loss + pen
-        self.scaler_d.scale(loss).backward()
-        self.scaler_d.step(self.opt_d)
-        self.scaler_d.update()
-        self.d_steps += 1
-        if lazy and self.d_steps % self.reg.every == 0:  # lazy R1: its own phase
-            self.opt_d.zero_grad(set_to_none=True)
-            pen = self.reg.penalty(D, b.clean, fake, cond)
-            if pen is not None:
-                pen.backward()
-                self.opt_d.step()
-                reg_value = pen.detach()
+        out = {}
+
+        def main_terms():  # D main: the loss (+ a penalty run every step, e.g. WGAN-GP, in float32)
+            with self._autocast():
+                d_real = D(b.clean, cond).float()
+                d_fake = D(fake, cond).float()
+                terms = {"adv": self.loss.d_loss(d_real, d_fake)}
+            if self.reg.every == 1:
+                pen = self.reg.penalty(D, b.clean, fake, cond)
+                if pen is not None:
+                    out["reg"] = pen.detach()
+                    terms["reg"] = pen
+            out.update(d_real=d_real, d_fake=d_fake)
+            return terms
+
+        loss = self.phases.run("Dmain", main_terms)
+        reg_value = out.get("reg", torch.zeros((), device=self.device))
+        pen = self.phases.run("Dreg", lambda: self.reg.penalty(D, b.clean, fake, cond))  # lazy R1
+        if pen is not None:
+            reg_value = pen
         self.reg.after_d_step(self.D_plain)
         self.stats.add("loss_d", loss)
         self.stats.add("reg", reg_value)
-        self.stats.add("d_real", d_real.detach().mean())
-        self.stats.add("d_fake", d_fake.detach().mean())
+        self.stats.add("d_real", out["d_real"].detach().mean())
+        self.stats.add("d_fake", out["d_fake"].detach().mean())
         self.stats.count("d_steps")
 
     def g_step(self, b: Batch, cond: Optional[torch.Tensor], fake: torch.Tensor, adversarial: bool) -> None:
         """`fake` is G's output for this batch, produced with grad."""
-        l1 = (fake.float() - b.clean).abs().mean()
-        loss = self.l1_weight * l1 if self.l1_weight > 0 else torch.zeros((), device=self.device)
-        if self.feature_weight > 0:
-            feat = (self.features(fake.float()) - self.features(b.clean)).abs().mean()
-            loss = loss + self.feature_weight * feat
-            self.stats.add("feat", feat)
+        out = {}
+
+        def main_terms():  # G main: L1 (+ features) (+ the adversarial term through the frozen D)
+            l1 = out["l1"] = (fake.float() - b.clean).abs().mean()
+            terms = {"l1": self.l1_weight * l1 if self.l1_weight > 0 else torch.zeros((), device=self.device)}
+            if self.feature_weight > 0:
+                feat = out["feat"] = (self.features(fake.float()) - self.features(b.clean)).abs().mean()
+                terms["feat"] = self.feature_weight * feat
+            if adversarial:
+                D = ConditionedD(self.D_plain)
+                with self._autocast():
+                    adv = out["adv"] = generator_term(self.loss, D(fake, cond).float(),
+                                                      lambda: D(b.clean, cond).float())
+                terms["adv"] = self.adv_weight * adv
+            return terms
+
+        loss = self.phases.run("Gmain", main_terms)
+        if "feat" in out:
+            self.stats.add("feat", out["feat"])
         if adversarial:
-            self.D_plain.requires_grad_(False)
-            with self._autocast():
-                adv = self.loss.g_loss(ConditionedD(self.D_plain)(fake, cond).float())
-            loss = loss + self.adv_weight * adv
-            self.stats.add("adv", adv)
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler_g.scale(loss).backward()
-        self.scaler_g.step(self.opt_g)
-        self.scaler_g.update()
-        if adversarial:
-            self.D_plain.requires_grad_(True)
+            self.stats.add("adv", out["adv"])
         self.stats.add("loss_g", loss)
-        self.stats.add("l1", l1)
+        self.stats.add("l1", out["l1"])
         self.stats.count("g_steps")
 
     def step(self, b: Batch, cur_nimg: int) -> None:

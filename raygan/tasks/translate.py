@@ -11,8 +11,9 @@ DISCRIMINATORS (`model.d_arch`, default `patchgan`, kwargs `model.d`), unconditi
 (in_channels = image channels). Two Adam optimisers as the reference: one over both
 generators (`optim.g_lr/g_betas`), one over both discriminators (`optim.d_lr/d_betas`).
 
-Step (the reference's order): the G phase runs both cycles through the DDP-wrapped generators
-and the unwrapped, frozen discriminators:
+Step (the reference's order; phases run by raygan.engine.phases through one precision object):
+the G phase runs both cycles through the DDP-wrapped generators and the unwrapped, frozen
+discriminators:
 
     L_G = g_loss(D_B(G_AB(a))) + g_loss(D_A(G_BA(b)))                       (`loss.name`, lsgan)
           + lambda_cycle * (|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1)
@@ -28,7 +29,6 @@ Exported: both generators as one module, `CycleTranslator` (raygan.tasks.transla
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -41,13 +41,14 @@ from raygan.data.domains import FOLDER, KNOWN_CLASSES, load_domains, resolve_cla
 from raygan.data.sampler import EpochSampler
 from raygan.engine import dist
 from raygan.engine.device import make_optimizer
+from raygan.engine.phases import Phases, adversarial_phases
+from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
-from raygan.losses import LOSSES
+from raygan.losses import build_loss, generator_term
 from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.cycle import ImagePool, cycle_loss, generator_objective, identity_loss
 from raygan.tasks.cycle import lr_factor as decay_factor
-from raygan.tasks.pair import mixed_precision
 from raygan.tasks.translate_net import (DIRECTIONS, CycleTranslator, build_discriminator, build_generator)
 
 GRID = 8  # test images per domain in the picture
@@ -99,7 +100,7 @@ class TranslateTask(Task):
             if bad:
                 raise ConfigError(f"config: {why}")
         # networks and loss: built on the meta device, so bad names/options fail before data
-        LOSSES.get(cfg.loss.name)
+        build_loss(cfg.loss.name, cfg.loss.kwargs)
         with torch.device("meta"):
             build_generator(cfg, d.channels or 1)
             build_discriminator(cfg, d.channels or 1)
@@ -142,10 +143,12 @@ class TranslateTask(Task):
         if ctx.compile:
             wrapped = [torch.compile(n) for n in wrapped]
         self.G_AB, self.G_BA, self.D_A, self.D_B = wrapped
-        self.loss = LOSSES.build(cfg.loss.name)
+        self.loss = build_loss(cfg.loss.name, cfg.loss.kwargs)
         self.pool_a, self.pool_b = ImagePool(t.pool_size), ImagePool(t.pool_size)  # fakes for D_A / D_B
-        self.amp_dtype, scaler_d, scaler_g = mixed_precision(ctx.amp, self.device)
-        self.scalers = {"G": scaler_g, "D": scaler_d}
+        self.precision = Precision(ctx.amp, self.device)
+        self.scalers = self.precision.scalers  # {"G", "D"}: the checkpoint's keys
+        self.phases = Phases(adversarial_phases(), self.precision, {"G": self.opt_g, "D": self.opt_d},
+                             frozen={"G": [self.D_A_plain, self.D_B_plain]})
         self.stats = StepStats(STATS, self.device)
         self.networks = {"G_AB": self.G_AB_plain, "G_BA": self.G_BA_plain, "D_A": self.D_A_plain, "D_B": self.D_B_plain}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
@@ -179,9 +182,7 @@ class TranslateTask(Task):
         return x
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return self.precision.autocast()
 
     def lr_factor(self, nimg: int) -> float:
         """The lr multiplier for a step starting at `nimg` images seen (raygan.tasks.cycle.lr_factor)."""
@@ -202,42 +203,42 @@ class TranslateTask(Task):
         t, loss, st = self.cfg.translate, self.loss, self.stats
         self._apply_lr(nimg)
         real_a, real_b = self._next(self.data_a, self.sampler_a), self._next(self.data_b, self.sampler_b)
-        # ---- G phase: both cycles, through the frozen plain discriminators
-        self.D_A_plain.requires_grad_(False)
-        self.D_B_plain.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
-            fake_b = self.G_AB(real_a)
-            rec_a = self.G_BA(fake_b)
-            fake_a = self.G_BA(real_b)
-            rec_b = self.G_AB(fake_a)
-            adv_ab = loss.g_loss(self.D_B_plain(fake_b).float())
-            adv_ba = loss.g_loss(self.D_A_plain(fake_a).float())
-            cyc_a, cyc_b = cycle_loss(rec_a.float(), real_a), cycle_loss(rec_b.float(), real_b)
-            idt_a = idt_b = None
-            if t.lambda_identity > 0:
-                idt_a = identity_loss(self.G_BA(real_a).float(), real_a)
-                idt_b = identity_loss(self.G_AB(real_b).float(), real_b)
-        loss_g = generator_objective(adv_ab + adv_ba, cyc_a, cyc_b, idt_a, idt_b,
-                                     lambda_cycle=t.lambda_cycle, lambda_identity=t.lambda_identity)
-        sg = self.scalers["G"]
-        sg.scale(loss_g).backward()
-        sg.step(self.opt_g)
-        sg.update()
-        self.D_A_plain.requires_grad_(True)
-        self.D_B_plain.requires_grad_(True)
+        o = {}
+
+        def g_terms():  # G main: both cycles, through the frozen plain discriminators
+            with self._autocast():
+                o["fake_b"] = fake_b = self.G_AB(real_a)
+                rec_a = self.G_BA(fake_b)
+                o["fake_a"] = fake_a = self.G_BA(real_b)
+                rec_b = self.G_AB(fake_a)
+                D_A, D_B = self.D_A_plain, self.D_B_plain
+                o["adv_ab"] = generator_term(loss, D_B(fake_b).float(), lambda: D_B(real_b).float())
+                o["adv_ba"] = generator_term(loss, D_A(fake_a).float(), lambda: D_A(real_a).float())
+                o["cyc_a"], o["cyc_b"] = cycle_loss(rec_a.float(), real_a), cycle_loss(rec_b.float(), real_b)
+                o["idt_a"] = o["idt_b"] = None
+                if t.lambda_identity > 0:
+                    o["idt_a"] = identity_loss(self.G_BA(real_a).float(), real_a)
+                    o["idt_b"] = identity_loss(self.G_AB(real_b).float(), real_b)
+            return generator_objective(o["adv_ab"] + o["adv_ba"], o["cyc_a"], o["cyc_b"], o["idt_a"], o["idt_b"],
+                                       lambda_cycle=t.lambda_cycle, lambda_identity=t.lambda_identity)
+
+        loss_g = self.phases.run("Gmain", g_terms)
+        adv_ab, adv_ba, cyc_a, cyc_b, idt_a, idt_b = (o[k] for k in ("adv_ab", "adv_ba", "cyc_a", "cyc_b",
+                                                                      "idt_a", "idt_b"))
         # ---- D phase: real vs pooled fakes, each D's loss halved
-        pooled_a, pooled_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
-            dr_a, df_a = self.D_A(real_a).float(), self.D_A(pooled_a).float()
-            dr_b, df_b = self.D_B(real_b).float(), self.D_B(pooled_b).float()
-            loss_d_a, loss_d_b = 0.5 * loss.d_loss(dr_a, df_a), 0.5 * loss.d_loss(dr_b, df_b)
-        loss_d = loss_d_a + loss_d_b
-        sd = self.scalers["D"]
-        sd.scale(loss_d).backward()
-        sd.step(self.opt_d)
-        sd.update()
+        pooled_a, pooled_b = self.pool_a.query(o["fake_a"]), self.pool_b.query(o["fake_b"])
+
+        def d_terms():
+            with self._autocast():
+                o["dr_a"], o["df_a"] = self.D_A(real_a).float(), self.D_A(pooled_a).float()
+                o["dr_b"], o["df_b"] = self.D_B(real_b).float(), self.D_B(pooled_b).float()
+                o["loss_d_a"] = 0.5 * loss.d_loss(o["dr_a"], o["df_a"])
+                o["loss_d_b"] = 0.5 * loss.d_loss(o["dr_b"], o["df_b"])
+            return {"a": o["loss_d_a"], "b": o["loss_d_b"]}
+
+        loss_d = self.phases.run("Dmain", d_terms)
+        loss_d_a, loss_d_b, dr_a, df_a, dr_b, df_b = (o[k] for k in ("loss_d_a", "loss_d_b", "dr_a", "df_a",
+                                                                       "dr_b", "df_b"))
         zero = torch.zeros((), device=self.device)
         for k, v in (("loss_g", loss_g), ("g_adv_a2b", adv_ab), ("g_adv_b2a", adv_ba),
                      ("loss_cycle_a", cyc_a), ("loss_cycle_b", cyc_b),
