@@ -11,7 +11,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -463,14 +464,6 @@ def test_k8s_mlflow_speaks_tls_and_ray_pods_hold_the_jobs_user_and_the_certifica
 
 
 # ---------------------------------------------------------------------------- the head's MLflow, run
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _status(url, auth=None, cafile=None):
     req = urllib.request.Request(url)
     if auth:
@@ -493,7 +486,7 @@ def heads_mlflow(cluster_config, tmp_path_factory):
     pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
     c = cluster_config
     home = tmp_path_factory.mktemp("head")
-    port = _free_port()
+    port = free_port()
 
     def local(cmd):
         return (cmd.replace("/home/ubuntu/", f"{home}/").replace("s3://$RAYGAN_BUCKET/mlflow", str(home / "artifacts"))

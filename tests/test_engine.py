@@ -13,6 +13,7 @@ from raygan.errors import CheckpointError, DivergenceError
 from raygan.losses import LOSSES
 
 from conftest import needs_fmnist
+from helpers import assert_bitwise_equal, params
 
 
 class RecordingEvaluator:
@@ -39,16 +40,6 @@ def tiny(*extra):
         "regularizer.name=r1", "regularizer.kwargs={weight: 1.0, every: 4}",
         "train.tick_kimg=0.256", "train.snapshot_ticks=1", "train.eval_ticks=1", "train.sample_ticks=1",
         "tracking.enabled=false", *extra])
-
-
-def params(module):
-    return {k: v.clone() for k, v in module.state_dict().items()}
-
-
-def assert_bitwise_equal(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def test_exact_resume_is_bitwise(tmp_path):

@@ -25,6 +25,8 @@ from raygan.tasks.generate_eval import Evaluator
 from raygan.tasks.loading import load_model
 from raygan.trainer import Trainer
 
+from helpers import assert_bitwise_equal, params
+
 FAST = dataclasses.replace(RECIPE, steps=100, batch_size=32)
 ADA = "augment.ada={target: 0.6, speed_kimg: 0.5, interval: 2}"
 
@@ -43,16 +45,6 @@ class Recording(Reporter):
 
     def report(self, metrics, checkpoint_dir=None):
         self.ticks.append(dict(metrics))
-
-
-def params(module):
-    return {k: v.clone() for k, v in module.state_dict().items()}
-
-
-def assert_same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 # ---------------------------------------------------------------------------- ADA in training
@@ -75,7 +67,7 @@ def test_exact_resume_is_bitwise_with_ada_and_p_survives(tmp_path):
     assert torch.equal(restored["acc"], p_mid["acc"]) and restored["d_steps"] == p_mid["d_steps"]
     second.run()
     for name in ("G_plain", "D_plain", "G_ema"):
-        assert_same(params(getattr(one.task, name)), params(getattr(second.task, name)))
+        assert_bitwise_equal(params(getattr(one.task, name)), params(getattr(second.task, name)))
     a, b = one.task.augment.adaptive.state_dict(), second.task.augment.adaptive.state_dict()
     assert torch.equal(a["p"], b["p"]) and torch.equal(a["acc"], b["acc"])
 
@@ -160,8 +152,8 @@ def test_diffaugment_through_the_pipeline_draws_exactly_as_before():
         for _ in range(5):
             step.step(lambda: (torch.rand(10, 1, 8, 8) * 2 - 1, None), 0)
         out.append((params(G), params(D)))
-    assert_same(out[0][0], out[1][0])
-    assert_same(out[0][1], out[1][1])
+    assert_bitwise_equal(out[0][0], out[1][0])
+    assert_bitwise_equal(out[0][1], out[1][1])
 
 
 def test_augmentation_is_chosen_by_config():

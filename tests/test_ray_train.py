@@ -6,7 +6,6 @@ gloo with one torch thread each."""
 import json
 import logging
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from raygan.distributed.options import RayOptions  # noqa: E402
 from raygan.distributed.reporter import FAULT_ENV, SCORE_ATTR, RayReporter  # noqa: E402
 from raygan.distributed.worker import WorkerSpec  # noqa: E402
 from raygan.tracking.store import pin  # noqa: E402
+from helpers import free_port, sets  # noqa: E402
 
 TICK = 0.128  # kimg: 4 steps of 32 images
 
@@ -37,13 +37,6 @@ def tiny(tmp_path, *extra):
         f"train.tick_kimg={TICK}", "train.snapshot_ticks=2", "train.sample_ticks=2", "train.eval_ticks=0",
         "train.threads=1", "eval.final_num_samples=128", "eval.batch_size=128", "eval.inception_weights=random",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "tracking.register_model=null", *extra]
-
-
-def sets(overrides):
-    out = []
-    for o in overrides:
-        out += ["--set", o]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -226,12 +219,6 @@ def test_cli_fresh_name_clash_resume_and_eval(ray_local, env, capsys):
 
 
 # ---------------------------------------------------------------------------- bad input
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("extra, expect", [
     (["--workers", "4"], "cannot place 4 workers"),
     (["--workers", "1", "--gpus-per-worker", "1"], "'GPU': 1.0"),
@@ -243,7 +230,7 @@ def _free_port():
     (["--workers", "3", "--set", "optim.batch_size=32"], "does not split evenly"),
 ])
 def test_bad_input_is_one_line_and_fast(ray_local, env, capsys, extra, expect):
-    extra = [e.format(port=_free_port()) for e in extra]
+    extra = [e.format(port=free_port()) for e in extra]
     if "--storage" not in extra:
         extra += ["--storage", str(env / "store")]
     t0 = time.time()

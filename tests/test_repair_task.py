@@ -19,6 +19,8 @@ from raygan.tasks.repair_infer import fill_value, repair_path
 from raygan.tasks.repair_net import build_generator
 from raygan.trainer import Trainer
 
+from helpers import params
+
 
 def tiny(*extra):
     return load_config(None, None, [
@@ -29,10 +31,6 @@ def tiny(*extra):
         "train.tick_kimg=0.128", "train.snapshot_ticks=1", "train.sample_ticks=1", "train.eval_ticks=1",
         "eval.metrics=[psnr,ssim]", "eval.num_samples=16", "eval.final_num_samples=16", "eval.batch_size=8",
         "tracking.enabled=false", *extra])
-
-
-def params(module):
-    return {k: v.clone() for k, v in module.state_dict().items()}
 
 
 def same(a, b):

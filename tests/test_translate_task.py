@@ -12,7 +12,6 @@ from torch import nn
 
 from raygan.config import load_config
 from raygan.engine.checkpoint import list_checkpoints
-from raygan.engine.reporter import Reporter
 from raygan.errors import CheckpointError, ConfigError, DataError
 from raygan.metrics.registry import direction, kind
 from raygan.tasks.cycle import lr_factor
@@ -24,6 +23,7 @@ from raygan.tasks.translate_infer import translate_path
 from raygan.trainer import Trainer
 
 from conftest import needs_fmnist
+from helpers import Preempted, StopAt, assert_bitwise_equal, params
 
 pytestmark = needs_fmnist
 BATCH = 8
@@ -38,32 +38,6 @@ def tiny(*extra):
         "train.tick_kimg=0.032", "train.snapshot_ticks=1", "train.eval_ticks=1", "train.sample_ticks=2",
         "tracking.enabled=false",
         "eval.metrics=[fid, domain-acc, cycle-psnr]", "eval.num_samples=24", "eval.batch_size=16", *extra])
-
-
-def params(module):
-    return {k: v.clone() for k, v in module.state_dict().items()}
-
-
-def assert_bitwise_equal(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k], k
-
-
-class Preempted(Exception):
-    pass
-
-
-class StopAt(Reporter):
-    """A host that dies right after the checkpoint written at `nimg` (a preempted run)."""
-
-    def __init__(self, nimg):
-        super().__init__()
-        self.nimg = nimg
-
-    def report(self, metrics, checkpoint_dir=None):
-        if round(metrics["kimg"] * 1000) >= self.nimg:
-            raise Preempted
 
 
 class RecordingEvaluator:

@@ -24,6 +24,7 @@ from raygan.distributed.sweep import driver, plan as plans  # noqa: E402
 from raygan.distributed.sweep.options import SweepOptions  # noqa: E402
 from raygan.tracking.store import pin  # noqa: E402
 from raygan.distributed.sweep.space import apply_values  # noqa: E402
+from helpers import sets  # noqa: E402
 
 SPACE = """\
 parameters:
@@ -49,13 +50,6 @@ def tiny(tmp, *extra):
     return ["model.g={hidden: [32]}", "model.d={hidden: [32]}", "optim.batch_size=32", "eval.num_samples=200",
             "eval.final_num_samples=300", "eval.batch_size=200", "train.threads=1", "train.sample_ticks=3",
             f"tracking.uri=sqlite:///{tmp}/mlflow.db", "tracking.register_model=tiny-gen", *extra]
-
-
-def sets(overrides):
-    out = []
-    for o in overrides:
-        out += ["--set", o]
-    return out
 
 
 @pytest.fixture(scope="module")
