@@ -141,7 +141,7 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
     check_sample_count(cfg, n)
     cls = task_class(cfg.task)
     if seed is not None:
-        check_seed(seed, "--seed")
+        check_seed(seed, "seed")
         cfg = cls.with_eval_seed(cfg, seed)
     device = resolve_device(cfg.train.device)
     evaluator = cls.evaluator_for(cfg, device, info["model_spec"])
@@ -151,12 +151,12 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
     return values, {**protocol, "source": info["source"]}
 
 
-def check_seed(seed: int, flag: str) -> None:
+def check_seed(seed: int, param: str) -> None:
     """Seeds reach numpy, torch and Python's random: one range for all (as the config's seeds)."""
     from raygan.config.schema import SEED_MAX
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"{flag} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed}")
+        raise ArgumentError(f"{{name}} must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed}", param)
 
 
 #: most images `sample` makes in memory at once: latents (4 bytes x z_dim) + uint8 pixels each
@@ -193,9 +193,9 @@ def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = No
     G, cfg, _ = load(run_dir, model_uri, tracking_uri=tracking_uri, expect_task="generate")
     per_image = 4 * int(G.z_dim) + int(getattr(G, "channels", 3)) * cfg.data.resolution ** 2
     if num * per_image > SAMPLE_MEMORY_BYTES:
-        raise ConfigError(f"--num {num}: that many images need {num * per_image / 2**30:.1f} GiB at once (at most "
-                          f"{SAMPLE_MEMORY_BYTES >> 30} GiB, i.e. {SAMPLE_MEMORY_BYTES // per_image} images of this "
-                          f"model); sample in several calls with different --seed")
+        raise ArgumentError(f"{{name}} {num}: that many images need {num * per_image / 2**30:.1f} GiB at once (at most "
+                            f"{SAMPLE_MEMORY_BYTES >> 30} GiB, i.e. {SAMPLE_MEMORY_BYTES // per_image} images of this "
+                            f"model); sample in several calls with different seeds", "num")
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(num, G.z_dim, generator=gen)
     k = getattr(G, "num_classes", 0)

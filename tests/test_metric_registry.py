@@ -41,7 +41,7 @@ def test_a_new_objective_is_one_registered_function(toy_metric, tmp_path, monkey
     assert values["toy"] == 16.0 and values["toy_refs"] == 359.0  # 16 fakes vs digits' 359 test images
     assert protocol["num_samples"] == 16 and protocol["extractor"] == "fmnist-cnn"
     assert direction("toy") == "max" and min_samples("toy") == 5
-    with pytest.raises(ConfigError, match="metric 'toy' needs at least 5 samples, got --num-samples 4"):
+    with pytest.raises(ConfigError, match="metric 'toy' needs at least 5 samples, got num_samples 4"):
         check_sample_count(cfg, 4)
     # a sweep takes it as its objective, direction from the registry
     assert main(["tune", "--preset", "digits", "--objective", "toy", "--dry-run"]) == 0
@@ -55,7 +55,7 @@ def test_which_tasks_a_metric_applies_to_is_its_metadata():
 
     try:
         assert applies_to("toy-repair", "repair") and not applies_to("toy-repair", "generate")
-        with pytest.raises(ConfigError, match="'toy-repair' is not computed for task 'generate'; use cas, dc, fid"):
+        with pytest.raises(ConfigError, match="'toy_repair' is not computed for task 'generate'; use cas, dc, fid"):
             load_config("digits", None, ["eval.metrics=[toy-repair]"])
     finally:
         METRICS.unregister("toy-repair")

@@ -14,7 +14,6 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from raygan import storage
@@ -22,40 +21,13 @@ from raygan.config import Config, build_config
 from raygan.distributed import cluster
 from raygan.distributed.sweep import plan as plans
 from raygan.distributed.sweep.options import SweepOptions, TuneError, budget_kimg, check, grace_kimg
+from raygan.distributed.sweep.reasons import trial_error_reason  # noqa: F401  (re-exported)
 from raygan.distributed.sweep.plan import SweepPlan
 from raygan.distributed.sweep.resources import size_concurrency, trial_resources
 from raygan.distributed.sweep.space import load_space
 from raygan.distributed.sweep.trial import trial_fn, trial_name
 from raygan.errors import RayganError, RunDirError
 from raygan.runstore import RunStore, default_name
-
-
-def trial_error_reason(trial_or_error) -> str:
-    """The one line that says why a trial failed (DivergenceError's message when it diverged)."""
-    err = None
-    if hasattr(trial_or_error, "get_error"):
-        try:
-            err = trial_or_error.get_error()
-        except Exception:
-            err = None
-        if err is None:
-            ef = getattr(trial_or_error, "error_file", None)
-            if ef and os.path.isfile(ef):
-                err = Path(ef).read_text()
-    else:
-        err = trial_or_error
-    if err is None:
-        return "unknown error"
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException) and not isinstance(cause, type(err)):
-        err = cause
-    text = str(err)
-    for line in reversed(text.strip().splitlines()):
-        for cls in ("DivergenceError", "ConfigError", "DataError", "CheckpointError", "RayganError"):
-            if f"{cls}: " in line:
-                return line.split(f"{cls}: ", 1)[1].strip()[:500]
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:500]
 
 
 # ---------------------------------------------------------------------------- the Tuner
