@@ -144,3 +144,27 @@ class Phases:
         if net in self.params:
             return list(self.params[net]())
         return [q for g in opt.param_groups for q in g["params"]]
+
+
+class PhaseOptimizers:
+    """`opt_g` / `opt_d` of a step read and replace the optimisers its phases step: one place holds
+    them, so swapping an optimiser (a test's SGD, a later schedule) reaches the phases."""
+
+    phases: Phases
+
+    @property
+    def opt_g(self) -> torch.optim.Optimizer:
+        return self.phases.optimizers["G"]
+
+    @opt_g.setter
+    def opt_g(self, opt: torch.optim.Optimizer) -> None:
+        self.phases.optimizers["G"] = opt
+
+    @property
+    def opt_d(self) -> torch.optim.Optimizer:
+        return self.phases.optimizers["D"]
+
+    @opt_d.setter
+    def opt_d(self, opt: torch.optim.Optimizer) -> None:
+        self.phases.optimizers["D"] = opt
+

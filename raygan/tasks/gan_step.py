@@ -24,7 +24,7 @@ from torch import nn
 
 from raygan.engine import dist
 from raygan.engine.ema import ema_beta, update_ema
-from raygan.engine.phases import Phase, Phases, adversarial_phases
+from raygan.engine.phases import Phase, PhaseOptimizers, Phases, adversarial_phases
 from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
 from raygan.losses import generator_term
@@ -36,7 +36,7 @@ STATS = {"loss_d": "d_steps", "loss_g": "g_steps", "reg": "d_steps", "d_real": "
 CLASS_STATS = {"cls_d": "d_steps", "cls_g": "g_steps"}
 
 
-class GANStep:
+class GANStep(PhaseOptimizers):
     def __init__(self, *, G: nn.Module, D: nn.Module, loss, regularizer, diffaugment: Optional[Callable] = None,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, n_critic: int,
                  z_dim: int, num_classes: int, device: torch.device, amp: str = "none",
@@ -58,7 +58,6 @@ class GANStep:
         self.diffaugment = self.augment  # the older name, kept for callers that read it
         self.adaptive = self.augment is not None and hasattr(self.augment, "observe") and \
             getattr(self.augment, "adaptive", self.augment) is not None
-        self.opt_g, self.opt_d = opt_g, opt_d
         self.n_critic = n_critic
         self.z_dim, self.num_classes = z_dim, num_classes
         self.device = device

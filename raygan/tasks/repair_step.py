@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from raygan.engine.ema import ema_beta, update_ema
-from raygan.engine.phases import Phase, Phases, adversarial_phases
+from raygan.engine.phases import Phase, PhaseOptimizers, Phases, adversarial_phases
 from raygan.engine.precision import Precision
 from raygan.engine.stats import StepStats
 from raygan.losses import generator_term
@@ -41,7 +41,7 @@ class Batch(NamedTuple):
     mask: Optional[torch.Tensor]  # (N, 1, h, w), 1 = missing; None without mask ops
 
 
-class RepairStep:
+class RepairStep(PhaseOptimizers):
     def __init__(self, *, G: nn.Module, D: nn.Module, loss, regularizer, opt_g, opt_d,
                  l1_weight: float, adv_weight: float, feature_weight: float = 0.0,
                  features: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, warmup_nimg: int = 0,
@@ -51,7 +51,6 @@ class RepairStep:
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
-        self.opt_g, self.opt_d = opt_g, opt_d
         self.l1_weight, self.adv_weight = float(l1_weight), float(adv_weight)
         self.feature_weight = float(feature_weight)
         self.features = features
