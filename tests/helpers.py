@@ -3,6 +3,8 @@ in conftest.py. One definition each, instead of a copy per file."""
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 import torch
@@ -67,3 +69,17 @@ class StopAt(Reporter):
     def report(self, metrics, checkpoint_dir=None):
         if round(metrics["kimg"] * 1000) >= self.nimg:
             raise Preempted
+
+
+@contextmanager
+def isolated_dir(tmp: Path):
+    """For module-scoped fixtures: work in `tmp`, with its own raygan cache and no MLflow tracking
+    URI from the environment (function-scoped tests use conftest's `in_tmp`)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield mp
+

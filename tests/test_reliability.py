@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from reliability_util import (all_runs, cli, client, db_uri, error_after_start, one_line, run_id, tiny, tmpfs,
+from helpers import isolated_dir
                               versions)
 
 MODEL = "raygan-digits-mlp"
@@ -24,10 +25,7 @@ MODEL = "raygan-digits-mlp"
 def trained(tmp_path_factory):
     """One tiny run (2 ticks) with a registered version, shared by the read-only checks."""
     tmp = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)
-        mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with isolated_dir(tmp):
         from raygan.cli import main
 
         code = main(["train", *tiny(tmp), "--run-dir", str(tmp / "run")])

@@ -9,6 +9,7 @@ import pytest
 
 from raygan.cli import main
 from raygan.config import load_config
+from helpers import isolated_dir
 
 PROTOCOL = {"extractor": "fmnist-cnn", "weights_hash": "4ee6f29081423406d181cfdf15fba006", "num_samples": 300,
             "reference": "digits:test@28px", "reference_count": 359, "resize": "gray-crop28|bilinear28"}
@@ -49,10 +50,7 @@ def _run(uri, tmp, name, overrides, fids, experiment="e1", tags=None, parent=Non
 def written_store(tmp_path_factory):
     """The store, written once per module; its artifacts stay here, read-only for the tests."""
     tmp = tmp_path_factory.mktemp("runs-store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)
-        mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with isolated_dir(tmp):
         return tmp, _write_store(tmp)
 
 

@@ -17,6 +17,7 @@ import pytest
 from raygan.config import load_config, parse_override
 from raygan.config.load import _read_yaml
 from raygan.errors import ConfigError, RunDirError
+from helpers import isolated_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 #: importing torch maps ~3.3 GB of address space; 5 GB leaves room for a run, not for a bomb
@@ -191,10 +192,7 @@ TINY = ["--preset", "digits", "--no-progress", "--set", "train.total_kimg=0.128"
 def trained(tmp_path_factory):
     """One tiny run with a registered version; tests tamper with copies or restore what they change."""
     tmp = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)
-        mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with isolated_dir(tmp):
         from raygan.cli import main
 
         assert main(["train", *TINY, "--set", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",

@@ -147,10 +147,24 @@ class Phases:
 
 
 class PhaseOptimizers:
-    """`opt_g` / `opt_d` of a step read and replace the optimisers its phases step: one place holds
-    them, so swapping an optimiser (a test's SGD, a later schedule) reaches the phases."""
+    """What a task's step reads of its phases: `opt_g` / `opt_d` read and replace the optimisers the
+    phases step (one place holds them, so swapping one reaches the phases), `d_steps` is the D
+    clock that lazy regulariser phases run on (checkpointed by the task), `_autocast` the precision
+    object's context."""
 
     phases: Phases
+    precision: Precision
+
+    @property
+    def d_steps(self) -> int:
+        return self.phases.counts["D"]
+
+    @d_steps.setter
+    def d_steps(self, value: int) -> None:
+        self.phases.counts["D"] = int(value)
+
+    def _autocast(self):
+        return self.precision.autocast()
 
     @property
     def opt_g(self) -> torch.optim.Optimizer:

@@ -74,19 +74,7 @@ class GANStep(PhaseOptimizers):
         self._last_real: Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]] = None  # G's relativistic side
         self.stats = StepStats({**STATS, **(CLASS_STATS if self.class_weight else {})}, device)
 
-    @property
-    def d_steps(self) -> int:
-        """D updates so far: the lazy regulariser phase's clock (checkpointed by the task)."""
-        return self.phases.counts["D"]
-
-    @d_steps.setter
-    def d_steps(self, value: int) -> None:
-        self.phases.counts["D"] = int(value)
-
     # ------------------------------------------------------------------ helpers
-    def _autocast(self):
-        return self.precision.autocast()
-
     def sample_latents(self, n: int, generator: Optional[torch.Generator] = None,
                        labels: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Latents and (for a conditional G) labels: drawn uniformly, or `labels` when given."""

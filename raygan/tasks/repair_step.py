@@ -72,18 +72,6 @@ class RepairStep(PhaseOptimizers):
             names.pop("adv")
         self.stats = StepStats(names, device)
 
-    @property
-    def d_steps(self) -> int:
-        """D updates so far: drives a lazy regulariser's phase (checkpointed by the task)."""
-        return self.phases.counts["D"]
-
-    @d_steps.setter
-    def d_steps(self, value: int) -> None:
-        self.phases.counts["D"] = int(value)
-
-    def _autocast(self):
-        return self.precision.autocast()
-
     def adversarial(self, cur_nimg: int) -> bool:
         return self.adv_weight > 0 and cur_nimg >= self.warmup_nimg
 
