@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reliability_util import (all_runs, cli, client, db_uri, error_after_start, one_line, run_id, tiny, tmpfs,
 from helpers import isolated_dir
+from reliability_util import (all_runs, cli, client, db_uri, error_after_start, one_line, run_id, tiny, tmpfs,
                               versions)
 
 MODEL = "raygan-digits-mlp"

@@ -14,7 +14,7 @@ from raygan.errors import Interrupted
 from raygan.trainer import Trainer
 
 from reliability_util import cli, client, finish, metrics_rows, run_id, spawn, tiny, wait_for
-from test_engine import assert_bitwise_equal, params
+from helpers import assert_bitwise_equal, params
 from test_engine import tiny as engine_tiny
 
 
