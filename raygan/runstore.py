@@ -125,7 +125,8 @@ class RunStore:
 
     def read_config(self, overrides: Optional[List[str]] = None):
         """The run's own config, with --set overrides on top (e.g. a larger train.total_kimg)."""
-        from raygan.config import build_config, deep_merge, parse_override
+        from raygan.config import deep_merge, parse_override
+        from raygan.tasks import build_config
 
         from raygan.config.safe import load_yaml
 

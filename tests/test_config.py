@@ -1,7 +1,8 @@
 """Typed config: defaults, presets, --set overrides, loud failures."""
 import pytest
 
-from raygan.config import Config, deep_merge, load_config, parse_override, preset_names
+from raygan.config import Config, deep_merge, parse_override, preset_names
+from raygan.tasks import load_config
 from raygan.errors import ConfigError
 
 

@@ -47,10 +47,6 @@ import collections  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The one edge the cycle test tolerates: config.load's check_names reaches up into raygan.tasks at call
-#: time (config -> tasks -> tasks.loading -> config). It moves when tasks own their config (a later step);
-#: no other exception.
-KNOWN_EDGES = {("raygan.config.load", "raygan.tasks")}
 
 
 def _modules():
@@ -109,7 +105,7 @@ def import_graph():
             edges.add(r)
             edges.update(p for p in parents(r) if p not in parents(m))
         edges.discard(m)
-        graph[m] = {t for t in edges if (m, t) not in KNOWN_EDGES}
+        graph[m] = edges
     return graph
 
 

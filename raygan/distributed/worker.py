@@ -73,7 +73,7 @@ def run_worker(spec_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Build the task, restore Ray's checkpoint if there is one, run the loop, report."""
     spec = WorkerSpec.model_validate(spec_dict)
     os.environ.update(spec.env)
-    from raygan.config import build_config
+    from raygan.tasks import build_config
     from raygan.distributed.reporter import RayReporter
     from raygan.trainer import Trainer
 

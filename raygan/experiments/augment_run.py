@@ -70,7 +70,8 @@ def generator_sampler(G: nn.Module, device: Union[str, torch.device] = "cpu") ->
 
 
 def _base_config(base: Any, overrides: Sequence[str]):
-    from raygan.config import Config, build_config, deep_merge, load_config, parse_override
+    from raygan.config import Config, deep_merge, parse_override
+    from raygan.tasks import build_config, load_config
 
     if isinstance(base, Config):
         data = base.to_dict()
@@ -85,7 +86,7 @@ def subset_gan_config(base_cfg, k: int, seed: int, gan_kimg: Optional[float] = N
     """The base config on exactly the K-per-class subset of `seed`: conditional, no tracking,
     no evaluation. A batch larger than the subset (K x num_classes images) is lowered to the
     largest power of two that fits (logged)."""
-    from raygan.config import build_config
+    from raygan.tasks import build_config
 
     data = base_cfg.to_dict()
     data["data"].update(per_class=int(k), subset_seed=int(seed))

@@ -9,7 +9,7 @@ from typing import Dict, Optional
 from ray.tune import Callback as _Callback
 from ray.tune.stopper import Stopper as _Stopper
 
-from raygan.distributed.sweep.driver import trial_error_reason
+from raygan.distributed.sweep.trial import trial_error_reason
 
 
 # ---------------------------------------------------------------------------- driver callbacks

@@ -14,48 +14,19 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from raygan import storage
-from raygan.config import Config, build_config
+from raygan.config import Config
 from raygan.distributed import cluster
 from raygan.distributed.sweep import plan as plans
 from raygan.distributed.sweep.options import SweepOptions, TuneError, budget_kimg, check, grace_kimg
 from raygan.distributed.sweep.plan import SweepPlan
 from raygan.distributed.sweep.resources import size_concurrency, trial_resources
 from raygan.distributed.sweep.space import load_space
-from raygan.distributed.sweep.trial import trial_fn, trial_name
+from raygan.distributed.sweep.trial import trial_error_reason, trial_fn, trial_name
 from raygan.errors import RayganError, RunDirError
 from raygan.runstore import RunStore, default_name
-
-
-def trial_error_reason(trial_or_error) -> str:
-    """The one line that says why a trial failed (DivergenceError's message when it diverged)."""
-    err = None
-    if hasattr(trial_or_error, "get_error"):
-        try:
-            err = trial_or_error.get_error()
-        except Exception:
-            err = None
-        if err is None:
-            ef = getattr(trial_or_error, "error_file", None)
-            if ef and os.path.isfile(ef):
-                err = Path(ef).read_text()
-    else:
-        err = trial_or_error
-    if err is None:
-        return "unknown error"
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException) and not isinstance(cause, type(err)):
-        err = cause
-    text = str(err)
-    for line in reversed(text.strip().splitlines()):
-        for cls in ("DivergenceError", "ConfigError", "DataError", "CheckpointError", "RayganError"):
-            if f"{cls}: " in line:
-                return line.split(f"{cls}: ", 1)[1].strip()[:500]
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:500]
 
 
 # ---------------------------------------------------------------------------- the Tuner
@@ -107,7 +78,7 @@ def _run_config(plan: SweepPlan):
 
 def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None):
     """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
-    from raygan.tasks import task_class
+    from raygan.tasks import build_config, task_class
 
     from raygan.distributed.sweep.budget import fit_space
     from raygan.distributed.sweep.space import SearchSpace
@@ -156,6 +127,7 @@ def run_sweep(cfg: Config, opts: SweepOptions, search_space: Optional[str] = Non
         cluster.connect(opts.address, log_to_driver=False)
         plan = plans.make_plan(cfg, opts, space, base, storage_path, name, size_concurrency(opts), forward_env())
         if plan.tracking_uri:
+            from raygan.tasks import build_config
             from raygan.tracking.store import flatten
             from raygan.tracking.sweeps import create_parent_run
 
