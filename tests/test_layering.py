@@ -188,3 +188,16 @@ def test_every_registry_is_filled_one_way():
             if "import_modules(__name__, __path__)" not in mods[pkg].read_text(encoding="utf-8"):
                 bad.append(f"{m} registers into {table}, but {pkg} does not scan its modules")
     assert bad == []
+
+
+def test_config_is_a_bottom_layer():
+    """raygan.config reaches nothing above it (no tasks, data, metrics, engine), function-local imports
+    included, with no exception listed: a task plugs its options and checks in (raygan.config.sections)."""
+    graph = import_graph()
+    seen, todo = set(), [m for m in graph if m == "raygan.config" or m.startswith("raygan.config.")]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    assert sorted(m for m in seen if not m.startswith("raygan.config")) == ["raygan.errors"]
