@@ -66,13 +66,9 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
         if cfg is None:
             raise RayganError("train() needs cfg: raygan.api.config(preset, ...)")
         if overrides:
-            from raygan.config import deep_merge, parse_override
-            from raygan.tasks import build_config
+            from raygan.tasks import with_overrides
 
-            data = cfg.to_dict()
-            for item in overrides:
-                data = deep_merge(data, parse_override(item))
-            cfg = build_config(data)
+            cfg = with_overrides(cfg, overrides)
         store = _store(run_dir) if run_dir is not None else None
     cfg = pin(cfg)
     if ray is not None:

@@ -96,7 +96,7 @@ def run_worker(spec_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             with ckpt.as_directory() as d:
                 trainer.load(Path(d))
                 meta = json.loads((Path(d) / "meta.json").read_text()) if (Path(d) / "meta.json").is_file() else {}
-            if spec.report_to == "tune" and trainer.nimg >= round(cfg.train.total_kimg * 1000):
+            if spec.report_to == "tune" and trainer.nimg >= cfg.train.total_nimg:
                 reporter.report_done(meta.get("metrics") or {})  # restored at its end: tell Tune, nothing to redo
                 return None
         summary = trainer.run()

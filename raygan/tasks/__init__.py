@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from raygan.registry import import_modules
 from raygan.tasks.base import TASKS, ExportedModel, Task, TaskContext, task_class, unwrap
-from raygan.tasks.check import build_config, check_names, load_config
+from raygan.tasks.check import build_config, check_names, load_config, with_overrides
 
 import_modules(__name__, __path__)
 
@@ -24,4 +24,4 @@ def check_config(cfg) -> None:
 
 
 __all__ = ["TASKS", "Task", "TaskContext", "ExportedModel", "unwrap", "task_class", "check_config", "check_names",
-           "build_config", "load_config"]
+           "build_config", "load_config", "with_overrides"]

@@ -8,7 +8,7 @@ alone knows no task and says so.
 """
 from __future__ import annotations
 
-from raygan.config import build_config, load_config
+from raygan.config import apply_overrides, build_config, load_config
 from raygan.config.sections import add_check
 from raygan.errors import ConfigError
 from raygan.tasks.base import TASKS
@@ -34,4 +34,9 @@ def check_names(cfg) -> None:
         raise ConfigError(f"config: data.channels: {cfg.data.channels} not supported; choose 1 or 3")
 
 
-__all__ = ["build_config", "check_names", "load_config"]
+def with_overrides(cfg, overrides):
+    """`cfg` with `--set key=value` items on top, validated and checked again."""
+    return build_config(apply_overrides(cfg.to_dict(), list(overrides or [])))
+
+
+__all__ = ["build_config", "check_names", "load_config", "with_overrides"]
