@@ -213,6 +213,11 @@ class Config(_Strict):
                 self.__pydantic_extra__[key] = sections[key].model_validate(value)
         return self
 
+    @classmethod
+    def sections(cls) -> Dict[str, Any]:
+        """Every top-level key -> its type: the shared fields, then each registered task's options model."""
+        return {**{n: f.annotation for n, f in cls.model_fields.items()}, **option_sections()}
+
     def to_dict(self) -> Dict[str, Any]:
         return self.model_dump(mode="json")
 
