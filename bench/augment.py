@@ -69,7 +69,7 @@ def part1(args, recipe, work):
 
 
 def part2(args, recipe, work):
-    from raygan.config import build_config, load_config
+    from raygan.tasks import build_config, load_config
     from raygan.experiments.augment_run import load_run_generator
     from raygan.tasks.generate_eval import Evaluator
 

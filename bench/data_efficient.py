@@ -34,7 +34,7 @@ MODES = ("none", "diffaugment", "ada")
 
 
 def config(base, images, mode, kimg, samples, seed, policy, ada_speed, extra):
-    from raygan.config import load_config
+    from raygan.tasks import load_config
 
     over = [f"train.total_kimg={kimg}", "train.eval_ticks=0", "train.snapshot_ticks=1000", "train.sample_ticks=1000",
             "tracking.enabled=false", "eval.metrics=[fid]", f"eval.final_num_samples={samples}", f"seed={seed}",

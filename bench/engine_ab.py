@@ -20,7 +20,7 @@ from common import machine, table
 STEP = r'''
 import sys, time, torch
 torch.set_num_threads(1)
-from raygan.config import load_config
+from raygan.tasks import load_config
 try:
     from raygan.trainer import Trainer
     new = True

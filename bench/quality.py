@@ -21,7 +21,7 @@ from common import ReferenceDCGAN, machine, reference_loader, table, torchvision
 
 
 def build_scorer(num_samples: int):
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.tasks.generate_eval import Evaluator
 
     cfg = load_config("quickstart")
@@ -73,7 +73,7 @@ def run_reference(seconds, marks, score, log):
 
 
 def run_raygan(seconds, marks, score, log):
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.trainer import Trainer
 
     cfg = load_config("quickstart", None, ["tracking.enabled=false", "train.total_kimg=100000"])

@@ -99,7 +99,7 @@ def main(argv=None):
     p.add_argument("--out", default="bench/out/ray_overhead.json")
     args = p.parse_args(argv)
 
-    from raygan.config import load_config
+    from raygan.tasks import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="raygan-bench-"))
     os.environ.setdefault("RAYGAN_CACHE", str(tmp / "cache"))

@@ -27,7 +27,7 @@ from ray_overhead import bench_overrides, machine, run_ray, start_ray, table  # 
 
 def allreduce_bytes():
     """Parameter counts and float32 gradient bytes per all-reduce for G and D of some presets."""
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.models import build_models
 
     rows = []
@@ -55,7 +55,7 @@ def main(argv=None):
     p.add_argument("--out", default="bench/out/ray_scaling.json")
     args = p.parse_args(argv)
 
-    from raygan.config import load_config
+    from raygan.tasks import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="raygan-bench-"))
     os.environ.setdefault("RAYGAN_CACHE", str(tmp / "cache"))

@@ -21,7 +21,7 @@ from common import table
 
 
 def iteration_flops_per_image(preset: str, batch: int = 16):
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.trainer import Trainer
 
     cfg = load_config(preset, None, ["data.name=digits", f"optim.batch_size={batch}", "tracking.enabled=false",

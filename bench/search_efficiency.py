@@ -67,7 +67,7 @@ def main():
 
     import ray
 
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.distributed import tune
     from raygan.engine.checkpoint import latest_checkpoint
     from raygan.trainer import Trainer
@@ -120,7 +120,7 @@ def main():
     # the quickstart defaults, same per-trial budget and protocol
     log("== quickstart defaults")
     base = tune.trial_base(cfg, tune.SweepOptions(**{k: v for k, v in common.items()}))
-    from raygan.config import build_config
+    from raygan.tasks import build_config
 
     qcfg = build_config(base)
     run_dir = work / "quickstart"

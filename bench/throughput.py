@@ -31,7 +31,7 @@ from common import ReferenceDCGAN, machine, reference_loader, table, torchvision
 
 
 def raygan_trainer(args):
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.trainer import Trainer
 
     cfg = load_config(None, None, [
@@ -118,7 +118,7 @@ class ReferencePix2Pix:
 
 
 def repair_trainer(args, ema: bool):
-    from raygan.config import load_config
+    from raygan.tasks import load_config
     from raygan.trainer import Trainer
 
     cfg = load_config("fmnist-denoise", None, [

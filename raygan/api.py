@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from raygan.config import Config, load_config
+from raygan.config import Config
 from raygan.distributed.options import RayOptions
 from raygan.distributed.sweep.options import SweepOptions
 from raygan.errors import ArgumentError, ConfigError, RayganError
@@ -29,6 +29,8 @@ __all__ = ["config", "train", "evaluate", "sample", "load", "tune", "resume_tune
 
 def config(preset: Optional[str] = None, file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
     """Typed defaults <- preset <- file <- overrides ("a.b=value"), checked."""
+    from raygan.tasks import load_config
+
     return load_config(preset, file, list(overrides))
 
 
@@ -64,12 +66,9 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
         if cfg is None:
             raise RayganError("train() needs cfg: raygan.api.config(preset, ...)")
         if overrides:
-            from raygan.config import build_config, deep_merge, parse_override
+            from raygan.tasks import with_overrides
 
-            data = cfg.to_dict()
-            for item in overrides:
-                data = deep_merge(data, parse_override(item))
-            cfg = build_config(data)
+            cfg = with_overrides(cfg, overrides)
         store = _store(run_dir) if run_dir is not None else None
     cfg = pin(cfg)
     if ray is not None:
@@ -99,7 +98,7 @@ def load(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None
         raise RayganError("give run_dir or model_uri (one of them)")
     device = torch.device(device)
     if model_uri is not None:
-        from raygan.config import build_config
+        from raygan.tasks import build_config
         from raygan.tracking.models import load_model_uri
         from raygan.tracking.store import resolve_tracking_uri
 
@@ -123,7 +122,7 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
              checkpoint: Optional[str] = None, tracking_uri: Optional[str] = None,
              seed: Optional[int] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
     """The run's metrics (or others) on its exported network, with their protocol."""
-    from raygan.config import build_config
+    from raygan.tasks import build_config
     from raygan.engine.device import resolve_device
     from raygan.tasks import check_config, task_class
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from raygan import storage
 from raygan.config import Config
 from raygan.engine.reporter import ConsoleReporter, JsonlReporter, MultiReporter, Reporter
-from raygan.runstore import RunStore
+from raygan.runstore import RunStore, already_complete
 
 
 class RunFilesReporter(Reporter):
@@ -85,11 +85,9 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
         stopper["trainer"] = trainer  # from here a first Ctrl-C/SIGTERM stops it with a checkpoint
         if ckpt is not None:
             trainer.load(Path(ckpt))
-            if trainer.nimg >= round(cfg.train.total_kimg * 1000):
-                say(f"run {store} is complete ({trainer.nimg / 1000:g} kimg = train.total_kimg); nothing "
-                    f"to do (raise it with --set train.total_kimg=... to train further)")
-                return {"run_dir": str(store), "kimg": trainer.nimg / 1000.0, "complete": True,
-                        "checkpoint": ckpt, "final": {}}
+            done = already_complete(cfg, trainer.nimg, store, ckpt, say)
+            if done is not None:
+                return done
         store.write_config(trainer.cfg)  # as trained: fitted to a short budget (a resume keeps it)
         claim.started = True  # the run exists from here on: never removed
         return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None)

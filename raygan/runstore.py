@@ -43,6 +43,22 @@ def default_name(preset: Optional[str], prefix: str = "") -> str:
     return f"{prefix}{preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def already_complete(cfg, nimg: Optional[int], where: Any, checkpoint: Any,
+                     say: Any = None) -> Optional[Dict[str, Any]]:
+    """A resumed run whose checkpoint has seen `train.total_kimg` already: it says so (one line,
+    with how to go further) and returns the run's result; None when there is training left.
+    `checkpoint`: the latest checkpoint, or a callable that finds it (asked only for a complete run)."""
+    if nimg is None or nimg < cfg.train.total_nimg:
+        return None
+    line = (f"run {where} is complete ({nimg / 1000:g} kimg = train.total_kimg); nothing to do "
+            f"(raise it with --set train.total_kimg=... to train further)")
+    if say is not None:
+        say(line)
+    checkpoint = checkpoint() if callable(checkpoint) else checkpoint
+    return {"run_dir": str(where), "kimg": nimg / 1000.0, "complete": True,
+            "checkpoint": None if checkpoint is None else str(checkpoint), "final": {}}
+
+
 def _is_row(row: Any) -> bool:
     kimg = row.get("kimg", 0) if isinstance(row, dict) else None
     return isinstance(kimg, (int, float)) and not isinstance(kimg, bool) and math.isfinite(kimg)
@@ -125,9 +141,9 @@ class RunStore:
 
     def read_config(self, overrides: Optional[List[str]] = None):
         """The run's own config, with --set overrides on top (e.g. a larger train.total_kimg)."""
-        from raygan.config import build_config, deep_merge, parse_override
-
+        from raygan.config import apply_overrides
         from raygan.config.safe import load_yaml
+        from raygan.tasks import build_config
 
         text = self._read_untrusted(CONFIG_FILE)
         if text is None:
@@ -136,9 +152,7 @@ class RunStore:
         if not isinstance(data, dict):
             raise RunDirError(f"{self.join(CONFIG_FILE)}: expected a mapping of config sections, "
                               f"got {type(data).__name__}")
-        for item in overrides or []:
-            data = deep_merge(data, parse_override(item))
-        return build_config(data)
+        return build_config(apply_overrides(data, overrides))
 
     def write_config(self, cfg) -> None:
         storage.write_text(self.join(CONFIG_FILE), cfg.to_yaml())

@@ -150,7 +150,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self) -> Dict[str, Any]:
         cfg, task = self.cfg, self.task
-        total_nimg = int(round(cfg.train.total_kimg * 1000))
+        total_nimg = cfg.train.total_nimg
         tick_nimg = int(round(cfg.train.tick_kimg * 1000))
         per_step = task.images_per_step()
         self.reporter.start({"nimg": self.nimg, "rank": self.rank, "world_size": self.world,

@@ -6,6 +6,8 @@ import sys
 import pytest
 import torch
 
+import raygan.tasks  # noqa: F401  registers every task (and its config section) for tests that use raygan.config
+
 torch.set_num_threads(int(os.environ.get("RAYGAN_TEST_THREADS", "1")))
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

@@ -1,7 +1,8 @@
 """Typed config: defaults, presets, --set overrides, loud failures."""
 import pytest
 
-from raygan.config import Config, deep_merge, load_config, parse_override, preset_names
+from raygan.config import Config, deep_merge, parse_override, preset_names
+from raygan.tasks import load_config
 from raygan.errors import ConfigError
 
 
@@ -82,3 +83,25 @@ def test_arch_hash_tracks_networks_only():
     c = load_config(None, None, ["model.g={ngf: 16}"])
     assert a.arch_hash() == b.arch_hash() != c.arch_hash()
     assert a.config_hash() != b.config_hash()
+
+
+def test_one_clock_one_override_helper_one_completion_check(tmp_path):
+    from raygan.config import apply_overrides
+    from raygan.runstore import already_complete
+    from raygan.tasks import with_overrides
+
+    cfg = load_config("digits", None, ["train.total_kimg=0.128"])
+    assert cfg.train.total_nimg == 128 and load_config(None, None, ["train.total_kimg=2.5"]).train.total_nimg == 2500
+    data = apply_overrides({"optim": {"g_lr": 1e-3}}, ["optim.g_lr=1e-4", "optim.d_lr=3e-4", "optim.g_lr=5e-5"])
+    assert data == {"optim": {"g_lr": 5e-5, "d_lr": 3e-4}}  # in order, later wins, YAML-typed
+    moved = with_overrides(cfg, ["train.total_kimg=0.256", "repair.l1_weight=7"])
+    assert moved.train.total_nimg == 256 and moved.repair.l1_weight == 7.0 and cfg.train.total_nimg == 128
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        with_overrides(cfg, ["model.arch=nope"])  # checked again
+    said = []
+    assert already_complete(cfg, 127, tmp_path, "c", said.append) is None and said == []
+    assert already_complete(cfg, None, tmp_path, "c", said.append) is None
+    out = already_complete(cfg, 128, tmp_path, lambda: "ckpt-128", said.append)
+    assert out == {"run_dir": str(tmp_path), "kimg": 0.128, "complete": True, "checkpoint": "ckpt-128", "final": {}}
+    assert said == [f"run {tmp_path} is complete (0.128 kimg = train.total_kimg); nothing to do "
+                    f"(raise it with --set train.total_kimg=... to train further)"]

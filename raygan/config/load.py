@@ -1,5 +1,6 @@
 """Loading a config: typed defaults <- a YAML preset <- a config file <- --set overrides,
-validated once at the end; then every registry name is checked before any data is read.
+validated once at the end (each task's section by the task's own model); then the checks the task
+layer added (every registry name) run before any data is read.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from raygan.config.safe import MAX_DEPTH, SafeLoader, YAMLRefused, check_tree, load_yaml, read_limited
 from raygan.config.schema import Config
+from raygan.config.sections import CHECKS, TASK_OPTIONS, option_sections
 from raygan.errors import ConfigError
 
 # --------------------------------------------------------------------------- loading
@@ -112,12 +114,15 @@ def yaml_number(v: Any) -> Any:
     return v
 
 
-def _format_validation(e: ValidationError) -> str:
+def _format_validation(e: ValidationError, section: str = "", model: Any = None) -> str:
+    """One line; `section`: the errors are of that config section (a task's options, `model`)."""
     first = e.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    loc = ".".join(str(p) for p in ([section] if section else []) + list(first["loc"])) or "<root>"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+        if model is not None and len(first["loc"]) == 1:
+            msg += f"; {section}'s options are: {', '.join(model.model_fields)}"
     more = len(e.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     got = first.get("input")
@@ -137,16 +142,47 @@ def _non_finite(obj: Any, path: str = "") -> Optional[Tuple[str, float]]:
     return None
 
 
+def _task_sections(data: Dict[str, Any]) -> Dict[str, Any]:
+    """Each task's section validated by the task's own options model (one-line errors naming the
+    valid keys); any other key beyond the shared sections is refused."""
+    sections, out = option_sections(), dict(data)
+    for key, value in data.items():
+        if key in Config.model_fields:
+            continue
+        model = sections.get(key)
+        if model is None:
+            raise ConfigError(f"config: {key}: unknown key")
+        try:
+            out[key] = model.model_validate({} if value is None else value)
+        except ValidationError as e:
+            raise ConfigError(_format_validation(e, key, model)) from None
+    return out
+
+
 def build_config(data: Dict[str, Any]) -> Config:
+    """The typed config: shared sections, each registered task's section by its own model, then the
+    checks the task layer added (registry names, the task's combinations)."""
+    task = data.get("task", Config.model_fields["task"].default)
+    if isinstance(task, str) and task not in TASK_OPTIONS:
+        known = ", ".join(sorted(TASK_OPTIONS)) or "none registered (build configs with raygan.tasks.load_config)"
+        raise ConfigError(f"unknown task '{task}'; choose one of: {known}")
     try:
-        cfg = Config.model_validate(data)
+        cfg = Config.model_validate(_task_sections(data))
     except ValidationError as e:
         raise ConfigError(_format_validation(e)) from None
     bad = _non_finite(cfg.model_dump())
     if bad:
         raise ConfigError(f"config: {bad[0]}: must be a finite number (got {bad[1]})")
-    check_names(cfg)
+    for check in CHECKS:
+        check(cfg)
     return cfg
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """`--set key=value` items merged over a config mapping, in order (later wins)."""
+    for item in overrides or []:
+        data = deep_merge(data, parse_override(item))
+    return data
 
 
 def load_config(
@@ -166,26 +202,4 @@ def load_config(
             raise ConfigError(f"config file not found: {config_file}")
         text = read_limited(path, "config file")
         data = deep_merge(data, _read_yaml(text, str(path)))
-    for item in overrides or []:
-        data = deep_merge(data, parse_override(item))
-    return build_config(data)
-
-
-def check_names(cfg: Config) -> None:
-    """Registry names are checked up front so a typo fails before any data is loaded."""
-    from raygan import tasks
-    from raygan.data import SOURCES
-    from raygan.engine.device import check_device_name
-    from raygan.metrics import EXTRACTORS, METRICS
-
-    tasks.TASKS.get(cfg.task)
-    SOURCES.get(cfg.data.name)
-    EXTRACTORS.get(cfg.eval.extractor)
-    for m in cfg.eval.metrics:
-        METRICS.get(m)
-    check_device_name(cfg.train.device)
-    tasks.check_config(cfg)  # the task's own names (architecture, loss, ...) and combinations
-    if cfg.data.resolution not in (28, 32, 64):
-        raise ConfigError(f"config: data.resolution: {cfg.data.resolution} not supported; choose 28, 32 or 64")
-    if cfg.data.channels not in (None, 1, 3):
-        raise ConfigError(f"config: data.channels: {cfg.data.channels} not supported; choose 1 or 3")
+    return build_config(apply_overrides(data, overrides))

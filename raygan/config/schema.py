@@ -1,8 +1,9 @@
 """The typed config: every section, its defaults and its checks (unknown keys fail loudly).
 
-Sections shared by every task (data, model, optim, train, eval, tracking, ...) and the sections
-of one task (`repair`, `translate`) live here; what a name means is checked against the
-registries by `raygan.config.load.check_names` and the task's own `check_config`.
+Sections shared by every task (data, model, optim, train, eval, tracking, ...) live here; a task's
+own section (`repair`, `translate`) is its `Options` model, registered with the task
+(raygan.config.sections). What a name means is checked against the registries by the task layer
+(raygan.tasks.check), which `build_config` runs.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import json
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import Annotated
+
+from raygan.config.sections import option_sections
 
 
 #: seeds reach numpy (0..2**32-1 only), torch and Python's random: one range for all of them
@@ -135,6 +138,11 @@ class TrainConfig(_Strict):
     threads: Optional[Int] = Field(default=None, ge=1)  # torch intra-op threads
     nan_ticks: Int = Field(default=2, ge=1)  # non-finite ticks in a row before giving up
 
+    @property
+    def total_nimg(self) -> int:
+        """The run's length in real images shown to D (the loop's clock counts nimg)."""
+        return int(round(self.total_kimg * 1000))
+
 
 class EvalConfig(_Strict):
     extractor: str = "fmnist-cnn"
@@ -164,26 +172,8 @@ class TrackingConfig(_Strict):
     register_model: Optional[str] = "auto"  # auto: raygan-[<task>-]<dataset>-<arch>; None: log, do not register
 
 
-class RepairConfig(_Strict):
-    """Task `repair`: degraded -> clean, with an L1 reconstruction term beside the adversarial one."""
-
-    degradations: Union[str, List[Dict[str, Any]]] = "noise:sigma=0.5"  # in order; see raygan.degradations
-    # fixes each test image's degradation (part of the metric protocol)
-    eval_seed: Int = Field(default=2024, ge=0, le=SEED_MAX)
-    l1_weight: Float = Field(default=100.0, ge=0)  # pix2pix's lambda
-    adv_weight: Float = Field(default=1.0, ge=0)  # 0: the plain regression baseline, same network
-    feature_weight: Float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
-    feature_extractor: str = "fmnist-cnn"
-    adv_warmup_kimg: Float = Field(default=0.0, ge=0)  # L1 (+ features) only this long; D not trained yet
-
-
-class TranslateConfig(_Strict):
-    """Task `translate` (CycleGAN): cycle and identity terms, history pools, lr decay."""
-
-    lambda_cycle: Float = Field(default=10.0, ge=0)
-    lambda_identity: Float = Field(default=0.5, ge=0)  # as a fraction of lambda_cycle
-    pool_size: Int = Field(default=50, ge=0)
-    lr_decay_start: Float = Field(default=0.5, ge=0, le=1)  # fraction of total_kimg, then linear to 0
+#: the base of a task's options model (`RepairTask.Options`): typed, unknown keys refused, finite floats
+TaskOptions = _Strict
 
 
 class Config(_Strict):
@@ -200,8 +190,36 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    repair: RepairConfig = Field(default_factory=RepairConfig)
-    translate: TranslateConfig = Field(default_factory=TranslateConfig)
+    # beyond these: one section per registered task with options (`repair`, `translate`), validated
+    # by that task's own model (raygan.config.sections); any other key is refused
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_sections(cls, data: Any) -> Any:
+        """Every registered task's section, validated by its options model (defaults when absent)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, model in option_sections().items():
+            got = data.pop(name, None)
+            data[name] = got if isinstance(got, model) else model.model_validate({} if got is None else got)
+        return data
+
+    @model_validator(mode="after")
+    def _no_unknown_section(self) -> "Config":
+        sections = option_sections()
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            if key not in sections:
+                raise ValueError(f"{key}: unknown key")
+            if not isinstance(value, sections[key]):
+                self.__pydantic_extra__[key] = sections[key].model_validate(value)
+        return self
+
+    @classmethod
+    def sections(cls) -> Dict[str, Any]:
+        """Every top-level key -> its type: the shared fields, then each registered task's options model."""
+        return {**{n: f.annotation for n, f in cls.model_fields.items()}, **option_sections()}
 
     def to_dict(self) -> Dict[str, Any]:
         return self.model_dump(mode="json")

@@ -23,7 +23,7 @@ from raygan.distributed.options import RayOptions
 from raygan.distributed.reporter import SCORE_ATTR
 from raygan.distributed.worker import WorkerSpec, run_worker
 from raygan.errors import ConfigError, RayganError, RunDirError
-from raygan.runstore import RunStore, default_name
+from raygan.runstore import RunStore, already_complete, default_name
 
 
 class DistributedError(RayganError):
@@ -131,12 +131,10 @@ def _train_locked(cfg: Config, opts: RayOptions, storage: str, name: str, store:
         raise RunDirError(f"a run named '{name}' already exists in {storage}; pass --resume to continue it "
                           f"or choose another --name")
     if resume:
-        done = _completed_nimg(store)
-        if done is not None and done >= round(cfg.train.total_kimg * 1000):
-            print(f"raygan: run {store} is complete ({done / 1000:g} kimg = train.total_kimg); nothing to do "
-                  f"(raise it with --set train.total_kimg=... to train further)", file=sys.stderr)
-            return {"run_dir": store.location, "kimg": done / 1000.0, "complete": True,
-                    "checkpoint": store.latest_checkpoint(), "final": {}}
+        done = already_complete(cfg, _completed_nimg(store), store.location, store.latest_checkpoint,
+                                lambda line: print(f"raygan: {line}", file=sys.stderr))
+        if done is not None:
+            return done
     if cfg.tracking.enabled:
         from raygan.tracking.store import preflight
 

@@ -73,7 +73,7 @@ def run_worker(spec_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Build the task, restore Ray's checkpoint if there is one, run the loop, report."""
     spec = WorkerSpec.model_validate(spec_dict)
     os.environ.update(spec.env)
-    from raygan.config import build_config
+    from raygan.tasks import build_config
     from raygan.distributed.reporter import RayReporter
     from raygan.trainer import Trainer
 
@@ -96,7 +96,7 @@ def run_worker(spec_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
             with ckpt.as_directory() as d:
                 trainer.load(Path(d))
                 meta = json.loads((Path(d) / "meta.json").read_text()) if (Path(d) / "meta.json").is_file() else {}
-            if spec.report_to == "tune" and trainer.nimg >= round(cfg.train.total_kimg * 1000):
+            if spec.report_to == "tune" and trainer.nimg >= cfg.train.total_nimg:
                 reporter.report_done(meta.get("metrics") or {})  # restored at its end: tell Tune, nothing to redo
                 return None
         summary = trainer.run()

@@ -70,13 +70,11 @@ def generator_sampler(G: nn.Module, device: Union[str, torch.device] = "cpu") ->
 
 
 def _base_config(base: Any, overrides: Sequence[str]):
-    from raygan.config import Config, build_config, deep_merge, load_config, parse_override
+    from raygan.config import Config
+    from raygan.tasks import load_config, with_overrides
 
     if isinstance(base, Config):
-        data = base.to_dict()
-        for item in overrides:
-            data = deep_merge(data, parse_override(item))
-        return build_config(data)
+        return with_overrides(base, overrides)
     return load_config(base, None, list(overrides))
 
 
@@ -85,7 +83,7 @@ def subset_gan_config(base_cfg, k: int, seed: int, gan_kimg: Optional[float] = N
     """The base config on exactly the K-per-class subset of `seed`: conditional, no tracking,
     no evaluation. A batch larger than the subset (K x num_classes images) is lowered to the
     largest power of two that fits (logged)."""
-    from raygan.config import build_config
+    from raygan.tasks import build_config
 
     data = base_cfg.to_dict()
     data["data"].update(per_class=int(k), subset_seed=int(seed))
@@ -113,7 +111,7 @@ def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg
     from raygan.trainer import Trainer
 
     cfg = subset_gan_config(base_cfg, k, seed, gan_kimg, num_classes, log)
-    reporter = _GanProgress(progress, int(round(cfg.train.total_kimg * 1000))) if progress is not None else None
+    reporter = _GanProgress(progress, cfg.train.total_nimg) if progress is not None else None
     trainer = Trainer(cfg, run_dir, reporter=reporter, device=device, evaluator=None)
     done = list_checkpoints(Path(run_dir) / "checkpoints") if run_dir is not None else []
     if done:  # this cell's run is there (an earlier call with the same work dir): resume it exactly
@@ -307,7 +305,7 @@ def _plan(cfg, train_gans: bool, sample: Optional[Sampler], train, test, ks: Lis
         for k in ks:
             for s in seeds:
                 gcfg = subset_gan_config(cfg, k, s, gan_kimg, nc)
-                batch, total = gcfg.optim.batch_size, int(round(gcfg.train.total_kimg * 1000))
+                batch, total = gcfg.optim.batch_size, gcfg.train.total_nimg
                 done = list_checkpoints(work / f"gan-K{k}-s{s}" / "checkpoints")
                 start = int(CHECKPOINT_NAME.match(done[-1].name).group(1)) if done else 0
                 gan_steps[(k, s)] = (math.ceil(max(total - start, 0) / batch), batch)

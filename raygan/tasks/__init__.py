@@ -5,13 +5,15 @@
     translate  domain A <-> domain B, unpaired   raygan.tasks.translate
 
 Adding a task is one module: a `Task` subclass (see raygan.tasks.base) decorated with
-`@TASKS.register("name")`. Every module of this package is imported below, which runs those
+`@TASKS.register("name")`, with its options (the config section named after it) as a nested
+`Options(TaskOptions)` model. Every module of this package is imported below, which runs those
 decorators; the loop, checkpoints, Ray hosts, MLflow and the CLI look tasks up by `cfg.task`.
 """
 from __future__ import annotations
 
 from raygan.registry import import_modules
 from raygan.tasks.base import TASKS, ExportedModel, Task, TaskContext, task_class, unwrap
+from raygan.tasks.check import build_config, check_names, load_config, with_overrides
 
 import_modules(__name__, __path__)
 
@@ -21,4 +23,5 @@ def check_config(cfg) -> None:
     task_class(cfg.task).check_config(cfg)
 
 
-__all__ = ["TASKS", "Task", "TaskContext", "ExportedModel", "unwrap", "task_class", "check_config"]
+__all__ = ["TASKS", "Task", "TaskContext", "ExportedModel", "unwrap", "task_class", "check_config", "check_names",
+           "build_config", "load_config", "with_overrides"]

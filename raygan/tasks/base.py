@@ -24,14 +24,34 @@ from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from raygan.config.sections import register_task, unregister_task
 from raygan.engine.checkpoint import load_state_dict_checked
 from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
 from raygan.registry import Registry
 
+class TaskRegistry(Registry):
+    """Tasks by name; registering one also registers its `Options` model with the config layer, so
+    the config's section named after the task is validated by it (raygan.config.sections)."""
+
+    def register(self, name: str, **meta: Any) -> Callable[[Any], Any]:
+        add = super().register(name, **meta)
+
+        def deco(cls: Any) -> Any:
+            add(cls)
+            register_task(name, getattr(cls, "Options", None))
+            return cls
+
+        return deco
+
+    def unregister(self, name: str) -> None:
+        super().unregister(name)
+        unregister_task(name)
+
+
 #: tasks by `cfg.task`; a Task subclass registers itself with `@TASKS.register("name")` in its own
 #: module, and raygan.tasks imports every module of the package
-TASKS = Registry("task")
+TASKS = TaskRegistry("task")
 
 
 def task_class(name: str) -> type:
@@ -79,6 +99,9 @@ class Task:
     search_space: ClassVar[str] = "default"
     #: the task can train AC-GAN's class term (`loss.ac_weight`): it has class-conditional G and D
     class_term: ClassVar[bool] = False
+    #: the task's own options, a `raygan.config.TaskOptions` model validating the config section named
+    #: after the task (`cfg.<name>`); None: the task has none
+    Options: ClassVar[Optional[type]] = None
 
     @classmethod
     def default_search_space(cls, cfg) -> str:

@@ -66,7 +66,7 @@ def build_exported(cfg, model_spec: Dict[str, Any], state_dict: Dict[str, Any], 
 def load_model(ckpt_dir: Path, device: Optional[torch.device] = None, expect_task: Optional[str] = None
                ) -> LoadedModel:
     """The exported network of a checkpoint (the EMA generator when the run kept one)."""
-    from raygan.config import build_config
+    from raygan.tasks.check import build_config
 
     st = load_checkpoint(Path(ckpt_dir))
     if not isinstance(st.get("config"), dict) or not isinstance((st.get("progress") or {}).get("nimg"), int):

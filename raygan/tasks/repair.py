@@ -18,13 +18,15 @@ Picture: rows degraded | repaired | clean of 8 fixed test images.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from raygan.augment import flip_horizontal
+from raygan.config.schema import SEED_MAX, Float, Int, TaskOptions
 from raygan.data import load_dataset
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
@@ -48,6 +50,18 @@ def degradation_seed(seed: int, rank: int) -> int:
 class RepairTask(GeneratorDiscriminatorPair, Task):
     name = "repair"
     search_space = "repair"
+
+    class Options(TaskOptions):
+        """The config's `repair:` section: degraded -> clean, an L1 term beside the adversarial one."""
+
+        degradations: Union[str, List[Dict[str, Any]]] = "noise:sigma=0.5"  # in order; see raygan.degradations
+        # fixes each test image's degradation (part of the metric protocol)
+        eval_seed: Int = Field(default=2024, ge=0, le=SEED_MAX)
+        l1_weight: Float = Field(default=100.0, ge=0)  # pix2pix's lambda
+        adv_weight: Float = Field(default=1.0, ge=0)  # 0: the plain regression baseline, same network
+        feature_weight: Float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
+        feature_extractor: str = "fmnist-cnn"
+        adv_warmup_kimg: Float = Field(default=0.0, ge=0)  # L1 (+ features) only this long; D not trained yet
 
     @classmethod
     def check_config(cls, cfg) -> None:

@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from raygan.augment import flip_horizontal
+from raygan.config.schema import Float, Int, TaskOptions
 from raygan.data.domains import FOLDER, KNOWN_CLASSES, load_domains, resolve_class
 from raygan.data.sampler import EpochSampler
 from raygan.engine import dist
@@ -64,6 +66,14 @@ class TranslateTask(Task):
     name = "translate"
     search_space = "translate"
     export_network = "G_AB"
+
+    class Options(TaskOptions):
+        """The config's `translate:` section (CycleGAN): cycle and identity terms, history pools, lr decay."""
+
+        lambda_cycle: Float = Field(default=10.0, ge=0)
+        lambda_identity: Float = Field(default=0.5, ge=0)  # as a fraction of lambda_cycle
+        pool_size: Int = Field(default=50, ge=0)
+        lr_decay_start: Float = Field(default=0.5, ge=0, le=1)  # fraction of total_kimg, then linear to 0
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -153,7 +163,7 @@ class TranslateTask(Task):
         self.networks = {"G_AB": self.G_AB_plain, "G_BA": self.G_BA_plain, "D_A": self.D_A_plain, "D_B": self.D_B_plain}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
         self.translator = CycleTranslator(self.G_AB_plain, self.G_BA_plain)
-        self.total_nimg = max(1, int(round(cfg.train.total_kimg * 1000)))
+        self.total_nimg = max(1, cfg.train.total_nimg)
         self.nimg = 0
         self._pools_gathered: Optional[List[Dict[str, Any]]] = None
         self._apply_lr(0)

@@ -168,7 +168,7 @@ def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = Non
     """(module in eval mode, spec) of a logged or registered raygan model; never unpickles."""
     import torch
 
-    from raygan.config import build_config
+    from raygan.tasks import build_config
     from raygan.errors import ConfigError
     from raygan.tasks.loading import build_exported
     from raygan.tracking.store import open_client

@@ -22,7 +22,7 @@ def reevaluate(cfg_dict: Dict[str, Any], checkpoint: Any, objective: str, seeds:
     (generated noise; a repair run's test degradations). A task whose evaluation draws nothing
     (translation, a fixed degradation chain) is evaluated once: its std is None, not a 0 that
     looks like agreement between seeds."""
-    from raygan.config import build_config
+    from raygan.tasks import build_config
     from raygan.engine.device import resolve_device
     from raygan.tasks import task_class
     from raygan.tasks.loading import load_model

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 from raygan import storage
-from raygan.config import Config, build_config
+from raygan.config import Config
 from raygan.distributed import cluster
 from raygan.distributed.sweep import plan as plans
 from raygan.distributed.sweep.options import SweepOptions, TuneError, budget_kimg, check, grace_kimg
@@ -79,7 +79,7 @@ def _run_config(plan: SweepPlan):
 
 def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None):
     """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
-    from raygan.tasks import task_class
+    from raygan.tasks import build_config, task_class
 
     from raygan.distributed.sweep.budget import fit_space
     from raygan.distributed.sweep.space import SearchSpace
@@ -128,6 +128,7 @@ def run_sweep(cfg: Config, opts: SweepOptions, search_space: Optional[str] = Non
         cluster.connect(opts.address, log_to_driver=False)
         plan = plans.make_plan(cfg, opts, space, base, storage_path, name, size_concurrency(opts), forward_env())
         if plan.tracking_uri:
+            from raygan.tasks import build_config
             from raygan.tracking.store import flatten
             from raygan.tracking.sweeps import create_parent_run
 

@@ -45,14 +45,21 @@ def _is_model(ann: Any) -> bool:
     return isinstance(ann, type) and issubclass(ann, BaseModel)
 
 
+def _fields(model: Any) -> Dict[str, Any]:
+    """Key -> type of a config model (the Config's task sections included)."""
+    from raygan.config import Config
+
+    return Config.sections() if model is Config else {n: f.annotation for n, f in model.model_fields.items()}
+
+
 def config_paths(prefix: str = "", model: Any = None) -> List[str]:
     """Every leaf path of the Config (for suggestions in error messages)."""
     from raygan.config import Config
 
     model = model or Config
     out = []
-    for name, f in model.model_fields.items():
-        ann = _unwrap_optional(f.annotation)
+    for name, ann in _fields(model).items():
+        ann = _unwrap_optional(ann)
         path = f"{prefix}{name}"
         if _is_model(ann):
             out += config_paths(path + ".", ann)
@@ -72,12 +79,13 @@ def check_config_path(path: str) -> Optional[str]:
     for i, part in enumerate(parts):
         if not _is_model(model):
             break
-        if part not in model.model_fields:
+        fields = _fields(model)
+        if part not in fields:
             where = ".".join(parts[:i]) or "the config"
             close = difflib.get_close_matches(path, config_paths(), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]}?)" if close else ""
             return f"not a config path: {where} has no '{part}'{hint}"
-        ann = _unwrap_optional(model.model_fields[part].annotation)
+        ann = _unwrap_optional(fields[part])
         rest = parts[i + 1:]
         if _is_model(ann):
             model = ann

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from raygan import storage
-from raygan.config import Config, build_config
+from raygan.config import Config
 from raygan.distributed.sweep.options import SweepOptions, TuneError, budget_kimg, grace_kimg, objective
 from raygan.distributed.sweep.space import SearchSpace
 
@@ -99,6 +99,8 @@ def trial_base(cfg: Config, opts: SweepOptions) -> Dict[str, Any]:
     if metric not in d["eval"]["metrics"]:
         d["eval"]["metrics"] = [metric] + list(d["eval"]["metrics"])
     d["tracking"]["register_model"] = None
+    from raygan.tasks import build_config
+
     build_config(d)  # the objective applies to this task
     return d
 

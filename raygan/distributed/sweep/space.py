@@ -211,13 +211,13 @@ class SearchSpace:
 
     def apply(self, base: Dict[str, Any], sampled: Dict[str, Any]):
         """The trial's Config: base <- sampled values (variant options follow the variant)."""
-        from raygan.config import build_config
+        from raygan.tasks import build_config
 
         return build_config(apply_values(base, self.values(sampled)))
 
     def validate(self, base: Dict[str, Any]) -> None:
         """Every choice and bound, applied alone to the base config, gives a valid config."""
-        from raygan.config import build_config
+        from raygan.tasks import build_config
 
         for p in walk(self.params):
             samples = p.choices if p.dist == "choice" else [p.low, p.high]
