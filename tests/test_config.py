@@ -45,7 +45,7 @@ def test_wrong_type_names_field_and_value():
 def test_unknown_registry_names_list_the_valid_ones():
     with pytest.raises(ConfigError, match=r"unknown architecture 'stylegan9'; choose one of: dcgan, mlp, resnet"):
         load_config(None, None, ["model.arch=stylegan9"])
-    with pytest.raises(ConfigError, match=r"unknown loss 'bce'; choose one of: hinge, lsgan, minimax, ns, wgan"):
+    with pytest.raises(ConfigError, match=r"unknown loss 'bce'; choose one of: hinge, lsgan, minimax, ns, ns-smooth, ragan, wgan"):
         load_config(None, None, ["loss.name=bce"])
     with pytest.raises(ConfigError, match=r"unknown regularizer 'gp'"):
         load_config(None, None, ["regularizer.name=gp"])
