@@ -25,7 +25,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -208,3 +208,28 @@ class OutputWriter:
         if exc_type is not None:
             self.rollback()
         return False
+
+
+def write_each(pairs: Sequence[Pair], single: bool,
+               convert: Callable[[Path], Tuple[torch.Tensor, Any]]) -> Written:
+    """The per-file loop of repair and translate: `convert(input)` gives (pixels in [0, 1], C x H x W;
+    the picture it read, for its depth and scale); each result is written atomically to its output.
+    A DataError skips that file (listed in `.skipped`) unless the input is a single file; a failure
+    while writing removes this run's outputs (OutputWriter)."""
+    written: List[Path] = []
+    skipped: List[Tuple[Path, str]] = []
+    notes: List[str] = []
+    with OutputWriter() as w:
+        for src, out in pairs:
+            try:
+                y, pic = convert(src)
+            except DataError as e:
+                if single:
+                    raise
+                skipped.append((src, str(e)))
+                continue
+            note = w.save(y, out, pic.depth, pic.scale)
+            written.append(out)
+            if note:
+                notes.append(note)
+    return Written(written, skipped, notes)

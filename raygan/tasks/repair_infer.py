@@ -26,7 +26,7 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from raygan.data.imagefiles import OutputWriter, Written, check_outputs, plan_pairs
+from raygan.data.imagefiles import Written, check_outputs, plan_pairs, write_each
 from raygan.data.imageio import EXTENSIONS, read_picture
 from raygan.errors import DataError, RayganError
 from raygan.tasks.repair_net import fill_value  # noqa: F401 (re-exported for callers holding a config)
@@ -88,32 +88,23 @@ def repair_path(module: nn.Module, src: PathLike, out: PathLike, mask: Optional[
     device = device or next(module.parameters()).device
     was_training = module.training
     module.eval()
-    written, skipped, notes = [], [], []
+
+    def repair(f: Path):
+        if mask_p is not None and masks[f] is None:
+            raise DataError(f"no mask for {f.relative_to(src)} in {mask_p}")
+        pic = read_picture(f, channels, verb="repairs")
+        x = pic.pixels
+        mk = read_mask(masks[f], tuple(x.shape[-2:]), f) if masks[f] is not None else None
+        if mk is not None:
+            x = torch.where(mk > 0.5, torch.full_like(x, fill), x)
+            mk = mk.to(device)
+        try:
+            y = module(x.to(device) * 2 - 1, mk).float()
+        except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge image
+            raise DataError(f"repairing {f} failed: {str(e).splitlines()[0][:160]}") from None
+        return ((y[0] + 1) / 2).clamp(0, 1), pic
+
     try:
-        with OutputWriter() as w:
-            for f, o in pairs:
-                try:
-                    if mask_p is not None and masks[f] is None:
-                        raise DataError(f"no mask for {f.relative_to(src)} in {mask_p}")
-                    pic = read_picture(f, channels, verb="repairs")
-                    x = pic.pixels
-                    mk = read_mask(masks[f], tuple(x.shape[-2:]), f) if masks[f] is not None else None
-                    if mk is not None:
-                        x = torch.where(mk > 0.5, torch.full_like(x, fill), x)
-                        mk = mk.to(device)
-                    try:
-                        y = module(x.to(device) * 2 - 1, mk).float()
-                    except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge image
-                        raise DataError(f"repairing {f} failed: {str(e).splitlines()[0][:160]}") from None
-                except DataError as e:
-                    if single:
-                        raise
-                    skipped.append((f, str(e)))
-                    continue
-                note = w.save(((y[0] + 1) / 2).clamp(0, 1), o, pic.depth, pic.scale)
-                written.append(o)
-                if note:
-                    notes.append(note)
+        return write_each(pairs, single, repair)
     finally:
         module.train(was_training)
-    return Written(written, skipped, notes)

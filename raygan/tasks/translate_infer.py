@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raygan.data.imagefiles import OutputWriter, Written, check_outputs, plan_pairs
+from raygan.data.imagefiles import Written, check_outputs, plan_pairs, write_each
 from raygan.data.imageio import read_picture
 from raygan.errors import DataError
 from raygan.tasks.translate_net import check_direction as _check_direction
@@ -85,22 +85,12 @@ def translate_path(module: nn.Module, src: PathArg, dst: PathArg, direction: str
     if device is not None:
         module = module.to(device)
     min_side = 2 * _multiple(module, direction)
-    written, skipped, notes = [], [], []
-    with OutputWriter() as w:
-        for p, out in pairs:
-            try:
-                pic = read_picture(p, channels, verb="translates", min_side=min_side)
-                try:
-                    y = translate_pixels(module, pic.pixels, direction, device)
-                except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge image
-                    raise DataError(f"translating {p} failed: {str(e).splitlines()[0][:160]}") from None
-            except DataError as e:
-                if single:
-                    raise
-                skipped.append((p, str(e)))
-                continue
-            note = w.save(y[0], out, pic.depth, pic.scale)
-            written.append(out)
-            if note:
-                notes.append(note)
-    return Written(written, skipped, notes)
+    def translate(p: Path):
+        pic = read_picture(p, channels, verb="translates", min_side=min_side)
+        try:
+            y = translate_pixels(module, pic.pixels, direction, device)
+        except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge image
+            raise DataError(f"translating {p} failed: {str(e).splitlines()[0][:160]}") from None
+        return y[0], pic
+
+    return write_each(pairs, single, translate)
