@@ -71,14 +71,14 @@ def part1(args, recipe, work):
 def part2(args, recipe, work):
     from raygan.tasks import build_config, load_config
     from raygan.experiments.augment_run import load_run_generator
-    from raygan.tasks.generate_eval import Evaluator
+    from raygan.tasks.generate.eval import Evaluator
 
     t0 = time.time()
     if args.cas_run_dir:
         loaded = load_run_generator(args.cas_run_dir)
         G, cfg, spec, source = loaded.module, loaded.config, loaded.model_spec, f"run {args.cas_run_dir}"
     else:
-        from raygan.trainer import Trainer
+        from raygan.engine.loop import Trainer
 
         cfg = load_config(args.base, None, ["data.per_class=null", f"train.total_kimg={args.cas_kimg}",
                                             "tracking.enabled=false", "eval.metrics=[]", *args.overrides])

@@ -47,7 +47,7 @@ def config(base, images, mode, kimg, samples, seed, policy, ada_speed, extra):
 
 
 def run_cell(cfg, work):
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     t0 = time.time()
     trainer = Trainer(cfg, work, evaluator="auto")

@@ -22,7 +22,7 @@ import sys, time, torch
 torch.set_num_threads(1)
 from raygan.tasks import load_config
 try:
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
     new = True
 except ImportError:  # before the task seam
     from raygan.engine.loop import Trainer

@@ -22,7 +22,7 @@ from common import ReferenceDCGAN, machine, reference_loader, table, torchvision
 
 def build_scorer(num_samples: int):
     from raygan.tasks import load_config
-    from raygan.tasks.generate_eval import Evaluator
+    from raygan.tasks.generate.eval import Evaluator
 
     cfg = load_config("quickstart")
     ev = Evaluator(cfg, torch.device("cpu"), channels=1)
@@ -74,7 +74,7 @@ def run_reference(seconds, marks, score, log):
 
 def run_raygan(seconds, marks, score, log):
     from raygan.tasks import load_config
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     cfg = load_config("quickstart", None, ["tracking.enabled=false", "train.total_kimg=100000"])
     t = Trainer(cfg, None, evaluator=None)

@@ -45,7 +45,7 @@ def steady_img_per_s(uri: str, run_id: str):
 
 
 def run_local(cfg, tmp: Path):
-    from raygan.local import train_local
+    from raygan.hosts.local import train_local
 
     t0 = time.time()
     s = train_local(cfg, tmp / "local", progress=False)

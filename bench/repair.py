@@ -4,7 +4,7 @@ For each setting (denoising at sigma 0.3 and 0.5, super-resolution x2 and x4, in
 preset's box + stroke masks), side by side in one run on the *same* degraded test images:
 
 * the degraded input itself (bicubic-upsampled for super-resolution: the bicubic baseline);
-* the classical methods of `raygan.baselines` a user would otherwise reach for: Gaussian blur,
+* the classical methods of `baselines` a user would otherwise reach for: Gaussian blur,
   non-local means and total variation for noise (NLM and TV each twice: with the per-image noise
   estimate, the baselines' default, and with the true sigma passed in, so they get their best shot);
   bicubic for SR; biharmonic and Telea for inpainting;
@@ -47,7 +47,7 @@ import torch
 from common import machine, table
 
 ROOT = Path(__file__).resolve().parents[1]
-# classical rows: key -> (raygan.baselines name, uses the true sigma); NLM and TV run twice: with
+# classical rows: key -> (baselines name, uses the true sigma); NLM and TV run twice: with
 # the per-image noise estimate (the baselines' default) and with the nominal sigma passed in
 CLASSICAL = {"identity": ("identity", False), "gaussian": ("gaussian", False), "nlm": ("nlm", False),
              "nlm-sigma": ("nlm", True), "tv": ("tv", False), "tv-sigma": ("tv", True), "bicubic": ("bicubic", False),
@@ -112,7 +112,7 @@ class Classical:
         from raygan.degradations import build_degradations
         from raygan.metrics import build_extractor, reference_stats
         from raygan.paths import cache_root
-        from raygan.tasks.repair_eval import full_mask
+        from raygan.tasks.repair.eval import full_mask
 
         d, e = cfg.data, cfg.eval
         self.cfg, self.metrics = cfg, metrics
@@ -134,7 +134,7 @@ class Classical:
 
     def check_same_inputs(self, run_dir: Path) -> None:
         """The evaluator's degraded test images are the ones the classical methods repair."""
-        from raygan.tasks.repair_eval import EvalSet
+        from raygan.tasks.repair.eval import EvalSet
 
         cfg = self.cfg
         ev = EvalSet(cfg, self.clean_u8.shape[1])
@@ -145,7 +145,7 @@ class Classical:
 
     def run(self, name: str, **params):
         """(uint8 outputs, values, seconds): repair + rounding + scoring."""
-        from raygan.baselines import repair_baseline
+        from baselines import repair_baseline
         from raygan.metrics import compute_metrics
         from raygan.metrics import restoration as R
 
@@ -184,7 +184,7 @@ class Classical:
 
 def network_outputs(run_dir: Path, degraded, mask) -> torch.Tensor:
     import raygan.api as rg
-    from raygan.tasks.repair_eval import repair_images
+    from raygan.tasks.repair.eval import repair_images
 
     G, _, _ = rg.load(run_dir, expect_task="repair")
     return repair_images(G, degraded, mask, torch.device("cpu"), degraded.shape[0])

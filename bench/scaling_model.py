@@ -22,7 +22,7 @@ from common import table
 
 def iteration_flops_per_image(preset: str, batch: int = 16):
     from raygan.tasks import load_config
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     cfg = load_config(preset, None, ["data.name=digits", f"optim.batch_size={batch}", "tracking.enabled=false",
                                      "train.device=cpu", "data.channels=" + ("3" if "cifar" in preset else "1"),

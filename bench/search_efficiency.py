@@ -70,7 +70,7 @@ def main():
     from raygan.tasks import load_config
     from raygan.distributed import tune
     from raygan.engine.checkpoint import latest_checkpoint
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     work = Path(tempfile.mkdtemp(prefix="raygan-bench-search-"))
     os.environ.setdefault("RAYGAN_CACHE", str(work / "cache"))

@@ -32,7 +32,7 @@ from common import ReferenceDCGAN, machine, reference_loader, table, torchvision
 
 def raygan_trainer(args):
     from raygan.tasks import load_config
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     cfg = load_config(None, None, [
         f"model.g={{ngf: {args.ngf}}}", f"model.d={{ndf: {args.ngf}}}", "model.z_dim=100",
@@ -119,7 +119,7 @@ class ReferencePix2Pix:
 
 def repair_trainer(args, ema: bool):
     from raygan.tasks import load_config
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     cfg = load_config("fmnist-denoise", None, [
         f"optim.batch_size={args.repair_batch}", "repair.adv_warmup_kimg=0", f"train.device={args.device}",

@@ -19,7 +19,7 @@ from raygan.config import Config
 from raygan.distributed.options import RayOptions
 from raygan.distributed.sweep.options import SweepOptions
 from raygan.errors import ArgumentError, ConfigError, RayganError
-from raygan.runstore import RunStore
+from raygan.hosts.runstore import RunStore
 
 if TYPE_CHECKING:  # torch loads where a network does: `import raygan.api` stays cheap
     import torch
@@ -72,7 +72,7 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
         store = _store(run_dir) if run_dir is not None else None
     cfg = pin(cfg)
     if ray is not None:
-        from raygan import storage
+        from raygan.hosts import storage
         from raygan.distributed.launch import train_ray
 
         if store is not None:  # the run dir names the storage (its parent) and the run (its name)
@@ -82,7 +82,7 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
                 else str(Path(store.location).parent)
             ray = ray.model_copy(update={"storage": parent, "name": store.name})
         return train_ray(cfg, ray, resume=resume, progress=progress)
-    from raygan.local import train_local
+    from raygan.hosts.local import train_local
 
     return train_local(cfg, store or RunStore.new_default(cfg.preset), resume=resume, progress=progress)
 

@@ -2,6 +2,7 @@
 in conftest.py. One definition each, instead of a copy per file."""
 from __future__ import annotations
 
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,4 +83,70 @@ def isolated_dir(tmp: Path):
         mp.setenv("RAYGAN_CACHE", str(tmp / "cache"))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         yield mp
+
+
+# ------------------------------------------------------------------ one-line errors and the CLI
+def one_line(code: int, err: str, pattern: str, warnings: bool = False) -> str:
+    """Exit 2 and stderr is exactly one `raygan: error:` line (plus `raygan: warning:` lines when
+    `warnings`) containing `pattern` (a plain substring, or a regular expression that matches)."""
+    lines = [ln for ln in err.splitlines() if ln.strip() and not (warnings and ln.startswith("raygan: warning"))]
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("raygan: error: "), err[-2000:]
+    try:
+        matches = re.search(pattern, lines[0]) is not None
+    except re.error:
+        matches = False
+    assert pattern in lines[0] or matches, lines[0]
+    return lines[0]
+
+
+def cli(capsys, *args):
+    """`raygan ARGS` in this process: (exit code, stdout, stderr)."""
+    from raygan.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------ tiny configs several files train
+def engine_tiny(*extra):
+    """A dcgan on digits with every part of the GAN step switched on (DiffAugment, flip, lazy R1, EMA)."""
+    from raygan.config import load_config
+
+    return load_config(None, None, [
+        "data.name=digits", "data.resolution=28", "model.arch=dcgan", "model.z_dim=16",
+        "model.g={ngf: 8}", "model.d={ndf: 8}", "optim.batch_size=32", "ema.half_life_kimg=0.5",
+        "ema.rampup=0.05", "augment.diffaugment=color,translation,cutout", "augment.flip=true",
+        "regularizer.name=r1", "regularizer.kwargs={weight: 1.0, every: 4}",
+        "train.tick_kimg=0.256", "train.snapshot_ticks=1", "train.eval_ticks=1", "train.sample_ticks=1",
+        "tracking.enabled=false", *extra])
+
+
+def conditional_tiny(*extra):
+    """A class-conditional dcgan on digits, no evaluation."""
+    from raygan.config import load_config
+
+    return load_config(None, None, [
+        "data.name=digits", "data.resolution=28", "model.arch=dcgan", "model.z_dim=16", "model.conditional=true",
+        "model.g={ngf: 8}", "model.d={ndf: 8}", "optim.batch_size=32", "ema.half_life_kimg=0.5",
+        "ema.rampup=0.05", "train.tick_kimg=0.256", "train.snapshot_ticks=1", "train.eval_ticks=0",
+        "train.sample_ticks=100", "tracking.enabled=false", "eval.metrics=[]", *extra])
+
+
+# the GAN every `raygan augment` test trains per cell
+AUGMENT_BASE = ["data.name=digits", "data.resolution=28", "model.arch=dcgan", "model.z_dim=16", "model.g={ngf: 8}",
+                "model.d={ndf: 8}", "optim.batch_size=32", "ema.half_life_kimg=0.5", "train.tick_kimg=0.128",
+                "augment.diffaugment=translation", "tracking.enabled=false", "eval.metrics=[]"]
+
+
+class Recording(Reporter):
+    """A reporter that keeps every tick's metrics."""
+
+    def __init__(self):
+        self.ticks = []
+
+    def report(self, metrics, checkpoint_dir=None):
+        self.ticks.append(dict(metrics))
 

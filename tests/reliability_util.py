@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from raygan.cli import main
+from helpers import one_line  # noqa: F401 (re-exported for the reliability tests)
 
 TINY = ["--preset", "digits", "--no-progress", "--set", "train.total_kimg=0.256", "--set", "train.tick_kimg=0.128",
         "--set", "eval.num_samples=64", "--set", "eval.final_num_samples=64", "--set", "train.threads=1"]
@@ -37,16 +38,6 @@ def cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_line(code: int, err: str, pattern: str) -> str:
-    """Exit 2 and stderr is exactly one `raygan: error:` line matching `pattern`."""
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    assert len(lines) == 1 and lines[0].startswith("raygan: error: "), err
-    assert re.search(pattern, lines[0]), lines[0]
-    return lines[0]
 
 
 def error_after_start(code: int, err: str, pattern: str) -> str:

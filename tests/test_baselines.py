@@ -1,4 +1,7 @@
 """Classical repair baselines do repair real images, with the conventions of the rest of repair."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +9,8 @@ from skimage import data
 from skimage.transform import resize
 
 from conftest import needs_fmnist
-from raygan.baselines import BASELINES, estimate_sigma, repair_baseline
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench-only code, tested here
+from baselines import BASELINES, estimate_sigma, repair_baseline  # noqa: E402
 from raygan.degradations import build_degradations
 from raygan.errors import ConfigError
 from raygan.metrics.restoration import average, psnr, ssim

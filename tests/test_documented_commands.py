@@ -73,14 +73,14 @@ IDS = [f"{src}: {cmd}"[:150] for src, cmd in DOCUMENTED]
 # What cannot run here, and why (each is still parsed and statically checked).
 NOT_RUN = [
     (r"^raygan submit", "needs a Ray cluster's job server"),
-    (r"^raygan augment", "trains a GAN per K and seed (minutes); tests/test_augment_run.py runs it small"),
-    (r"^raygan extractor train", "trains the fmnist-cnn extractor for minutes; tests/test_extractors.py covers it"),
-    (r"^raygan tune --resume", "needs an interrupted sweep; tests/test_tune.py resumes one"),
+    (r"^raygan augment", "trains a GAN per K and seed (minutes); tests/experiments/test_augment_run.py runs it small"),
+    (r"^raygan extractor train", "trains the fmnist-cnn extractor for minutes; tests/metrics/test_extractors.py covers it"),
+    (r"^raygan tune --resume", "needs an interrupted sweep; tests/distributed/test_tune.py resumes one"),
     (r"(?=.*--resume)(?=.*--storage s3://)", "needs the Ray run on S3"),
-    (r"^raygan runs", "needs runs in an MLflow store; tests/test_runs.py runs every subcommand"),
+    (r"^raygan runs", "needs runs in an MLflow store; tests/tracking/test_runs.py runs every subcommand"),
     (r"--model-uri", "needs a trained preset registered in an MLflow store (the name is checked against the presets)"),
-    (r"--mask", "needs an inpainting run; tests/test_task_cli.py repairs with masks"),
-    (r"--metrics \S*cas", "trains a classifier on generated images (minutes); tests/test_classify.py covers cas"),
+    (r"--mask", "needs an inpainting run; tests/cli/test_task_cli.py repairs with masks"),
+    (r"--metrics \S*cas", "trains a classifier on generated images (minutes); tests/metrics/test_classify.py covers cas"),
     (r"^raygan --version", "prints the version: parsed only"),
 ]
 

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 CORE = ["raygan.config", "raygan.models", "raygan.losses", "raygan.regularizers", "raygan.augment",
-        "raygan.data", "raygan.metrics", "raygan.engine.checkpoint", "raygan.tasks", "raygan.trainer"]
+        "raygan.data", "raygan.metrics", "raygan.engine.checkpoint", "raygan.tasks", "raygan.engine.loop"]
 
 
 def test_core_imports_neither_ray_nor_mlflow():
@@ -30,7 +30,7 @@ sys.meta_path.insert(0, Block())
 import torch
 torch.set_num_threads(1)
 from raygan.config import load_config
-from raygan.trainer import Trainer
+from raygan.engine.loop import Trainer
 cfg = load_config('digits', None, ['train.total_kimg=0.128', 'train.tick_kimg=0.064', 'tracking.enabled=false'])
 t = Trainer(cfg, {str(tmp_path / 'run')!r}, evaluator=None)
 s = t.run()
@@ -201,3 +201,39 @@ def test_config_is_a_bottom_layer():
             seen.add(m)
             todo.extend(graph[m])
     assert sorted(m for m in seen if not m.startswith("raygan.config")) == ["raygan.errors"]
+
+
+# the floors of DESIGN.md's tree, lowest first: a module imports its own floor or below, never above
+FLOORS = [
+    ["raygan.errors", "raygan.registry", "raygan.paths", "raygan.options", "raygan.metric_names"],
+    ["raygan.config"],
+    ["raygan.models", "raygan.losses", "raygan.regularizers", "raygan.ada", "raygan.augment", "raygan.degradations",
+     "raygan.data", "raygan.metrics", "raygan.engine"],  # the core
+    ["raygan.tasks"],
+    ["raygan.engine.loop"],  # the one loop, over any registered task
+    ["raygan.hosts.storage", "raygan.hosts.runstore"],  # the run directory
+    ["raygan.tracking"],  # MLflow
+    ["raygan.hosts", "raygan.experiments"],  # a run in this process
+    ["raygan.distributed"],  # Ray
+    ["raygan.api"],
+    ["raygan.cli", "raygan.__main__", "raygan"],
+]
+
+
+def floor(module: str) -> int:
+    """The floor of the longest FLOORS prefix naming `module`."""
+    hits = [(len(name), i) for i, names in enumerate(FLOORS) for name in names
+            if module == name or module.startswith(name + ".")]
+    assert hits, f"{module} is on no floor"
+    return max(hits)[1]
+
+
+def test_imports_point_downwards_only():
+    """Every import (function-local ones included) reaches the importer's floor or below; a
+    package __init__ that imports nothing (a folder's docstring) is on every floor."""
+    graph = import_graph()
+    empty = {m for m, edges in graph.items() if not edges}
+    up = [f"{m} -> {t}" for m, edges in sorted(graph.items()) for t in sorted(edges - empty) if floor(t) > floor(m)]
+    assert up == []
+    # the rule can fail: the loop is above the tasks it runs, so a task importing it would be flagged
+    assert floor("raygan.tasks.generate.task") < floor("raygan.engine.loop")

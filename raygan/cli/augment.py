@@ -45,7 +45,7 @@ def _ints(text: str):
 
 
 # The parser is built for every `raygan` command, so it names these defaults without importing the
-# torch modules that define them (tests/test_cli_manners.py checks they are the same values).
+# torch modules that define them (tests/cli/test_cli_manners.py checks they are the same values).
 CONDITIONS = ("real", "real+classic", "real+gan", "real+gan+classic")  # raygan.experiments.augment.CONDITIONS
 RECIPE_STEPS, RECIPE_BATCH_SIZE = 1000, 128  # raygan.metrics.classify.RECIPE.steps, .batch_size
 

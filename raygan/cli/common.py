@@ -59,7 +59,7 @@ def print_protocols(keys, protocol: Optional[Dict[str, Any]], label: str = "prot
 
 
 def print_summary(summary: Dict[str, Any]) -> None:
-    from raygan.runstore import RunStore
+    from raygan.hosts.runstore import RunStore
     from raygan.tracking.store import ui_command
 
     store = RunStore(summary["run_dir"])

@@ -28,7 +28,7 @@ def add(sub) -> None:
 
 def run(args) -> int:
     from raygan.data.imagefiles import check_paths
-    from raygan.tasks.repair_infer import fill_value, repair_path
+    from raygan.tasks.repair.infer import fill_value, repair_path
 
     check_paths(args.src, args.out, args.force)  # the files, before loading anything
     from raygan import api

@@ -45,13 +45,13 @@ def run(args) -> int:
         if args.preset or args.config:
             raise RayganError("--resume continues with the run's own config.yaml; change values with --set")
         if args.dry_run:
-            from raygan.runstore import RunStore
+            from raygan.hosts.runstore import RunStore
 
             print(RunStore(args.run_dir).read_config(args.overrides).to_yaml(), end="")
             return 0
         run_dir = args.run_dir
         if run_dir is None:  # --storage/--name of a Ray run
-            from raygan import storage
+            from raygan.hosts import storage
 
             run_dir, ray = storage.join(storage.resolve(ray.storage), ray.name), ray.model_copy(
                 update={"storage": None, "name": None})

@@ -28,7 +28,7 @@ def add(sub) -> None:
 
 def run(args) -> int:
     from raygan.data.imagefiles import check_paths
-    from raygan.tasks.translate_infer import check_direction, translate_path
+    from raygan.tasks.translate.infer import check_direction, translate_path
 
     direction = check_direction(args.direction)  # before loading anything
     check_paths(args.src, args.out, args.force)  # the files, before loading anything

@@ -23,7 +23,7 @@ from raygan.distributed.options import RayOptions
 from raygan.distributed.reporter import SCORE_ATTR
 from raygan.distributed.worker import WorkerSpec, run_worker
 from raygan.errors import ConfigError, RayganError, RunDirError
-from raygan.runstore import RunStore, already_complete, default_name
+from raygan.hosts.runstore import RunStore, already_complete, default_name
 
 
 class DistributedError(RayganError):
@@ -105,7 +105,7 @@ def make_torch_trainer(spec: WorkerSpec, *, workers: int, cpus_per_worker: float
 
 def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Run the training on Ray Train; returns rank 0's summary plus where things are."""
-    from raygan import storage as st
+    from raygan.hosts import storage as st
 
     check_options(cfg, opts)
     storage = st.resolve(opts.storage)
@@ -121,7 +121,7 @@ def train_ray(cfg: Config, opts: RayOptions, resume: bool = False, progress: boo
 
 def _train_locked(cfg: Config, opts: RayOptions, storage: str, name: str, store: RunStore, claim, resume: bool,
                   progress: bool) -> Dict[str, Any]:
-    from raygan import storage as st
+    from raygan.hosts import storage as st
     from raygan.metrics.registry import direction, objective
 
     exists = store.holds_run() or st.exists(store.join("checkpoint_manager_snapshot.json"))

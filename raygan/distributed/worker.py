@@ -7,7 +7,7 @@ multi-worker Tune trial's TorchTrainer.
 `report_to` says how a tick leaves the worker: "train" -> `ray.train.report` (a barrier across
 ranks; in a W>1 trial Tune's `TuneReportCallback` forwards it), "tune" -> `ray.tune.report`.
 Rank 0 also keeps the run's records: console lines, metrics.jsonl and pictures in the run store,
-MLflow (`raygan.local.make_reporters`, the same reporters as a local run).
+MLflow (`raygan.hosts.reporters.make_reporters`, the same reporters as a local run).
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def run_worker(spec_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     os.environ.update(spec.env)
     from raygan.tasks import build_config
     from raygan.distributed.reporter import RayReporter
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     cfg = build_config(spec.config)
     rank, prepare_model, device, get_checkpoint = _host(spec)
@@ -118,8 +118,8 @@ def _rank0_reporters(cfg, spec: WorkerSpec):
     """Rank 0's records: the same reporters as a local run (console lines on the real stderr:
     Ray Train's print patch would tee sys.stderr twice)."""
     from raygan.engine.reporter import ConsoleReporter, MultiReporter
-    from raygan.local import make_reporters
-    from raygan.runstore import RunStore
+    from raygan.hosts.reporters import make_reporters
+    from raygan.hosts.runstore import RunStore
 
     if spec.run_location is None:  # a trial: console + MLflow only, its checkpoints live with Tune
         reps = [ConsoleReporter(cfg.train.total_kimg, enabled=spec.progress, bar=False, stream=sys.__stderr__,

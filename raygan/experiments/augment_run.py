@@ -8,7 +8,7 @@ logging lives in raygan.tracking.augment and is called by the CLI layer).
 
 Where the generated images come from:
 * no `run_dir` (the experiment's own protocol): for every K and seed s a conditional GAN is
-  trained with the engine (`raygan.trainer.Trainer`) on exactly the K-per-class subset the
+  trained with the engine (`raygan.engine.loop.Trainer`) on exactly the K-per-class subset the
   classifiers use (`data.per_class=K`, `data.subset_seed=s`, checked index for index after
   the GAN's data is built), from `base` (a preset name or a Config; default
   `fmnist-cgan-100pc`) and `gan_kimg`. Nothing any model of a cell learns from lies outside
@@ -108,7 +108,7 @@ def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg
     Refuses to go on if the engine's training images are not exactly `subset`."""
     import time
 
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     cfg = subset_gan_config(base_cfg, k, seed, gan_kimg, num_classes, log)
     reporter = _GanProgress(progress, cfg.train.total_nimg) if progress is not None else None
@@ -319,7 +319,7 @@ def _plan(cfg, train_gans: bool, sample: Optional[Sampler], train, test, ks: Lis
 def gan_rates(gcfg, dev: torch.device, num_classes: int) -> Tuple[float, int, float]:
     """(s per GAN training step, its batch, s per generated image) of this config, from a few
     steps of a throwaway trainer (no run dir: nothing is written)."""
-    from raygan.trainer import Trainer
+    from raygan.engine.loop import Trainer
 
     trainer = Trainer(gcfg, None, device=dev, evaluator=None)
     task = trainer.task

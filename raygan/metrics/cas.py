@@ -135,7 +135,7 @@ def classification_scores(
 @dataclass
 class ClassifierEvidence:
     """What a classifier metric (kind "classifier") is computed from; the generate task's evaluator
-    (raygan.tasks.generate_eval) gathers it: a conditional generator as `sample(labels) -> uint8`,
+    (raygan.tasks.generate.eval) gathers it: a conditional generator as `sample(labels) -> uint8`,
     the real test split, the recipe trained on the real training images (`classifier`)."""
 
     sample: Sampler

@@ -2,7 +2,7 @@
 
 Directions: "a2b" translates domain A's test images with G_AB and judges them against domain
 B's test images; "b2a" the reverse. The evidence per direction (`DirectionEvidence`) is
-gathered by the task's evaluator (raygan.tasks.translate_eval); the functions below only turn
+gathered by the task's evaluator (raygan.tasks.translate.eval); the functions below only turn
 it into numbers, so every value is made one way wherever it is computed.
 
     name        values (direction)                                    needs

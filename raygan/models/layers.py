@@ -88,7 +88,7 @@ class LabelInput(nn.Module):
 
 class ClassHead(nn.Module):
     """AC-GAN's auxiliary classifier (Odena et al. 2017): class logits from the same pooled
-    features the projection term reads. Trained by `loss.ac_weight` (raygan.tasks.gan_step)."""
+    features the projection term reads. Trained by `loss.ac_weight` (raygan.tasks.generate.step)."""
 
     def __init__(self, num_classes: int, features: int, arch: str):
         super().__init__()

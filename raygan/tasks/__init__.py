@@ -1,10 +1,14 @@
 """What is trained: a registered Task per kind of work the engine hosts.
 
-    generate   noise (+ label) -> image          raygan.tasks.generate
-    repair     degraded image -> clean image     raygan.tasks.repair
-    translate  domain A <-> domain B, unpaired   raygan.tasks.translate
+    generate   noise (+ label) -> image          raygan.tasks.generate/
+    repair     degraded image -> clean image     raygan.tasks.repair/
+    translate  domain A <-> domain B, unpaired   raygan.tasks.translate/
 
-Adding a task is one module: a `Task` subclass (see raygan.tasks.base) decorated with
+Each task is a subpackage (task.py, step.py, net.py, eval.py, infer.py as it needs them);
+shared here: base.py (the Task contract), pair.py (a G/D pair's optimisers and phases),
+check.py (building a checked config), loading.py (a saved model back).
+
+Adding a task is one subpackage: a `Task` subclass (see raygan.tasks.base) decorated with
 `@TASKS.register("name")`, with its options (the config section named after it) as a nested
 `Options(TaskOptions)` model. Every module of this package is imported below, which runs those
 decorators; the loop, checkpoints, Ray hosts, MLflow and the CLI look tasks up by `cfg.task`.

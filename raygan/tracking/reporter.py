@@ -134,7 +134,7 @@ class MLflowReporter(Reporter):
         import tempfile
         from pathlib import Path
 
-        from raygan import storage
+        from raygan.hosts import storage
         from raygan.tracking.plots import curves_png
 
         with tempfile.TemporaryDirectory() as d:

@@ -60,7 +60,7 @@ class checkpoint_dir:
         self._ctx = None
 
     def __enter__(self) -> str:
-        from raygan import storage
+        from raygan.hosts import storage
 
         ck = self.checkpoint
         if isinstance(ck, (str, Path)):

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
-from raygan import storage
+from raygan.hosts import storage
 from raygan.config import Config
 from raygan.distributed import cluster
 from raygan.distributed.sweep import plan as plans
@@ -27,7 +27,7 @@ from raygan.distributed.sweep.resources import size_concurrency, trial_resources
 from raygan.distributed.sweep.space import load_space
 from raygan.distributed.sweep.trial import trial_fn, trial_name
 from raygan.errors import RayganError, RunDirError
-from raygan.runstore import RunStore, default_name
+from raygan.hosts.runstore import RunStore, default_name
 
 
 # ---------------------------------------------------------------------------- the Tuner

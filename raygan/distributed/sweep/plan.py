@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from raygan import storage
+from raygan.hosts import storage
 from raygan.config import Config
 from raygan.distributed.sweep.options import SweepOptions, TuneError, budget_kimg, grace_kimg, objective
 from raygan.distributed.sweep.space import SearchSpace
