@@ -36,7 +36,7 @@ def _input_grad(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor],
 
 
 class Regularizer:
-    every: int = 1
+    every: int = 1  # a lazy penalty runs every N-th D step (raygan.engine.phases corrects lr/betas for it)
     #: the penalty is on the non-augmented reals, taken through the D-step augmentation (R1)
     on_clean_reals: bool = False
     #: the penalty pairs each real with a fake (WGAN-GP): a conditional D step gives both one label
@@ -47,12 +47,6 @@ class Regularizer:
         augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> Optional[torch.Tensor]:
         return None
-
-    def lazy_ratio(self) -> float:
-        """StyleGAN2-ADA's correction for a lazy penalty: the D optimiser runs with lr * r and
-        betas ** r, r = every / (every + 1), so its momentum sees the extra phase as it should
-        (what raygan.engine.phases.lazy_hparams applies when the optimiser is built)."""
-        return self.every / (self.every + 1) if self.every > 1 else 1.0
 
     def after_d_step(self, D: nn.Module) -> None:
         return None

@@ -114,13 +114,17 @@ def yaml_number(v: Any) -> Any:
     return v
 
 
+#: keys that moved to a task's own section: the error names the new place
+MOVED = {"data.domain_a": "translate.domain_a", "data.domain_b": "translate.domain_b"}
+
+
 def _format_validation(e: ValidationError, section: str = "", model: Any = None) -> str:
     """One line; `section`: the errors are of that config section (a task's options, `model`)."""
     first = e.errors()[0]
     loc = ".".join(str(p) for p in ([section] if section else []) + list(first["loc"])) or "<root>"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = f"moved to {MOVED[loc]}" if loc in MOVED else "unknown key"
         if model is not None and len(first["loc"]) == 1:
             msg += f"; {section}'s options are: {', '.join(model.model_fields)}"
     more = len(e.errors()) - 1

@@ -55,8 +55,6 @@ class DataConfig(_Strict):
     download: bool = False
     per_class: Optional[Int] = Field(default=None, gt=0)  # a class-balanced subset: K images per class
     subset_seed: Int = 0  # which K per class (the same on every rank and after resume)
-    domain_a: Optional[Union[Int, str]] = None  # translate: the class (name or index) of domain A
-    domain_b: Optional[Union[Int, str]] = None  # translate: the class of domain B
 
 
 class ModelConfig(_Strict):

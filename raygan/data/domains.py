@@ -113,7 +113,7 @@ def _class_domains(
     resolution: Optional[int], channels: Optional[int], limit: Optional[int], download: bool,
 ) -> Tuple[ImageDataset, ImageDataset]:
     if a is None or b is None:
-        raise ConfigError(f"translation on {source} needs two classes: set data.domain_a and data.domain_b")
+        raise ConfigError(f"translation on {source} needs two classes: set translate.domain_a and translate.domain_b")
     full = load_dataset(source, root=root, split=split, download=download)  # native size; fit after filtering
     ia = resolve_class(source, a, full.class_names)
     ib = resolve_class(source, b, full.class_names)

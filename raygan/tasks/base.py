@@ -30,6 +30,19 @@ from raygan.engine.stats import StepStats
 from raygan.errors import ConfigError
 from raygan.registry import Registry
 
+#: the shared GAN parts a task may leave out: name -> (does this config use it?, the key that sets it).
+#: A task lists those it does not use in `Task.unused`; a config that sets one is refused in one line.
+SHARED_PARTS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "conditional": (lambda c: c.model.conditional, "model.conditional"),
+    "regularizer": (lambda c: c.regularizer.name != "none", "regularizer.name"),
+    "diffaugment": (lambda c: bool(c.augment.diffaugment), "augment.diffaugment"),
+    "ada": (lambda c: c.augment.ada is not None, "augment.ada"),
+    "n_critic": (lambda c: c.optim.n_critic != 1, "optim.n_critic"),
+    "ema": (lambda c: c.ema.half_life_kimg > 0, "ema.half_life_kimg"),
+    "per_class": (lambda c: c.data.per_class is not None, "data.per_class"),
+}
+
+
 class TaskRegistry(Registry):
     """Tasks by name; registering one also registers its `Options` model with the config layer, so
     the config's section named after the task is validated by it (raygan.config.sections)."""
@@ -102,6 +115,8 @@ class Task:
     #: the task's own options, a `raygan.config.TaskOptions` model validating the config section named
     #: after the task (`cfg.<name>`); None: the task has none
     Options: ClassVar[Optional[type]] = None
+    #: shared parts (SHARED_PARTS) this task does not use, each with why; set in a config -> refused
+    unused: ClassVar[Dict[str, str]] = {}
 
     @classmethod
     def default_search_space(cls, cfg) -> str:
@@ -128,6 +143,10 @@ class Task:
                 ours = [n for n in METRICS.names() if applies_to(n, cls.name)]
                 raise ConfigError(f"config: eval.metrics: '{m}' is not computed for task '{cls.name}'; "
                                   f"use {', '.join(ours)}")
+        for part, why in cls.unused.items():
+            used, key = SHARED_PARTS[part]
+            if used(cfg):
+                raise ConfigError(f"config: {key}: task '{cls.name}' does not use it ({why})")
         if cfg.loss.ac_weight and not cls.class_term:
             raise ConfigError(f"config: loss.ac_weight: the AC-GAN class term is for a class-conditional "
                               f"generate run; task '{cls.name}' has no classes to learn")

@@ -125,6 +125,6 @@ def test_translate_train_eval_and_translate_files(in_tmp, capsys):
                           (["--direction", "a2b", "--in", "nowhere", "--out", "x.png"], "nowhere")]:
         code, _, err = run(capsys, "translate", "--run-dir", "tr", *args)
         one_line(code, err, pattern)
-    code, _, err = run(capsys, *TRANSLATE, "--run-dir", "bad", "--set", "data.domain_b=spaceship")
+    code, _, err = run(capsys, *TRANSLATE, "--run-dir", "bad", "--set", "translate.domain_b=spaceship")
     one_line(code, err, "spaceship")
     assert not (in_tmp / "x.png").exists() and not (in_tmp / "bad").exists()

@@ -302,7 +302,7 @@ def test_checkpoint_config_with_shared_nested_lists_is_one_line(trained, tmp_pat
 def test_booleans_are_not_numbers_in_the_typed_config():
     for item, field in (("optim.batch_size=true", "optim.batch_size"), ("train.eval_ticks=false", "train.eval_ticks"),
                         ("optim.g_lr=true", "optim.g_lr"), ("optim.g_betas=[true, 0.9]", "optim.g_betas.0"),
-                        ("data.domain_a=true", "data.domain_a"), ("seed=true", "seed")):
+                        ("translate.domain_a=true", "translate.domain_a"), ("seed=true", "seed")):
         with pytest.raises(ConfigError, match=rf"config: {field}.*not true/false"):
             load_config("digits", None, [item])
     assert load_config("digits", None, ["optim.batch_size=32"]).optim.batch_size == 32
@@ -319,7 +319,7 @@ def test_config_sizes_are_bounded_before_anything_is_built():
                           ("task=translate", None)):
         if pattern is None:  # an image-to-image network's depth option: blocks are modules, bounded like layers
             with pytest.raises(ConfigError, match=r"model\.g\.n_blocks: 10000 layers/blocks \(at most 64\)"):
-                load_config(None, None, ["task=translate", "data.domain_a=0", "data.domain_b=1",
+                load_config(None, None, ["task=translate", "translate.domain_a=0", "translate.domain_b=1",
                                          "model.arch=resnet-translator", "model.g.n_blocks=10000",
                                          "eval.metrics=[fid]", "ema.half_life_kimg=0"])
             continue

@@ -63,7 +63,7 @@ def test_class_domain_errors():
         load_domains("fashion-mnist", domain_a="sneaker", domain_b="boot", split="test")
     with pytest.raises(ConfigError, match="same fashion-mnist class 'Sneaker'"):
         load_domains("fashion-mnist", domain_a="sneaker", domain_b=7, split="test")
-    with pytest.raises(ConfigError, match="domain_a and data.domain_b"):
+    with pytest.raises(ConfigError, match="domain_a and translate.domain_b"):
         load_domains("fashion-mnist", domain_a="sneaker", split="test")
     with pytest.raises(ConfigError, match="unknown dataset"):
         load_domains("imagenet", domain_a=1, domain_b=2)

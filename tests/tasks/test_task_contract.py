@@ -46,7 +46,7 @@ TINY = {
                "repair.degradations=noise:sigma=0.1..0.4", "repair.adv_warmup_kimg=0.032",
                "ema.half_life_kimg=0.2", "ema.rampup=0.1", "regularizer.name=r1",
                "regularizer.kwargs={weight: 1.0, every: 3}", "train.tick_kimg=0.064", "eval.metrics=[psnr]"],
-    "translate": ["task=translate", "data.name=fashion-mnist", "data.domain_a=sneaker", "data.domain_b=ankle boot",
+    "translate": ["task=translate", "data.name=fashion-mnist", "translate.domain_a=sneaker", "translate.domain_b=ankle boot",
                   "data.resolution=28", "data.limit=32", "model.arch=resnet-translator",
                   "model.g={ngf: 4, n_blocks: 1}", "model.d={ndf: 4, norm: instance}", "loss.name=lsgan",
                   "optim.batch_size=8", "translate.pool_size=6", "translate.lr_decay_start=0.25",
@@ -224,3 +224,21 @@ def test_cli_exits_2_with_one_line_for_an_unknown_task_option(tmp_path):
     assert p.returncode == 2 and len(lines) == 1, p.stderr
     assert lines[0].startswith("raygan: error: ") and "no_such_option" in lines[0], lines[0]
     assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])  # nothing created
+
+
+@pytest.mark.parametrize("task", sorted(TASKS.names()))
+def test_a_shared_part_a_task_does_not_use_is_refused_in_one_line(task):
+    """Each entry of a task's `unused` is a real refusal: setting that shared part fails naming its key."""
+    from raygan.tasks import load_config as load_checked  # the config with the task's own checks
+    from raygan.tasks.base import SHARED_PARTS
+
+    setting = {"conditional": "model.conditional=true", "regularizer": "regularizer.name=r1",
+               "diffaugment": "augment.diffaugment=translation", "ada": "augment.ada={target: 0.6}",
+               "n_critic": "optim.n_critic=2", "ema": "ema.half_life_kimg=1", "per_class": "data.per_class=5"}
+    assert set(setting) == set(SHARED_PARTS)
+    cls = TASKS.get(task)
+    for part, why in cls.unused.items():
+        key = SHARED_PARTS[part][1]
+        with pytest.raises(ConfigError) as e:
+            load_checked(None, None, [*TINY[task], setting[part]])
+        assert str(e.value) == f"config: {key}: task '{task}' does not use it ({why})"

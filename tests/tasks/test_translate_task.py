@@ -31,7 +31,7 @@ BATCH = 8
 
 def tiny(*extra):
     return load_config(None, None, [
-        "task=translate", "data.name=fashion-mnist", "data.domain_a=sneaker", "data.domain_b=ankle boot",
+        "task=translate", "data.name=fashion-mnist", "translate.domain_a=sneaker", "translate.domain_b=ankle boot",
         "data.resolution=28", "data.limit=64", "model.arch=resnet-translator", "model.g={ngf: 4, n_blocks: 1}",
         "model.d={ndf: 4, norm: instance}", "loss.name=lsgan", f"optim.batch_size={BATCH}",
         "translate.pool_size=12", "translate.lr_decay_start=0.25", "train.total_kimg=0.128",
@@ -209,14 +209,15 @@ def test_doing_nothing_scores_exactly_the_baseline(in_tmp):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["data.domain_b=boots"], "unknown fashion-mnist class 'boots'"),
-    (["data.domain_b=Sneaker"], "the same fashion-mnist class 'Sneaker'"),
+    (["translate.domain_b=boots"], "unknown fashion-mnist class 'boots'"),
+    (["translate.domain_b=Sneaker"], "the same fashion-mnist class 'Sneaker'"),
     (["model.arch=no-such-net"], "unknown image-to-image generator 'no-such-net'"),
     (["model.g={ngf: 4, width: 3}"], "generator 'resnet-translator'"),
     (["model.d_arch=nope"], "unknown image-to-image discriminator 'nope'"),
     (["eval.metrics=[kid]"], "'kid' is not computed for task 'translate'"),
-    (["data.domain_a=null"], "needs two classes"),
-    (["data.name=folder", "data.domain_a=null", "data.domain_b=null", "eval.metrics=[domain-acc]"],
+    (["translate.domain_a=null"], "needs two classes"),
+    (["data.domain_a=sneaker"], "config: data.domain_a: moved to translate.domain_a"),
+    (["data.name=folder", "translate.domain_a=null", "translate.domain_b=null", "eval.metrics=[domain-acc]"],
      "domain_acc needs data.name fashion-mnist"),
 ])
 def test_bad_configs_fail_with_one_line_before_any_data_is_read(monkeypatch, extra, message):

@@ -50,6 +50,10 @@ def degradation_seed(seed: int, rank: int) -> int:
 class RepairTask(GeneratorDiscriminatorPair, Task):
     name = "repair"
     search_space = "repair"
+    unused = {"conditional": "an image is its own condition",
+              "diffaugment": "D sees a condition and an image; only augment.flip applies",
+              "ada": "D sees a condition and an image; only augment.flip applies",
+              "n_critic": "one D step per G step, as pix2pix"}
 
     class Options(TaskOptions):
         """The config's `repair:` section: degraded -> clean, an L1 term beside the adversarial one."""
@@ -68,7 +72,7 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         from raygan.metrics.registry import METRICS
 
         super().check_config(cfg)
-        r, o = cfg.repair, cfg.optim
+        r = cfg.repair
         pipeline = build_degradations(r.degradations, seed=r.eval_seed)
         pipeline.check(cfg.data.resolution, cfg.data.channels or 1)
         spec = spec_from_pipeline(pipeline, cfg.data.channels or 1)
@@ -84,14 +88,6 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
             EXTRACTORS.get(r.feature_extractor)
         if r.l1_weight == 0 and r.adv_weight == 0 and r.feature_weight == 0:
             raise ConfigError("config: repair: l1_weight, adv_weight and feature_weight are all 0: nothing to train")
-        if o.n_critic != 1:
-            raise ConfigError(f"config: optim.n_critic: task repair runs one D step per G step (pix2pix); "
-                              f"got {o.n_critic}")
-        if cfg.augment.diffaugment or cfg.augment.ada is not None:
-            raise ConfigError("config: augment: DiffAugment/ADA are not supported by task repair (D sees a "
-                              "condition and an image); only augment.flip applies")
-        if cfg.model.conditional:
-            raise ConfigError("config: model.conditional: class conditioning does not apply to task repair")
         masked = [m for m in cfg.eval.metrics if METRICS.meta(m).get("needs_mask")]
         if masked and not pipeline.has_mask:
             raise ConfigError(f"config: eval.metrics: {', '.join(masked)} needs a mask degradation (box or strokes)")

@@ -45,8 +45,8 @@ class TranslateEvaluator:
         from raygan.data.domains import load_domains, resolve_class
         from raygan.metrics import build_extractor, reference_stats
 
-        d, e = self.cfg.data, self.cfg.eval
-        a, b = load_domains(d.name, domain_a=d.domain_a, domain_b=d.domain_b, root=d.root, split=e.reference_split,
+        d, e, t = self.cfg.data, self.cfg.eval, self.cfg.translate
+        a, b = load_domains(d.name, domain_a=t.domain_a, domain_b=t.domain_b, root=d.root, split=e.reference_split,
                             resolution=d.resolution, channels=self.channels or d.channels, download=d.download)
         self.test = {"a": a.images, "b": b.images}
         self.names = {"a": a.name, "b": b.name}
@@ -60,7 +60,7 @@ class TranslateEvaluator:
                 self.refs[s] = reference_stats(self.test[s], self.extractor, name, str(cache_root() / "refstats"),
                                                batch_size=e.batch_size)
         if self.needs["classify"]:  # the classifier's index of each domain's class
-            self.target_class = {"a2b": resolve_class(d.name, d.domain_b), "b2a": resolve_class(d.name, d.domain_a)}
+            self.target_class = {"a2b": resolve_class(d.name, t.domain_b), "b2a": resolve_class(d.name, t.domain_a)}
         self._ready = True
 
     # ------------------------------------------------------------------ one direction

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from pydantic import Field
@@ -66,6 +66,10 @@ class TranslateTask(Task):
     name = "translate"
     search_space = "translate"
     export_network = "G_AB"
+    unused = {"conditional": "it is unconditional", "regularizer": "CycleGAN uses none",
+              "diffaugment": "only augment.flip applies", "ada": "only augment.flip applies",
+              "n_critic": "one D step per G step", "ema": "it keeps no EMA; set 0",
+              "per_class": "use data.limit"}
 
     class Options(TaskOptions):
         """The config's `translate:` section (CycleGAN): cycle and identity terms, history pools, lr decay."""
@@ -74,41 +78,34 @@ class TranslateTask(Task):
         lambda_identity: Float = Field(default=0.5, ge=0)  # as a fraction of lambda_cycle
         pool_size: Int = Field(default=50, ge=0)
         lr_decay_start: Float = Field(default=0.5, ge=0, le=1)  # fraction of total_kimg, then linear to 0
+        # the two domains of a labelled source: a class name or index each (a folder's are trainA/trainB)
+        domain_a: Optional[Union[Int, str]] = None
+        domain_b: Optional[Union[Int, str]] = None
 
     # ------------------------------------------------------------------ config
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
-        d, m, e = cfg.data, cfg.model, cfg.eval
+        d, t, e = cfg.data, cfg.translate, cfg.eval
         # domains: resolvable without reading data
         if d.name == FOLDER:
-            if d.domain_a is not None or d.domain_b is not None:
-                raise ConfigError("config: data.domain_a/domain_b: the folder source's domains are the "
+            if t.domain_a is not None or t.domain_b is not None:
+                raise ConfigError("config: translate.domain_a/domain_b: the folder source's domains are the "
                                   "trainA/trainB subfolders of data.root; leave them unset")
         elif d.name in KNOWN_CLASSES:
-            if d.domain_a is None or d.domain_b is None:
+            if t.domain_a is None or t.domain_b is None:
                 raise ConfigError(f"config: task 'translate' on {d.name} needs two classes: set "
-                                  f"data.domain_a and data.domain_b")
-            ia, ib = resolve_class(d.name, d.domain_a), resolve_class(d.name, d.domain_b)
+                                  f"translate.domain_a and translate.domain_b")
+            ia, ib = resolve_class(d.name, t.domain_a), resolve_class(d.name, t.domain_b)
             if ia == ib:
-                raise ConfigError(f"config: data.domain_a and data.domain_b are the same {d.name} class "
+                raise ConfigError(f"config: translate.domain_a and translate.domain_b are the same {d.name} class "
                                   f"'{KNOWN_CLASSES[d.name][ia]}'; choose two different classes")
         else:
             raise ConfigError(f"config: data.name: task 'translate' needs a labelled source "
                               f"({', '.join(KNOWN_CLASSES)}) or 'folder', got '{d.name}'")
-        if d.per_class is not None:
-            raise ConfigError("config: data.per_class is not used by task 'translate'; use data.limit")
         if "domain_acc" in e.metrics and (d.name != "fashion-mnist" or e.extractor != "fmnist-cnn"):
             raise ConfigError("config: eval.metrics: domain_acc needs data.name fashion-mnist and "
                               "eval.extractor fmnist-cnn (the classifier of its 10 classes)")
-        for bad, why in ((m.conditional, "model.conditional: task 'translate' is unconditional"),
-                         (cfg.regularizer.name != "none", "regularizer.name: task 'translate' uses none"),
-                         (bool(cfg.augment.diffaugment) or cfg.augment.ada is not None,
-                          "augment: task 'translate' supports only augment.flip"),
-                         (cfg.optim.n_critic != 1, "optim.n_critic: task 'translate' runs one D step per G step"),
-                         (cfg.ema.half_life_kimg > 0, "ema.half_life_kimg: task 'translate' keeps no EMA; set 0")):
-            if bad:
-                raise ConfigError(f"config: {why}")
         # networks and loss: built on the meta device, so bad names/options fail before data
         build_loss(cfg.loss.name, cfg.loss.kwargs)
         with torch.device("meta"):
@@ -118,7 +115,8 @@ class TranslateTask(Task):
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:
         d, ctx = self.cfg.data, self.ctx
-        common = dict(domain_a=d.domain_a, domain_b=d.domain_b, root=d.root, resolution=d.resolution,
+        t = self.cfg.translate
+        common = dict(domain_a=t.domain_a, domain_b=t.domain_b, root=d.root, resolution=d.resolution,
                       channels=d.channels, download=d.download)
         a, b = load_domains(d.name, split="train", limit=d.limit, **common)
         self.domain_names: List[str] = list(a.class_names)
