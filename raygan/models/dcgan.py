@@ -1,12 +1,20 @@
 """DCGAN (Radford et al. 2016) laid out as in pytorch/examples `dcgan/main.py`: the readable
 baseline, same layers, same N(0, 0.02) init, so its known results carry over.
 
-Resolution sets the stack: 28 px generates 7->14->28, 32 px 4->8->16->32,
-64 px 4->8->16->32->64; the discriminator mirrors it.
+Resolution sets the stack: 28 px generates 7->14->28, every other size (32, 64, 128, 256)
+starts at 4x4 and doubles up to it; the discriminator mirrors it, halving down to 4x4 (7x7).
+
+Channel schedule (DCGAN's, capped as pix2pix caps its widths at 8x): widths halve as resolution
+doubles, G's last hidden stage (at R/2) has `ngf` channels and no stage more than 8 * ngf; D's
+first stage (at R/2) has `ndf`, doubling per halving, at most 8 * ndf. At 28-64 px this is exactly
+pytorch/examples' stack (64 px: 8, 4, 2, 1 x ngf at 4, 8, 16, 32 px); at 128 px the widths are
+8, 8, 4, 2, 1 x ngf, at 256 px 8, 8, 8, 4, 2, 1 x ngf, so each doubling past 64 px adds one
+8ngf -> 8ngf 4x4 layer to G and to D (4.2M weights at ngf 64) instead of multiplying the count by 4:
+G 3.58M / 7.77M / 11.97M and D 2.77M / 6.96M / 11.16M at 64 / 128 / 256 px (ngf = ndf = 64, RGB).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +33,20 @@ from raygan.models.layers import (
     require_labels,
 )
 
-# resolution -> (spatial size at the bottom of the stack, number of 2x steps)
-_PLAN = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
+#: no stage wider than this many times ngf / ndf
+WIDTH_CAP = 8
+
+
+def plan(resolution: int, base: int) -> Tuple[int, List[int]]:
+    """(spatial size at the bottom of the stack, widths of the hidden stages from the bottom up):
+    the stage at spatial size s has base * min(WIDTH_CAP, resolution / (2 s)) channels."""
+    start = 7 if resolution == 28 else 4
+    sizes = []
+    s = start
+    while s < resolution:
+        sizes.append(s)
+        s *= 2
+    return start, [base * min(WIDTH_CAP, resolution // (2 * s)) for s in sizes]
 
 
 def _width(value: int, name: str) -> int:
@@ -59,8 +79,7 @@ class Generator(nn.Module):
         ngf = _width(ngf, "ngf")
         self.z_dim, self.num_classes = z_dim, num_classes
         self.resolution, self.channels = resolution, channels
-        start, steps = _PLAN[resolution]
-        widths = [ngf * 2 ** (steps - 1 - i) for i in range(steps)]  # 64 px: 8, 4, 2, 1 x ngf
+        start, widths = plan(resolution, ngf)  # 64 px: 8, 4, 2, 1 x ngf at 4, 8, 16, 32 px
         self.label_input = LabelInput(num_classes, z_dim)
         self.convs = nn.ModuleList([nn.ConvTranspose2d(self.label_input.out_dim, widths[0], start, 1, 0, bias=False)])
         self.convs.extend(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(widths, widths[1:]))
@@ -100,8 +119,8 @@ class Discriminator(nn.Module):
         if norm == "bn" and spectral_norm:
             raise ConfigError("architecture 'dcgan': discriminator norm 'bn' cannot be combined with spectral_norm")
         self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
-        start, steps = _PLAN[resolution]
-        widths = [ndf * 2**i for i in range(steps)]  # 64 px: 1, 2, 4, 8 x ndf
+        start, widths = plan(resolution, ndf)
+        widths = widths[::-1]  # 64 px: 1, 2, 4, 8 x ndf at 32, 16, 8, 4 px
         bias = norm == "none"  # with BN a conv bias is redundant (pytorch/examples has none)
         self.convs = nn.ModuleList([nn.Conv2d(channels, widths[0], 4, 2, 1, bias=bias)])
         self.convs.extend(nn.Conv2d(a, b, 4, 2, 1, bias=bias) for a, b in zip(widths, widths[1:]))

@@ -31,6 +31,12 @@ def positive_int(who: str, name: str, value: Any) -> int:
     return value
 
 
+def nearest_multiples(value: int, step: int, minimum: int = 0) -> str:
+    """'28 or 32': the multiples of `step` (at least `minimum`) either side of `value`, for an error."""
+    lo, hi = max(minimum, value // step * step), max(minimum, -(-value // step) * step)
+    return str(hi) if lo in (hi, 0) else f"{lo} or {hi}"
+
+
 def init_pix2pix(m: nn.Module) -> None:
     """pix2pix `init_weights('normal', 0.02)`: conv N(0, 0.02), bias 0; BN weight N(1, 0.02), bias 0."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):

@@ -14,15 +14,16 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from raygan.errors import ConfigError
 
-RESOLUTIONS = (28, 32, 64)
+#: what the convolutional generators (dcgan, resnet) build: 28 (7 -> 28), then powers of two from 32
+RESOLUTIONS = (28, 32, 64, 128, 256)
 CHANNELS = (1, 3)
 
 
-def check_geometry(arch: str, resolution: int, channels: int) -> None:
-    if resolution not in RESOLUTIONS:
+def check_geometry(arch: str, resolution: int, channels: int, resolutions: Tuple[int, ...] = RESOLUTIONS) -> None:
+    if isinstance(resolution, bool) or resolution not in resolutions:
         raise ConfigError(
             f"architecture '{arch}': resolution {resolution} not supported; "
-            f"choose one of: {', '.join(map(str, RESOLUTIONS))}"
+            f"choose one of: {', '.join(map(str, resolutions))}"
         )
     if channels not in CHANNELS:
         raise ConfigError(
@@ -155,8 +156,9 @@ def _options(arch: str, role: str, cls: type, opts: Optional[Dict[str, Any]], fi
 MakeFn = Callable[..., Tuple[nn.Module, nn.Module]]
 
 
-def pair_factory(arch: str, generator: type, discriminator: type) -> MakeFn:
-    """The `make(...) -> (G, D)` function registered for an architecture."""
+def pair_factory(arch: str, generator: type, discriminator: type,
+                 resolutions: Tuple[int, ...] = RESOLUTIONS) -> MakeFn:
+    """The `make(...) -> (G, D)` function registered for an architecture that builds `resolutions`."""
 
     def make(
         *,
@@ -175,7 +177,7 @@ def pair_factory(arch: str, generator: type, discriminator: type) -> MakeFn:
                 f"architecture '{arch}': unknown option(s) {', '.join(sorted(unknown))}; valid: "
                 "resolution, channels, z_dim, num_classes, spectral_norm, class_head, g, d"
             )
-        check_geometry(arch, resolution, channels)
+        check_geometry(arch, resolution, channels, resolutions)
         if z_dim < 1:
             raise ConfigError(f"architecture '{arch}': z_dim must be >= 1, got {z_dim}")
         if num_classes < 0:
@@ -189,6 +191,7 @@ def pair_factory(arch: str, generator: type, discriminator: type) -> MakeFn:
         D = discriminator(spectral_norm=spectral_norm, **common, **d_opts, **({"class_head": True} if class_head else {}))
         return G, D
 
+    make.resolutions = tuple(resolutions)
     make.__name__ = make.__qualname__ = f"make_{arch}"
     make.__doc__ = f"Build the '{arch}' generator and discriminator; g/d are extra constructor kwargs."
     return make

@@ -108,4 +108,7 @@ class Discriminator(nn.Module):
         return conditional_output(self.head(h).squeeze(1), h, y, self.projection, self.classifier, classes)
 
 
-make = ARCHITECTURES.register("mlp")(pair_factory("mlp", Generator, Discriminator))
+#: dense layers grow with the pixel count (D's first layer alone is C*R*R x 512): small images only
+RESOLUTIONS = (28, 32, 64)
+
+make = ARCHITECTURES.register("mlp")(pair_factory("mlp", Generator, Discriminator, RESOLUTIONS))

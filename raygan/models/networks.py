@@ -13,6 +13,15 @@ ConfigError with one line on a bad one):
   an ``nn.Module`` with ``forward(x) -> logits`` of shape (N, 1, h', w') (a patch map) or (N,);
   a conditional discriminator gets the condition and the image concatenated on channels.
 
+Size rules (what `resolution`, the training size, may be; each constructor refuses another in
+one line naming the valid values; tests/models/test_i2i_sizes.py runs 96, 160 and 256 px):
+
+* ``unet``, ``inpaint-unet``: any; inputs are replicate-padded to a multiple of 2^depth inside
+  and cropped back (depth defaults to a 2-4 px bottleneck);
+* ``srresnet``: a multiple of ``scale`` (its input is resolution / scale);
+* ``resnet-translator``: a multiple of 4 (two stride-2 steps), at least 8;
+* ``patchgan``: any that leaves one logit, size // 2^n_layers - 2 >= 1 (at least 6 px).
+
 Entries register themselves with `@GENERATORS.register(...)` / `@DISCRIMINATORS.register(...)` in
 their own modules (unet, srresnet, resnet_translator, patchgan); raygan.models imports every module
 of the package, so a new network is one new module.

@@ -1,4 +1,4 @@
-"""Conditional PatchGAN discriminator (pix2pix's `NLayerDiscriminator`), sized for 28-64 px.
+"""Conditional PatchGAN discriminator (pix2pix's `NLayerDiscriminator`), at any size.
 
 Input: the condition and the image concatenated on channels, (N, in_channels, H, W) in [-1, 1]
 (for super-resolution the task upsamples the low-resolution condition to H x W first).
@@ -10,7 +10,9 @@ Receptive field of one logit, walking back from it: 4 px, 7 after the two stride
 then r -> 2r + 2 per stride-2 layer: n_layers 1 -> 16 px, 2 -> 34 px, 3 -> 70 px (pix2pix's
 70x70 at 256 px). Default: the n whose RF is closest to half the training resolution (28/32 px: 1,
 i.e. 16 px patches; 64 px: 2; 256 px: 4), so D judges local texture, not the whole image.
-`receptive_field(n)` computes it from the layer list.
+`receptive_field(n)` computes it from the layer list. Size rule: any input size (each stride-2
+conv floors an odd size), as long as one logit is left: size // 2^n_layers - 2 >= 1, i.e. at
+least 6 px for n_layers 1; 96 px gets n_layers 2 (22x22 logits), 160 px 3, 256 px 4 (14x14).
 """
 from __future__ import annotations
 
@@ -36,6 +38,18 @@ def receptive_field(n_layers: int) -> int:
     for k, s in reversed(layer_plan(n_layers)):
         r = (r - 1) * s + k
     return r
+
+
+#: the smallest input with one logit at n_layers = 1 (two stride-1 convs after one halving)
+MIN_SIZE = 6
+
+
+def max_layers(resolution: int) -> int:
+    """The most stride-2 layers that leave at least one logit at `resolution` px (0: none do)."""
+    n, size = 0, resolution
+    while size // 2 - 2 >= 1:
+        n, size = n + 1, size // 2
+    return n
 
 
 def default_layers(resolution: int) -> int:
@@ -64,9 +78,11 @@ class PatchGAN(nn.Module):
         for _ in range(n_layers):
             size //= 2
         if size - 2 < 1:
+            most = max_layers(resolution)
             raise ConfigError(
                 f"{self.who}: n_layers {n_layers} leaves no output at {resolution} px (receptive field "
-                f"{receptive_field(n_layers)} px); use fewer layers"
+                f"{receptive_field(n_layers)} px); "
+                + (f"choose n_layers 1 to {most}" if most else f"use a resolution of at least {MIN_SIZE} px")
             )
         self.in_channels, self.n_layers = in_channels, n_layers
         bias = norm != "batch"

@@ -1,9 +1,15 @@
 """SNGAN ResNet generator/discriminator (Miyato et al. 2018), block for block as in
 mimicry's `sngan_32`/`sngan_64` (and its projection cGAN when num_classes > 0).
 
-Width `ch`: at 28/32 px every stage has `ch` channels (SNGAN-CIFAR uses 256 in G, 128 in D);
-at 64 px G narrows 16ch -> ch and D widens ch -> 16ch (ch=64 is mimicry's SNGAN-64).
-The default 64 keeps CPU runs affordable.
+Width `ch`: at 28/32 px every stage has `ch` channels (SNGAN-CIFAR uses 256 in G, 128 in D).
+From 64 px up the channel schedule of SNGAN/BigGAN: widths halve as resolution doubles, capped
+at 16 ch; G's stage at spatial size s has ch * min(16, R / s) channels (the last, at R, has ch)
+and D mirrors it (its first block, R -> R/2, has ch, doubling per halving, at most 16 ch):
+  64 px:  G 16, 8, 4, 2, 1 x ch at 4..64 px; D five down-blocks to 2x2 (mimicry's SNGAN-64 at ch=64)
+  128 px: G 16, 16, 8, 4, 2, 1 x ch; D five down-blocks to 4x4 and one at 4x4 (mimicry's SNGAN-128)
+  256 px: G 16, 16, 16, 8, 4, 2, 1 x ch; D six down-blocks to 4x4 and one at 4x4 (BigGAN-256's
+          depth; BigGAN keeps 8 ch at 32 px where this keeps 16).
+The default 64 keeps CPU runs affordable at 28-64 px; at 128/256 px use ch 16-32 (the presets do).
 """
 from __future__ import annotations
 
@@ -27,15 +33,21 @@ from raygan.models.layers import (
     require_labels,
 )
 
-_START = {28: 7, 32: 4, 64: 4}  # G's spatial size before the first up-block
+WIDTH_CAP = 16  # no stage wider than 16 ch (64 px and up)
+
+
+def _start(resolution: int) -> int:
+    """G's spatial size before the first up-block."""
+    return 7 if resolution == 28 else 4
 
 
 def _widths(resolution: int, ch: int) -> List[int]:
     """Channel widths from the lowest resolution upwards (G reads it forwards, D backwards)."""
     if isinstance(ch, bool) or not isinstance(ch, int) or ch < 1:
         raise ConfigError(f"architecture 'resnet': ch must be a positive int, got {ch!r}")
-    if resolution == 64:
-        return [ch * 16, ch * 8, ch * 4, ch * 2, ch]
+    if resolution >= 64:
+        sizes = [4 * 2**i for i in range(resolution.bit_length() - 2)]  # 4, 8, ..., resolution
+        return [ch * min(WIDTH_CAP, resolution // s) for s in sizes]
     return [ch] * (3 if resolution == 28 else 4)
 
 
@@ -107,7 +119,7 @@ class Generator(nn.Module):
         self.z_dim, self.num_classes = z_dim, num_classes
         self.resolution, self.channels = resolution, channels
         widths = _widths(resolution, ch)
-        self.start = _START[resolution]
+        self.start = _start(resolution)
         self.label_input = LabelInput(num_classes, z_dim)  # the label beside z, and per-class BN in every block
         self.linear = _init(nn.Linear(self.label_input.out_dim, self.start * self.start * widths[0]), 1.0)
         self.blocks = nn.ModuleList(GBlock(a, b, num_classes) for a, b in zip(widths, widths[1:]))
@@ -139,8 +151,10 @@ class Discriminator(nn.Module):
         super().__init__()
         self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
         widths = _widths(resolution, ch)[::-1]
-        if resolution == 64:  # five halvings: 64 -> 2
+        if resolution == 64:  # five halvings: 64 -> 2 (mimicry's SNGAN-64)
             downs = [True] * 5
+        elif resolution > 64:  # halvings down to 4x4, then one block at 4x4 (SNGAN-128, BigGAN)
+            downs = [True] * (len(widths) - 1) + [False]
         else:  # SNGAN-CIFAR: two halvings then two blocks at 8x8 (7x7 for 28 px)
             downs = [True, True] + [False] * (len(widths) - 2)
         blocks = [DBlock(channels, widths[0], downsample=True, optimized=True)]

@@ -8,8 +8,10 @@ bias only where no affine norm follows, as in the reference. Weights N(0, 0.02),
 (the reference's ``init_type='normal'``), so its known behaviour carries over.
 
 Defaults are sized for 28-64 px on a laptop CPU (``ngf`` 32, 6 blocks); the reference uses
-``ngf`` 64 with 9 blocks at 256 px and 6 at 128 px. Fully convolutional: any input whose height
-and width are divisible by 4 (the two stride-2 steps), e.g. 28 -> 14 -> 7 -> 14 -> 28.
+``ngf`` 64 with 9 blocks at 256 px and 6 at 128 px (set ``model.g``). Fully convolutional: any
+input whose height and width are divisible by 4 (the two stride-2 steps), e.g. 28 -> 14 -> 7 ->
+14 -> 28, 96, 160, 256; the training resolution must be such a size (>= 8), and a refused one is
+named with the nearest valid sizes.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from raygan.errors import ConfigError
+from raygan.models.i2i_parts import nearest_multiples
 from raygan.models.networks import GENERATORS
 
 NAME = "resnet-translator"
@@ -138,7 +141,8 @@ def build(
     if resolution % step or resolution < 2 * step:
         raise ConfigError(
             f"generator '{NAME}': resolution must be a multiple of {step} and >= {2 * step} "
-            f"(two stride-2 steps, 7x7 reflection padding), got {resolution}"
+            f"(two stride-2 steps, 7x7 reflection padding), got {resolution} "
+            f"(nearest: {nearest_multiples(resolution, step, 2 * step)})"
         )
     if norm not in NORMS:
         raise ConfigError(f"generator '{NAME}': norm must be one of {', '.join(NORMS)}, got {norm!r}")

@@ -8,7 +8,8 @@ is clamped to [-1, 1] with a straight-through gradient (forward clamps, backward
 identity), so D never sees out-of-range fakes and the L1 gradient is not cut off.
 
 Input: the low-resolution image (N, C, h, w) in [-1, 1]; output (N, C, scale*h, scale*w).
-Fully convolutional: any input size. `resolution` is the output (clean) size.
+Fully convolutional: any input size. `resolution` is the output (clean) size, so it must be a
+multiple of `scale` (the low-resolution input is resolution / scale px): 96, 160, 256 at x4 work.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from raygan.errors import ConfigError
 from raygan.models.networks import GENERATORS
-from raygan.models.i2i_parts import check_norm, init_pix2pix, make_norm, positive_int
+from raygan.models.i2i_parts import check_norm, init_pix2pix, make_norm, nearest_multiples, positive_int
 
 
 class _ResBlock(nn.Module):
@@ -51,7 +52,8 @@ class SRResNet(nn.Module):
         if scale not in (2, 4) or isinstance(scale, bool):
             raise ConfigError(f"{self.who}: scale must be 2 or 4, got {scale!r}")
         if resolution % scale:
-            raise ConfigError(f"{self.who}: x{scale} does not divide resolution {resolution}")
+            raise ConfigError(f"{self.who}: resolution {resolution} is not divisible by the scale x{scale}; "
+                              f"choose a multiple of {scale} (nearest: {nearest_multiples(resolution, scale)})")
         self.in_channels, self.out_channels, self.scale = in_channels, out_channels, scale
         self.head = nn.Conv2d(in_channels, nf, 3, 1, 1)
         self.body = nn.Sequential(*[_ResBlock(nf, norm) for _ in range(blocks)])

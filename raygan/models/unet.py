@@ -1,4 +1,4 @@
-"""pix2pix U-Net generators (Isola et al. 2017, junyanz `UnetGenerator`), sized for 28-64 px.
+"""pix2pix U-Net generators (Isola et al. 2017, junyanz `UnetGenerator`), at any size.
 
 Encoder: `depth` 4x4 stride-2 convs (LeakyReLU 0.2, norm except on the first and the
 innermost); decoder: mirrored 4x4 stride-2 transposed convs (ReLU, norm) fed the matching
@@ -8,7 +8,8 @@ of the 3 innermost levels (all but the outermost up to depth 4) is pix2pix's noi
 ngf * min(2^i, 8).
 
 Size rule (fully convolutional): depth defaults to floor(log2(resolution / 2)), i.e. a 2-4 px
-bottleneck (28 px: 3, 32: 4, 64: 5). Any input size works: an input whose sides are not
+bottleneck (28 px: 3, 32: 4, 64: 5, 96: 5, 128: 6, 160: 6, 256: 7; pix2pix uses 8 at 256 px,
+a 1 px bottleneck: set model.g.depth). Any input size works: an input whose sides are not
 multiples of 2^depth is replicate-padded up to the next multiple inside the network and the
 output cropped back (28 px -> 32 internally), so `raygan repair` runs on larger images too.
 

@@ -13,6 +13,9 @@ from raygan.config.sections import add_check
 from raygan.errors import ConfigError
 from raygan.tasks.base import TASKS
 
+#: data.resolution bounds for every task; within them each network has its own rule (raygan.models)
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 2048
+
 
 @add_check
 def check_names(cfg) -> None:
@@ -27,9 +30,14 @@ def check_names(cfg) -> None:
     for m in cfg.eval.metrics:
         METRICS.get(m)
     check_device_name(cfg.train.device)
-    task.check_config(cfg)  # the task's own names (architecture, loss, ...) and combinations
-    if cfg.data.resolution not in (28, 32, 64):
-        raise ConfigError(f"config: data.resolution: {cfg.data.resolution} not supported; choose 28, 32 or 64")
+    r = cfg.data.resolution
+    if not MIN_RESOLUTION <= r <= MAX_RESOLUTION:
+        raise ConfigError(f"config: data.resolution: {r} px is out of range; choose {MIN_RESOLUTION} to "
+                          f"{MAX_RESOLUTION} px (what the networks accept within that: see model.arch)")
+    # the task's own names (architecture, loss, ...) and combinations; its networks, built on the meta
+    # device, refuse a resolution they cannot take, naming the valid ones (a generation architecture its
+    # list, an image-to-image network its stride rule)
+    task.check_config(cfg)
     if cfg.data.channels not in (None, 1, 3):
         raise ConfigError(f"config: data.channels: {cfg.data.channels} not supported; choose 1 or 3")
 

@@ -30,7 +30,8 @@ def test_registry_names():
 
 @pytest.mark.parametrize(
     "arch,resolution,channels,num_classes",
-    list(itertools.product(["mlp", "dcgan", "resnet"], [28, 32, 64], [1, 3], [0, 5])),
+    list(itertools.product(["mlp", "dcgan", "resnet"], [28, 32, 64], [1, 3], [0, 5]))
+    + list(itertools.product(["dcgan", "resnet"], [128, 256], [1, 3], [0, 5])),
 )
 def test_shapes_and_range(arch, resolution, channels, num_classes):
     torch.manual_seed(0)
@@ -148,6 +149,77 @@ def test_resnet_sngan32_parameter_counts():
     assert n_params(D) == opt + down + 2 * plain + (128 + 1)
 
 
+def test_dcgan_channel_schedule_at_128_and_256_px():
+    """Widths halve as resolution doubles, capped at 8x: 128 px adds one 8ngf stage to 64 px's stack."""
+    for resolution, g_widths, d_widths in ((64, [8, 4, 2, 1], [1, 2, 4, 8]), (128, [8, 8, 4, 2, 1], [1, 2, 4, 8, 8]),
+                                          (256, [8, 8, 8, 4, 2, 1], [1, 2, 4, 8, 8, 8])):
+        G, D = build_models("dcgan", resolution=resolution, channels=3, z_dim=100, g={"ngf": 2}, d={"ndf": 2})
+        assert [c.out_channels // 2 for c in G.convs] == g_widths
+        assert [c.out_channels // 2 for c in D.convs] == d_widths
+        assert D.head.kernel_size == (4, 4)  # D halves down to 4x4 at every size but 28
+
+
+def test_dcgan_parameter_counts_at_128_and_256_px():
+    """ngf = ndf = 64, nz 100, RGB: each doubling past 64 px adds one 512 -> 512 4x4 conv (+ its BN)."""
+    layer = 512 * 512 * 16
+    with torch.device("meta"):  # shapes only: counting needs no memory
+        G64, D64 = build_models("dcgan", resolution=64, channels=3, z_dim=100)
+    for resolution, extra in ((128, 1), (256, 2)):
+        with torch.device("meta"):
+            G, D = build_models("dcgan", resolution=resolution, channels=3, z_dim=100)
+        assert n_params(G) == n_params(G64) + extra * (layer + 2 * 512)
+        assert n_params(D) == n_params(D64) + extra * (layer + 2 * 512)
+    assert (n_params(G), n_params(D)) == (11_967_360, 11_156_224)  # 256 px
+
+
+def test_resnet_sngan128_parameter_counts():
+    """mimicry's SNGAN-128 (ResNetGenerator128 / ResNetDiscriminator128, ngf = ndf = 1024, nz 128) is
+    resnet at 128 px with ch 64: G 16, 16, 8, 4, 2, 1 x ch; D 1, 2, 4, 8, 16 x ch down to 4x4 + one 16ch block."""
+    with torch.device("meta"):
+        G, D = build_models("resnet", resolution=128, channels=3, z_dim=128)
+
+    def conv(a, b, k):
+        return a * b * k * k + b
+
+    def gblock(a, b):  # BN(a), conv3 a->b, BN(b), conv3 b->b, 1x1 shortcut
+        return 2 * a + conv(a, b, 3) + 2 * b + conv(b, b, 3) + conv(a, b, 1)
+
+    g = [1024, 1024, 512, 256, 128, 64]
+    assert n_params(G) == (128 * 16 * 1024 + 16 * 1024) + sum(gblock(a, b) for a, b in zip(g, g[1:])) \
+        + 2 * 64 + conv(64, 3, 3)
+    d = [64, 128, 256, 512, 1024]
+    optimized = conv(3, 64, 3) + conv(64, 64, 3) + conv(3, 64, 1)
+    downs = sum(conv(a, b, 3) + conv(b, b, 3) + conv(a, b, 1) for a, b in zip(d, d[1:]))
+    assert n_params(D) == optimized + downs + 2 * conv(1024, 1024, 3) + (1024 + 1)
+    assert (n_params(G), n_params(D)) == (32_150_787, 38_419_137)
+    assert [b.downsample for b in D.blocks] == [True] * 5 + [False]
+
+
+def test_resnet_channel_schedule_at_256_px():
+    G, D = build_models("resnet", resolution=256, channels=3, z_dim=8, g={"ch": 2}, d={"ch": 2})
+    assert [b.c1.out_channels // 2 for b in G.blocks] == [16, 16, 8, 4, 2, 1]  # 4 -> 256 px, six up-blocks
+    assert [b.c1.out_channels // 2 for b in D.blocks] == [1, 2, 4, 8, 16, 16, 16]
+    assert [b.downsample for b in D.blocks] == [True] * 6 + [False]  # 256 -> 4x4, then one block at 4x4
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+@pytest.mark.parametrize("resolution", [128, 256])
+def test_high_resolution_trains_a_step_on_cpu(arch, resolution):
+    """Forward and backward through G and D at 128/256 px (tiny widths): every parameter gets a
+    finite gradient, and one Adam step changes D's output."""
+    torch.manual_seed(0)
+    G, D = small(arch, resolution=resolution, channels=3, num_classes=3, spectral_norm=True)
+    y = torch.tensor([0, 2])
+    x = G(torch.randn(2, Z), y)
+    assert x.shape == (2, 3, resolution, resolution)
+    loss = D(x, y).mean() - D(torch.rand(2, 3, resolution, resolution) * 2 - 1, y).mean()
+    loss.backward()
+    for net in (G, D):
+        grads = [p.grad for p in net.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum().item() for g in (p.grad for p in G.parameters())) > 0
+
+
 def test_resnet_discriminator_has_no_batchnorm():
     _, D = small("resnet", resolution=64, channels=3)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
@@ -167,8 +239,12 @@ def test_deterministic_on_cpu():
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match=r"resolution 48 not supported; choose one of: 28, 32, 64"):
+    with pytest.raises(ConfigError, match=r"resolution 48 not supported; choose one of: 28, 32, 64, 128, 256$"):
         build_models("dcgan", resolution=48, channels=3, z_dim=8)
+    with pytest.raises(ConfigError, match=r"'resnet': resolution 512 not supported; choose one of: 28, 32, 64, 128, 256$"):
+        build_models("resnet", resolution=512, channels=3, z_dim=8)
+    with pytest.raises(ConfigError, match=r"'mlp': resolution 128 not supported; choose one of: 28, 32, 64$"):
+        build_models("mlp", resolution=128, channels=3, z_dim=8)
     with pytest.raises(ConfigError, match=r"2 channels not supported; choose one of: 1, 3"):
         build_models("mlp", resolution=28, channels=2, z_dim=8)
     with pytest.raises(ConfigError, match=r"unknown generator option\(s\) width; valid: ngf"):
