@@ -68,3 +68,21 @@ def test_gpu_presets_state_the_cost_bench_computes(preset):
                  f"about {c['h total'] * 60:.0f} min" if c["h total"] < 1 else f"about {c['h total']:.1f} h",
                  f"{c['total_kimg']:.0f} kimg"):
         assert fact in text, fact
+
+
+def test_the_gpu_plan_covers_what_the_issue_asks():
+    """What the GPU run would do (it cannot run here): every row it plans, by check and setting."""
+    import gpu_acceptance
+
+    dev, trains, stream, resumes, compiled = gpu_acceptance.plan(cpu=False)
+    planned = {(c, s) for c, s, _ in trains + resumes + compiled}
+    for arch in ("dcgan", "resnet"):
+        for res in (64, 256):
+            for amp in ("fp32", "bf16", "fp16"):
+                assert ("train", f"{arch} {res}px {amp}") in planned
+    for res in (64, 256):
+        assert ("channels_last off", f"dcgan {res}px bf16") in planned
+        assert ("compile", f"dcgan {res}px bf16") in planned
+    assert {("exact resume", "dcgan 64px fp32"), ("exact resume", "dcgan 64px fp16")} <= planned
+    assert {("preset", "folder-dcgan-128 bf16"), ("preset", "folder-resnet-256 bf16")} <= planned
+    assert dev == "cuda" and stream["res"] == 64 and all(kw["compile"] for _, _, kw in compiled)
