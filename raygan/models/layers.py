@@ -191,7 +191,6 @@ def pair_factory(arch: str, generator: type, discriminator: type,
         D = discriminator(spectral_norm=spectral_norm, **common, **d_opts, **({"class_head": True} if class_head else {}))
         return G, D
 
-    make.resolutions = tuple(resolutions)
     make.__name__ = make.__qualname__ = f"make_{arch}"
     make.__doc__ = f"Build the '{arch}' generator and discriminator; g/d are extra constructor kwargs."
     return make
