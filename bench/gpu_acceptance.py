@@ -43,7 +43,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
 
 
 def _bootstrap() -> None:
@@ -64,6 +63,7 @@ def _bootstrap() -> None:
 _bootstrap()
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import traceback  # noqa: E402
@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=450.0, help="start no row after this many seconds")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args(argv)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts: deterministic cuBLAS
     if args.cpu_smoke:
         torch.set_num_threads(1)
     rows = [env_row(args.cpu_smoke)]
@@ -155,6 +156,9 @@ def main(argv=None) -> int:
         if time.time() - T0 > args.budget_s:
             rows.append(Row(check, setting, "not run: over the time budget", "FAIL", 0.0))
             continue
+        gc.collect()  # the previous row's networks and optimisers: gone before this row's peak memory
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         t = time.time()
         try:
             row = fn(check, setting, device=device, work=work, base=base, **kw)
