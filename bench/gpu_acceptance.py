@@ -37,30 +37,16 @@ rows not started by then are reported as FAIL "not run: over the time budget".
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+sys.path.insert(0, str(ROOT / "bench"))
+from gpu_bootstrap import bootstrap  # noqa: E402  (standard library only: runs before torch and raygan)
 
-def _bootstrap() -> None:
-    """pydantic (raygan's config) from .whl/ when the machine lacks it; the checkout on sys.path."""
-    try:
-        import pydantic  # noqa: F401
-    except ImportError:
-        wheels = sorted(str(p) for p in (ROOT / ".whl").glob("*.whl"))
-        if not wheels:
-            sys.exit("gpu_acceptance: pydantic is missing and .whl/ holds no wheels: run bench/gpu_wheels.sh "
-                     "where a package index is reachable, and bring .whl/ along")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                        "--no-cache-dir", "--upgrade", "--target", "/tmp/site", *wheels], check=True)
-        sys.path.insert(0, "/tmp/site")
-    sys.path.insert(0, str(ROOT))
-
-
-_bootstrap()
+bootstrap()
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
@@ -70,7 +56,6 @@ import traceback  # noqa: E402
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "bench"))
 from gpu_checks import Row, exact_resume, streamed, train_row  # noqa: E402
 
 T0 = time.time()

@@ -86,3 +86,30 @@ def test_the_gpu_plan_covers_what_the_issue_asks():
     assert {("exact resume", "dcgan 64px fp32"), ("exact resume", "dcgan 64px fp16")} <= planned
     assert {("preset", "folder-dcgan-128 bf16"), ("preset", "folder-resnet-256 bf16")} <= planned
     assert dev == "cuda" and stream["res"] == 64 and all(kw["compile"] for _, _, kw in compiled)
+
+
+def _python312_without_pydantic():
+    import shutil
+
+    for exe in ("python3.12", "/root/.pyenv/versions/3.12.1/bin/python3"):
+        path = shutil.which(exe)
+        if not path or subprocess.run([path, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                                      capture_output=True).returncode != 0:
+            continue  # absent, or a shim that is not a working 3.12
+        if subprocess.run([path, "-c", "import pydantic"], capture_output=True).returncode != 0:
+            return path
+    return None
+
+
+def test_bootstrap_installs_the_wheels_where_pydantic_is_missing(tmp_path):
+    """What the GPU machine does first: pydantic from .whl/ into a target dir, importable from there."""
+    exe = _python312_without_pydantic()
+    if not list((ROOT / ".whl").glob("pydantic-*.whl")) or exe is None:
+        pytest.skip("needs .whl/ (bench/gpu_wheels.sh) and a CPython 3.12 without pydantic, like the GPU image")
+    code = ("import sys; sys.path.insert(0, 'bench'); import gpu_bootstrap; "
+            f"print(gpu_bootstrap.bootstrap({str(tmp_path / 'site')!r})); import pydantic; print(pydantic.__file__)")
+    p = subprocess.run([exe, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    state, where = p.stdout.split()
+    assert state == "installed" and where.startswith(str(tmp_path / "site"))
