@@ -17,15 +17,16 @@ Rows (each: check, setting, result, ok/FAIL/skip, seconds):
   run's autocast has the AMP dtype (bf16/fp16) or float32, fp16 has a grad scaler enabled, and
   with channels_last (on by default on CUDA) weights and real batches are channels_last.
   result = img/s after warm-up, the losses, peak GPU memory.
-* channels_last off: the same bf16 dcgan step with contiguous tensors; its img/s beside the
-  default's (ratio > 1: channels_last is faster).
+* channels_last off: the same bf16 dcgan step with contiguous tensors; its img/s as a ratio of the
+  default row's (below 1: channels_last is faster).
 * compile: torch.compile (mode default) of G and D, bf16, at 64 and 256 px; the first step's time
   (compilation) is reported separately from the steady img/s.
 * preset: the two GPU presets (folder-dcgan-128, folder-resnet-256) at their own widths, batch,
   loss and DiffAugment: measured s/kimg, to set beside bench/preset_cost.py's estimate.
 * streamed data: a prepared dataset (raygan.data.prepare, when this tree has it) read by index
   onto the device while training; "skip" with the reason when the module is missing.
-* exact resume: train 2N images straight vs N, checkpoint, new process state, resume to 2N, with
+* exact resume: train 2N images straight vs N, checkpoint, then a fresh Trainer (same process)
+  loads the checkpoint (weights, optimisers, scaler, every RNG) and resumes to 2N, with
   torch.use_deterministic_algorithms(True) and CUBLAS_WORKSPACE_CONFIG=:4096:8; compares every
   tensor of G, D and G_ema: max |difference| and whether bitwise. ok = bitwise (what CUDA gives
   with deterministic kernels on one card); any op that warned it is nondeterministic is named.
