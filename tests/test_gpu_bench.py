@@ -113,3 +113,21 @@ def test_bootstrap_installs_the_wheels_where_pydantic_is_missing(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     state, where = p.stdout.split()
     assert state == "installed" and where.startswith(str(tmp_path / "site"))
+
+
+def test_rows_that_would_overrun_the_budget_are_fail_not_silence(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import gpu_acceptance
+
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # main sets it: restored after the test
+    out, threads = tmp_path / "rows.json", torch.get_num_threads()
+    try:
+        assert gpu_acceptance.main(["--cpu-smoke", "--budget-s", "0", "--json", str(out)]) == 1
+    finally:
+        torch.set_num_threads(threads)
+    rows = json.loads(out.read_text())
+    assert rows[0]["check"] == "env" and rows[0]["status"] == "ok"
+    assert len(rows) == 7 and all(r["status"] == "FAIL" and r["result"] == "not run: over the time budget"
+                                  for r in rows[1:])
+    assert "1 ok, 6 FAIL, 0 skip" in capsys.readouterr().out
