@@ -54,6 +54,7 @@ bootstrap()
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import traceback  # noqa: E402
 
@@ -160,6 +161,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"[{time.time() - T0:6.1f}s] {row.check} | {row.setting} | {row.result} | {row.status}",
               file=sys.stderr, flush=True)
+    shutil.rmtree(work, ignore_errors=True)
     print_table(rows)
     counts = {s: sum(r.status == s for r in rows) for s in ("ok", "FAIL", "skip")}
     compile_s = sum(r.compile_s for r in rows)
