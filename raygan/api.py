@@ -177,37 +177,79 @@ def check_sample_count(cfg: Config, n: int) -> None:
             raise ArgumentError(f"metric '{m}' needs at least {need} samples, got {{name}} {n}", "num_samples")
 
 
-def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None, num: int = 64, seed: int = 0,
-           tracking_uri: Optional[str] = None, labels: Optional[Sequence[int]] = None
+#: defaults of `sample`'s num: images; interpolation rows; mixing grid rows (and columns)
+SAMPLE_NUM, INTERP_ROWS, MIX_SOURCES = 64, 8, 5
+#: most steps of an interpolation row, most sources of a mixing grid
+MAX_INTERP, MAX_MIX = 64, 32
+
+
+def check_trunc(trunc: float, param: str = "trunc") -> float:
+    from raygan.tasks.generate.sampling import check_psi
+
+    why = check_psi(trunc)
+    if why:
+        raise ArgumentError(f"{{name}} {why}", param)
+    return float(trunc)
+
+
+def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None, num: Optional[int] = None,
+           seed: int = 0, tracking_uri: Optional[str] = None, labels: Optional[Sequence[int]] = None,
+           trunc: float = 1.0, class_: Optional[int] = None, interp: Optional[int] = None, mix: bool = False
            ) -> Tuple["torch.Tensor", Optional["torch.Tensor"]]:
-    """`num` generated images as uint8 (N, C, H, W) and, for a conditional G, their labels
-    (classes in turn, or `labels`)."""
+    """Generated images as uint8 (N, C, H, W), row-major, and for a conditional G their labels.
+
+    `num` images (default 64); with `interp=N`, `num` rows (default 8) of N images each going
+    from one latent to another (slerp in z; lerp in w for a style-based G); with `mix=True`
+    (style-based G only) StyleGAN's style-mixing grid of `num` (default 5) row and column sources,
+    (num+1)^2 images, labels None. `trunc` (psi in [0, 1]) truncates toward the mean latent: in w
+    for a style-based G, else z scaled by psi (psi=0: G(0, y)). `class_=K`: every image of class K
+    (conditional G), else `labels`, else classes in turn. The same seed gives the same images."""
     import torch
 
     from raygan.metrics import to_uint8
+    from raygan.tasks.generate.sampling import draw, is_style_based
 
+    check_trunc(trunc)
+    check_seed(seed, "seed")
+    if interp is not None and mix:
+        raise ConfigError("interp and mix are two different grids: give one")
+    if interp is not None and (isinstance(interp, bool) or not isinstance(interp, int) or not 2 <= interp <= MAX_INTERP):
+        raise ArgumentError(f"{{name}} must be an integer from 2 to {MAX_INTERP} (images per row), got {interp}",
+                            "interp")
+    if num is None:
+        num = INTERP_ROWS if interp else MIX_SOURCES if mix else SAMPLE_NUM
     if num < 1:
         raise ArgumentError(f"{{name}} must be at least 1, got {num}", "num")
-    check_seed(seed, "seed")
+    if mix and num > MAX_MIX:
+        raise ArgumentError(f"{{name}} {num}: a mixing grid has at most {MAX_MIX} sources a side", "num")
+    if class_ is not None and labels is not None:
+        raise ArgumentError("{name} and labels: give one", "class_")
     G, cfg, _ = load(run_dir, model_uri, tracking_uri=tracking_uri, expect_task="generate")
+    total = num * interp if interp else (num + 1) ** 2 if mix else num
     per_image = 4 * int(G.z_dim) + int(getattr(G, "channels", 3)) * cfg.data.resolution ** 2
-    if num * per_image > SAMPLE_MEMORY_BYTES:
-        raise ArgumentError(f"{{name}} {num}: that many images need {num * per_image / 2**30:.1f} GiB at once (at most "
-                            f"{SAMPLE_MEMORY_BYTES >> 30} GiB, i.e. {SAMPLE_MEMORY_BYTES // per_image} images of this "
-                            f"model); sample in several calls with different seeds", "num")
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(num, G.z_dim, generator=gen)
-    k = getattr(G, "num_classes", 0)
+    if total * per_image > SAMPLE_MEMORY_BYTES:
+        raise ArgumentError(f"{{name}} {num}: that many images need {total * per_image / 2**30:.1f} GiB at once "
+                            f"(at most {SAMPLE_MEMORY_BYTES >> 30} GiB, i.e. {SAMPLE_MEMORY_BYTES // per_image} images "
+                            f"of this model); sample in several calls with different seeds", "num")
+    k = int(getattr(G, "num_classes", 0) or 0)
+    if class_ is not None:
+        if not k:
+            raise ArgumentError(f"{{name}} {class_}: this generator is unconditional (trained without labels); "
+                                f"leave out {{name}}", "class_")
+        if isinstance(class_, bool) or not isinstance(class_, int) or not 0 <= class_ < k:
+            raise ArgumentError(f"{{name}} {class_}: this generator has {k} classes, 0 to {k - 1}", "class_")
+    if mix and not is_style_based(G):
+        raise ArgumentError(f"{{name}}: style mixing needs a style-based generator (model.arch stylegan2); "
+                            f"this one is {cfg.model.arch}", "mix")
     y = None
-    if k:
-        y = torch.tensor(list(labels), dtype=torch.long) if labels is not None else torch.arange(num) % k
+    if labels is not None:
+        if not k:
+            raise ConfigError("labels: this generator is unconditional (trained without labels)")
+        y = torch.tensor(list(labels), dtype=torch.long)
         if y.shape[0] != num or int(y.min()) < 0 or int(y.max()) >= k:
             raise ConfigError(f"labels must be {num} class indices in 0..{k - 1}")
-    out: List[torch.Tensor] = []
-    with torch.no_grad():
-        for i in range(0, num, 500):
-            out.append(to_uint8(G(z[i:i + 500], None if y is None else y[i:i + 500]).float()))
-    return torch.cat(out), y
+    images, y, _ = draw(G, seed=seed, num=num, psi=trunc, labels=y, class_=class_, interp=interp, mix=mix)
+    return to_uint8(images), y
 
 
 def tune(cfg: Config, options: Optional[SweepOptions] = None, search_space: Optional[str] = None) -> Dict[str, Any]:

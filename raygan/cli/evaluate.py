@@ -8,6 +8,13 @@ from raygan.cli.common import HelpFormatter, add_model_source, dump_json, print_
 from raygan.errors import RayganError
 
 SAMPLE_FORMATS = {"png": ".png", "png-dir": "", "npz": ".npz"}
+SAMPLE_EXAMPLES = """examples:
+  raygan sample --run-dir R --num 64 --out grid.png                   # 8 x 8 samples
+  raygan sample --run-dir R --trunc 0.7 --seed 1 --out trunc.png      # truncated toward the mean latent
+  raygan sample --run-dir R --interp 10 --num 6 --out interp.png      # 6 rows of 10-step interpolations
+  raygan sample --run-dir R --class 3 --num 16 --out class3.png       # a conditional model's class 3
+  raygan sample --run-dir R --mix --num 5 --out mix.png               # stylegan2: a 6 x 6 style-mixing grid
+"""
 
 
 def _source(p) -> None:
@@ -35,10 +42,25 @@ def add(sub) -> None:
     p.set_defaults(func=run_eval)
 
     s = sub.add_parser("sample", help="write generated images: a grid, a folder of PNGs or an npz",
-                       formatter_class=HelpFormatter)
+                       formatter_class=HelpFormatter, epilog=SAMPLE_EXAMPLES)
     _source(s)
-    s.add_argument("--num", type=int, default=64, help="how many images (default 64)")
-    s.add_argument("--seed", type=int, default=0, help="the latent noise seed (default 0)")
+    s.add_argument("--num", type=int, default=None,
+                   help="how many images (default 64); with --interp the rows (default 8), with --mix the row "
+                        "and column sources (default 5)")
+    s.add_argument("--seed", type=int, default=0, help="the latent noise seed: the same seed writes the same bytes")
+    s.add_argument("--class", dest="class_", type=int, default=None, metavar="K",
+                   help="every image of class K (a class-conditional generator); default: classes in turn")
+    s.add_argument("--trunc", type=float, default=1.0, metavar="PSI",
+                   help="truncation psi in [0, 1] toward the mean latent, trading diversity for fidelity: in w "
+                        "(w_avg + psi (w - w_avg)) for stylegan2, else z scaled by psi (psi 0: every image G(0, y)); "
+                        "1 = none (default 1)")
+    grid = s.add_mutually_exclusive_group()
+    grid.add_argument("--interp", type=int, default=None, metavar="N",
+                      help="a grid of interpolations, N images per row from one latent to another "
+                           "(slerp in z; lerp in w for stylegan2)")
+    grid.add_argument("--mix", action="store_true",
+                      help="stylegan2 only: the style-mixing grid (top row and left column the sources; cell = its "
+                           "row's styles with the coarse half of the layers from its column)")
     s.add_argument("--out", required=True, help="output file (.png grid, .npz) or folder (--format png-dir)")
     s.add_argument("--format", choices=list(SAMPLE_FORMATS), default=None,
                    help="png (a grid), png-dir (one PNG per image, for torch-fidelity/clean-fid), npz (uint8 NCHW "
@@ -103,13 +125,15 @@ def run_sample(args) -> int:
 
     fmt = sample_format(args.out, args.format)
     check_out(args.out, fmt, args.force)
-    images, labels = api.sample(args.run_dir, args.model_uri, args.num, args.seed, args.tracking_uri)
-    write_samples(images, labels, Path(args.out), fmt)
+    images, labels = api.sample(args.run_dir, args.model_uri, args.num, args.seed, args.tracking_uri,
+                                trunc=args.trunc, class_=args.class_, interp=args.interp, mix=args.mix)
+    nrow = args.interp or (round(images.shape[0] ** 0.5) if args.mix else None)
+    write_samples(images, labels, Path(args.out), fmt, nrow)
     print(f"wrote {images.shape[0]} samples to {args.out} ({fmt})")
     return 0
 
 
-def write_samples(images, labels, out: Path, fmt: str) -> None:
+def write_samples(images, labels, out: Path, fmt: str, nrow=None) -> None:
     """Through the one output-writing path (raygan.data.imagefiles): each file atomically, and on
     a failure (disk full) no partial or temp file and none of this run's new files are left."""
     import numpy as np
@@ -133,5 +157,5 @@ def write_samples(images, labels, out: Path, fmt: str) -> None:
         else:
             from torchvision.utils import make_grid
 
-            grid = make_grid(images.float() / 255.0, nrow=max(1, int(images.shape[0] ** 0.5)))
+            grid = make_grid(images.float() / 255.0, nrow=nrow or max(1, int(images.shape[0] ** 0.5)))
             w.save(grid, out)  # as torchvision.utils.save_image writes it (grey grids as RGB)
