@@ -24,7 +24,7 @@ from raygan.hosts.runstore import RunStore
 if TYPE_CHECKING:  # torch loads where a network does: `import raygan.api` stays cheap
     import torch
 
-__all__ = ["config", "train", "evaluate", "sample", "load", "tune", "resume_tune", "RayOptions", "SweepOptions"]
+__all__ = ["config", "train", "evaluate", "trunc_sweep", "sample", "load", "tune", "resume_tune", "RayOptions", "SweepOptions"]
 
 
 def config(preset: Optional[str] = None, file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
@@ -120,16 +120,28 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
              metrics: Optional[Sequence[str]] = None, num_samples: Optional[int] = None,
              extractor: Optional[str] = None, inception_weights: Optional[str] = None,
              checkpoint: Optional[str] = None, tracking_uri: Optional[str] = None,
-             seed: Optional[int] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
-    """The run's metrics (or others) on its exported network, with their protocol."""
+             seed: Optional[int] = None, trunc: Optional[float] = None) -> Tuple[Dict[str, float], Dict[str, Any]]:
+    """The run's metrics (or others) on its exported network, with their protocol. `trunc` (psi in
+    [0, 1]) judges the truncated generator (see `sample`); the protocol then records psi."""
+    if trunc is not None:
+        check_trunc(trunc)
+    module, _, info, evaluator, n = _evaluation(run_dir, model_uri, metrics, num_samples, extractor,
+                                                inception_weights, checkpoint, tracking_uri, seed)
+    return _judge(module, evaluator, n, trunc, info)
+
+
+def _evaluation(run_dir, model_uri, metrics, num_samples, extractor, inception_weights, checkpoint, tracking_uri,
+                seed, default_metrics: Optional[Sequence[str]] = None, generator_only: bool = False):
+    """(network on its device, config, info, the task's evaluator, sample count) of a saved run."""
     from raygan.tasks import build_config
     from raygan.engine.device import resolve_device
     from raygan.tasks import check_config, task_class
 
-    module, cfg, info = load(run_dir, model_uri, checkpoint, tracking_uri)
+    module, cfg, info = load(run_dir, model_uri, checkpoint, tracking_uri,
+                             expect_task="generate" if generator_only else None)
     data = cfg.to_dict()
-    if metrics is not None:
-        data["eval"]["metrics"] = list(metrics)
+    if metrics is not None or default_metrics is not None:
+        data["eval"]["metrics"] = list(metrics if metrics is not None else default_metrics)
     if extractor:
         data["eval"]["extractor"] = extractor
     if inception_weights:
@@ -146,8 +158,79 @@ def evaluate(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = 
     evaluator = cls.evaluator_for(cfg, device, info["model_spec"])
     if evaluator is None:
         raise RayganError(f"task '{cfg.task}' has no evaluator")
-    values, protocol = evaluator(module.to(device), n)
-    return values, {**protocol, "source": info["source"]}
+    return module.to(device), cfg, info, evaluator, n
+
+
+def _judge(module, evaluator, n: int, trunc: Optional[float], info) -> Tuple[Dict[str, float], Dict[str, Any]]:
+    extra: Dict[str, Any] = {}
+    if trunc is not None:
+        from raygan.tasks.generate.sampling import Truncated, truncation_space
+
+        if not hasattr(module, "z_dim"):
+            raise ArgumentError("{name} truncates a generator's latent; this model has none", "trunc")
+        extra = {"truncation_psi": float(trunc), "truncation_space": truncation_space(module)}
+        module = Truncated(module, trunc)
+    values, protocol = evaluator(module, n)
+    return values, {**protocol, **extra, "source": info["source"]}
+
+
+#: what `trunc_sweep` scores when no metrics are given: fidelity (FID, precision) and diversity (recall)
+SWEEP_METRICS = ("fid", "pr")
+
+
+def trunc_sweep(psis: Sequence[float], run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = None,
+                metrics: Optional[Sequence[str]] = None, num_samples: Optional[int] = None,
+                extractor: Optional[str] = None, inception_weights: Optional[str] = None,
+                checkpoint: Optional[str] = None, tracking_uri: Optional[str] = None, seed: Optional[int] = None,
+                plot: Union[str, Path, None] = None, log: Optional[bool] = None) -> Dict[str, Any]:
+    """The fidelity-diversity curve of truncation: the metrics (default FID, precision, recall) at
+    each psi, on the same latents (common random numbers). `plot`: a new PNG of the curve. Logged
+    to MLflow (a run of kind `truncation`: values per psi as metrics with step = round(1000 psi),
+    the plot and a JSON table) when `log` is True, or when `log` is None and the run tracked to
+    MLflow (or `tracking_uri` is given). Returns {"rows": [{"psi", **values}], "protocol", "plot",
+    "mlflow_run_id", "tracking_uri"}."""
+    psis = [check_trunc(p, "trunc_sweep") for p in psis]
+    if not psis or len(set(psis)) != len(psis) or len(psis) > 50:
+        raise ArgumentError(f"{{name}} must be 1 to 50 different psi values, got {psis}", "trunc_sweep")
+    plot_path = Path(plot) if plot is not None else None
+    if plot_path is not None:
+        if plot_path.suffix.lower() != ".png":
+            raise ArgumentError(f"{{name}} {plot}: the plot is a .png file", "plot")
+        if plot_path.exists():
+            raise ArgumentError(f"{{name}} {plot} exists; name a new file", "plot")
+        if not plot_path.resolve().parent.is_dir():
+            raise ArgumentError(f"{{name}} {plot}: no folder {plot_path.parent}", "plot")
+    module, cfg, info, evaluator, n = _evaluation(run_dir, model_uri, metrics, num_samples, extractor,
+                                                  inception_weights, checkpoint, tracking_uri, seed,
+                                                  default_metrics=SWEEP_METRICS, generator_only=True)
+    uri = None
+    if log or (log is None and (tracking_uri is not None or cfg.tracking.enabled)):
+        from raygan.tracking.store import open_client, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri or (cfg.tracking.uri if cfg.tracking.enabled else None))
+        open_client(uri)  # checked before minutes of evaluation
+    rows, protocol = [], {}
+    for psi in sorted(psis):
+        values, protocol = _judge(module, evaluator, n, psi, info)
+        rows.append({"psi": psi, **values})
+    protocol = {k: v for k, v in protocol.items() if k != "truncation_psi"}
+    protocol["truncation_psis"] = sorted(psis)
+    out: Dict[str, Any] = {"rows": rows, "protocol": protocol, "plot": None, "mlflow_run_id": None,
+                           "tracking_uri": uri}
+    if plot_path is not None:
+        from raygan.tracking.plots import truncation_png
+
+        out["plot"] = str(truncation_png(rows, plot_path, title=f"{cfg.data.name} {cfg.model.arch}: truncation "
+                                                               f"in {protocol['truncation_space']}, {n} samples"))
+    if uri is not None:
+        from raygan.tracking.truncation import log_truncation_sweep
+
+        source_run = None
+        if run_dir is not None:
+            source_run = _store(run_dir).read_record().get("run_id")
+        out["mlflow_run_id"] = log_truncation_sweep(uri, cfg.tracking.experiment, rows, protocol, out["plot"],
+                                                    source=str(info["source"]), source_run_id=source_run)
+    return out
 
 
 def check_seed(seed: int, param: str) -> None:

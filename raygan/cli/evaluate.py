@@ -38,6 +38,16 @@ def add(sub) -> None:
     p.add_argument("--inception-weights", default=None,
                    help="path to pt_inception-2015-12-05-6726825d.pth (default: the run's eval.inception_weights, "
                         "then $RAYGAN_INCEPTION_WEIGHTS, the torch hub cache)")
+    trunc = p.add_mutually_exclusive_group()
+    trunc.add_argument("--trunc", type=float, default=None, metavar="PSI",
+                       help="judge the generator truncated by psi in [0, 1] (as `raygan sample --trunc`: in w for "
+                            "stylegan2, else z scaled by psi); the protocol records psi")
+    trunc.add_argument("--trunc-sweep", default=None, metavar="PSI,PSI,...",
+                       help="the fidelity-diversity curve: the metrics (default fid,pr: FID, precision, recall) at "
+                            "each psi on the same latents, as a table, a PNG (--plot) and, when the run tracks to "
+                            "MLflow or --tracking-uri is given, an MLflow run of kind truncation")
+    p.add_argument("--plot", default=None, help="with --trunc-sweep: the PNG to write (a new file; default "
+                                               "truncation.png)")
     p.add_argument("--json", action="store_true", help="print the values and protocol as JSON")
     p.set_defaults(func=run_eval)
 
@@ -75,8 +85,13 @@ def run_eval(args) -> int:
     if args.checkpoint and not args.run_dir:
         raise RayganError("--checkpoint goes with --run-dir")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    if args.plot and args.trunc_sweep is None:
+        raise RayganError("--plot goes with --trunc-sweep")
+    if args.trunc_sweep is not None:
+        return run_trunc_sweep(args, metrics)
     values, protocol = api.evaluate(args.run_dir, args.model_uri, metrics, args.num_samples, args.extractor,
-                                    args.inception_weights, args.checkpoint, args.tracking_uri, args.seed)
+                                    args.inception_weights, args.checkpoint, args.tracking_uri, args.seed,
+                                    trunc=args.trunc)
     if args.json:
         dump_json({"values": values, "protocol": protocol})
         return 0
@@ -84,6 +99,36 @@ def run_eval(args) -> int:
     for k, v in values.items():
         print(f"{k:10s} {v:.4f}")
     print_protocols(values, protocol, width=11)
+    return 0
+
+
+def parse_psis(text: str):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RayganError(f"--trunc-sweep {text}: give psi values separated by commas, e.g. 0.5,0.7,1.0") from None
+
+
+def run_trunc_sweep(args, metrics) -> int:
+    from raygan import api
+
+    result = api.trunc_sweep(parse_psis(args.trunc_sweep), args.run_dir, args.model_uri, metrics, args.num_samples,
+                             args.extractor, args.inception_weights, args.checkpoint, args.tracking_uri, args.seed,
+                             plot=args.plot or "truncation.png")
+    if args.json:
+        dump_json(result)
+        return 0
+    rows, protocol = result["rows"], result["protocol"]
+    keys = [k for k in rows[0] if k != "psi"]
+    print(f"source     {protocol.get('source')}")
+    print(f"truncation in {protocol.get('truncation_space')}, the same latents at every psi")
+    print("psi      " + " ".join(f"{k:>10s}" for k in keys))
+    for r in rows:
+        print(f"{r['psi']:<8g} " + " ".join(f"{r[k]:10.4f}" for k in keys))
+    print_protocols(keys, protocol, width=11)
+    print(f"plot       {result['plot']}")
+    if result["mlflow_run_id"]:
+        print(f"mlflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
     return 0
 
 
