@@ -44,8 +44,8 @@ class TinyStyleG(nn.Module):
             x = x + 0.1 * torch.randn_like(x)
         return torch.tanh(x).view(-1, 1, self.res, self.res)
 
-    def forward(self, z, labels=None):
-        return self.synthesis(self.mapping(z, labels), noise_mode="random")
+    def forward(self, z, labels=None):  # as stylegan2's: random noise in training, constant in eval mode
+        return self.synthesis(self.mapping(z, labels), noise_mode="random" if self.training else "const")
 
 
 @pytest.fixture
@@ -112,10 +112,13 @@ def test_truncated_wrapper_is_g_at_psi_one_and_keeps_its_interface(style_g, dcga
         for G in (style_g, dcgan_g):
             t = Truncated(G, 1.0)
             assert t.z_dim == 6 and t.num_classes == 0
-            torch.manual_seed(5)
-            a = t(z)
-            torch.manual_seed(5)
-            assert torch.equal(a, G(z))  # style-based: random noise, as training's evaluation
+            for train in (False, True):  # style-based: G's own noise mode (constant in eval, random in training)
+                t.train(train)
+                torch.manual_seed(5)
+                a = t(z)
+                torch.manual_seed(5)
+                assert torch.equal(a, G(z)) and G.training == train
+            t.eval()
         assert torch.equal(Truncated(dcgan_g, 0.3)(z), dcgan_g(0.3 * z))
 
 

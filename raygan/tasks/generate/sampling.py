@@ -68,7 +68,7 @@ def synthesize(G: nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor] = N
                noise_mode: str = "const") -> torch.Tensor:
     """Images in [-1, 1] from latents z (and labels), truncated by psi in w or z (see the module
     docstring). `noise_mode` is a style-based G's per-pixel noise: "const" (reproducible, as
-    StyleGAN2's generate.py) or "random" (as in training; evaluation uses it)."""
+    StyleGAN2's generate.py and its G in eval mode) or "random" (as its G in training mode)."""
     if is_style_based(G):
         return G.synthesis(mapped(G, z, labels, psi), noise_mode=noise_mode)
     return G(truncate_z(z, psi), labels)
@@ -139,16 +139,17 @@ def check_psi(psi: float) -> Optional[str]:
 class Truncated(nn.Module):
     """G seen through `synthesize` at a fixed psi: what `raygan eval --trunc` judges. It has G's
     `z_dim` and `num_classes`, so the evaluator draws its latents and labels as for G itself; at
-    psi = 1 it makes exactly G(z, y) (style-based: random noise, as in training)."""
+    psi = 1 it makes exactly G(z, y) (a style-based G's noise as its own forward: constant in eval
+    mode, random in training mode)."""
 
-    def __init__(self, G: nn.Module, psi: float, noise_mode: str = "random"):
+    def __init__(self, G: nn.Module, psi: float):
         super().__init__()
-        self.G, self.psi, self.noise_mode = G, float(psi), noise_mode
+        self.G, self.psi = G, float(psi)
         self.z_dim = G.z_dim
         self.num_classes = int(getattr(G, "num_classes", 0) or 0)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return synthesize(self.G, z, y, self.psi, self.noise_mode)
+        return synthesize(self.G, z, y, self.psi, "random" if self.G.training else "const")
 
 
 def draw(G: nn.Module, *, seed: int, num: int, psi: float = 1.0, labels: Optional[torch.Tensor] = None,
