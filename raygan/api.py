@@ -6,6 +6,8 @@
     summary = rg.train(cfg, run_dir="runs/nb")              # or ray=rg.RayOptions(workers=2)
     values, protocol = rg.evaluate("runs/nb", metrics=["fid", "kid"])
     images, labels = rg.sample("runs/nb", num=16)           # uint8 NCHW (+ labels if conditional)
+    grid, _ = rg.sample("runs/nb", num=4, interp=8, trunc=0.7)  # 4 rows of 8-step interpolations
+    curve = rg.trunc_sweep([0.5, 0.7, 1.0], "runs/nb", plot="sweep.png")  # FID, precision, recall vs psi
     result = rg.tune(cfg, rg.SweepOptions(samples=8, budget_kimg=40))
 
 Every user mistake raises a `raygan.errors.RayganError` subclass with a one-line message.
@@ -24,7 +26,8 @@ from raygan.hosts.runstore import RunStore
 if TYPE_CHECKING:  # torch loads where a network does: `import raygan.api` stays cheap
     import torch
 
-__all__ = ["config", "train", "evaluate", "trunc_sweep", "sample", "load", "tune", "resume_tune", "RayOptions", "SweepOptions"]
+__all__ = ["config", "train", "evaluate", "trunc_sweep", "sample", "load", "tune", "resume_tune", "RayOptions",
+           "SweepOptions"]
 
 
 def config(preset: Optional[str] = None, file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
@@ -296,7 +299,8 @@ def sample(run_dir: Union[str, Path, None] = None, model_uri: Optional[str] = No
     check_seed(seed, "seed")
     if interp is not None and mix:
         raise ConfigError("interp and mix are two different grids: give one")
-    if interp is not None and (isinstance(interp, bool) or not isinstance(interp, int) or not 2 <= interp <= MAX_INTERP):
+    bad_interp = isinstance(interp, bool) or not isinstance(interp, int) or not 2 <= interp <= MAX_INTERP
+    if interp is not None and bad_interp:
         raise ArgumentError(f"{{name}} must be an integer from 2 to {MAX_INTERP} (images per row), got {interp}",
                             "interp")
     if num is None:
