@@ -51,11 +51,8 @@ def curves_png(rows: List[Dict[str, Any]], out: Path) -> Optional[Path]:
 
 def truncation_png(rows: List[Dict[str, Any]], out: Path, title: str = "") -> Path:
     """The fidelity-diversity curve of a truncation sweep: FID (and any other minimised value) vs
-    psi on the left, precision, recall (and other maximised values) vs psi on the right. Written
-    to a temp file beside `out`, then renamed: never a half-written or replaced plot."""
-    import os
-    import tempfile
-
+    psi on the left, precision, recall (and other maximised values) vs psi on the right, written
+    atomically (the caller has refused an existing `out`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,12 +83,9 @@ def truncation_png(rows: List[Dict[str, Any]], out: Path, title: str = "") -> Pa
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    from raygan.data.imagefiles import OutputWriter
+
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".png", dir=str(out.resolve().parent))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=90)
-        os.link(tmp, out)  # fails if `out` appeared meanwhile: nothing is replaced
-    finally:
-        os.unlink(tmp)
+    with OutputWriter() as w:  # the one output-writing path: a temp file beside `out`, then renamed
+        w.write_with(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     return out

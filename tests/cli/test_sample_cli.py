@@ -4,6 +4,8 @@ truncation sweep (table, PNG, MLflow run); every bad input one line + exit 2, no
 Two tiny digits dcgans (unconditional and class-conditional) are trained once for the module."""
 import hashlib
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -37,6 +39,16 @@ def here(runs, in_tmp):
 
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def umask():
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
 
 
 def npz(path):
@@ -84,6 +96,7 @@ def test_interp_grid_rows_start_at_the_plain_samples(here, capsys):
     code, out, err = run(capsys, "sample", "--run-dir", here["plain"], "--interp", "4", "--num", "3", "--out", "i.png")
     assert code == 0, err and "wrote 12 samples" in out
     assert Image.open("i.png").size == (4 * 30 + 2, 3 * 30 + 2)  # 4 columns, 3 rows, torchvision's 2 px padding
+    assert mode("i.png") == mode("i.npz") == 0o666 & ~umask()  # the user's usual mode, not the temp file's 0600
 
 
 def test_class_k_gives_every_image_class_k(here, capsys):
@@ -157,6 +170,7 @@ def test_trunc_sweep_table_plot_and_mlflow_run(here, capsys, in_tmp):
     assert table[0][3] == 0.0  # and its k-NN ball (radius 0) covers no real image: no diversity at all
     with Image.open("curve.png") as im:
         assert im.size == (810, 315)
+    assert mode("curve.png") == 0o666 & ~umask()
     run_id = out.split("mlflow run ")[1].split()[0]
     client = MlflowClient(uri)
     r = client.get_run(run_id)
