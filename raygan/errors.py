@@ -39,7 +39,7 @@ class ArgumentError(ConfigError):
         super().__init__(template.format(name=param))
 
     def for_cli(self) -> str:
-        return self.template.format(name="--" + self.param.replace("_", "-"))
+        return self.template.format(name="--" + self.param.rstrip("_").replace("_", "-"))  # class_ -> --class
 
 
 class Interrupted(KeyboardInterrupt):

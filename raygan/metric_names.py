@@ -209,6 +209,9 @@ def protocol_text(key: str, p: Optional[Dict[str, Any]]) -> str:
         ref = f"{_get(p, 'reference_count')} {_get(p, 'reference')}"
         parts = [f"extractor {ext}, {n} {made} vs {ref}, {resize}" if ext else f"{n} {made} vs {ref}",
                  _seeds(p, None), str(_get(p, "domain_warning") or "")]
+    psi = _get(p, "truncation_psi")
+    if psi is not None and what in ("features", "classifier"):  # `raygan eval --trunc`: a truncated generator
+        parts.append(f"truncation psi {float(psi):g} in {_get(p, 'truncation_space') or '?'}")
     text = "; ".join(x for x in parts if x)
     stat = _get(p, "statistic")
     return f"{text}; {stat}" if stat else text

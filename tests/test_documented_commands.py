@@ -82,6 +82,8 @@ NOT_RUN = [
     (r"--mask", "needs an inpainting run; tests/cli/test_task_cli.py repairs with masks"),
     (r"--metrics \S*cas", "trains a classifier on generated images (minutes); tests/metrics/test_classify.py covers cas"),
     (r"^raygan --version", "prints the version: parsed only"),
+    (r"^raygan sample .*--class ", "needs a class-conditional run; tests/cli/test_sample_cli.py samples one class"),
+    (r"^raygan sample .*--mix", "needs a stylegan2 run; tests/tasks/test_sampling.py checks the mixing grid"),
 ]
 
 

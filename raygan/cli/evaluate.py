@@ -8,6 +8,13 @@ from raygan.cli.common import HelpFormatter, add_model_source, dump_json, print_
 from raygan.errors import RayganError
 
 SAMPLE_FORMATS = {"png": ".png", "png-dir": "", "npz": ".npz"}
+SAMPLE_EXAMPLES = """examples:
+  raygan sample --run-dir R --num 64 --out grid.png                   # 8 x 8 samples
+  raygan sample --run-dir R --trunc 0.7 --seed 1 --out trunc.png      # truncated toward the mean latent
+  raygan sample --run-dir R --interp 10 --num 6 --out interp.png      # 6 rows of 10-step interpolations
+  raygan sample --run-dir R --class 3 --num 16 --out class3.png       # a conditional model's class 3
+  raygan sample --run-dir R --mix --num 5 --out mix.png               # stylegan2: a 6 x 6 style-mixing grid
+"""
 
 
 def _source(p) -> None:
@@ -31,14 +38,39 @@ def add(sub) -> None:
     p.add_argument("--inception-weights", default=None,
                    help="path to pt_inception-2015-12-05-6726825d.pth (default: the run's eval.inception_weights, "
                         "then $RAYGAN_INCEPTION_WEIGHTS, the torch hub cache)")
+    trunc = p.add_mutually_exclusive_group()
+    trunc.add_argument("--trunc", type=float, default=None, metavar="PSI",
+                       help="judge the generator truncated by psi in [0, 1] (as `raygan sample --trunc`: in w for "
+                            "stylegan2, else z scaled by psi); the protocol records psi")
+    trunc.add_argument("--trunc-sweep", default=None, metavar="PSI,PSI,...",
+                       help="the fidelity-diversity curve: the metrics (default fid,pr: FID, precision, recall) at "
+                            "each psi on the same latents, as a table, a PNG (--plot) and, when the run tracks to "
+                            "MLflow or --tracking-uri is given, an MLflow run of kind truncation")
+    p.add_argument("--plot", default=None, help="with --trunc-sweep: the PNG to write (a new file; default "
+                                               "truncation.png)")
     p.add_argument("--json", action="store_true", help="print the values and protocol as JSON")
     p.set_defaults(func=run_eval)
 
     s = sub.add_parser("sample", help="write generated images: a grid, a folder of PNGs or an npz",
-                       formatter_class=HelpFormatter)
+                       formatter_class=HelpFormatter, epilog=SAMPLE_EXAMPLES)
     _source(s)
-    s.add_argument("--num", type=int, default=64, help="how many images (default 64)")
-    s.add_argument("--seed", type=int, default=0, help="the latent noise seed (default 0)")
+    s.add_argument("--num", type=int, default=None,
+                   help="how many images (default 64); with --interp the rows (default 8), with --mix the row "
+                        "and column sources (default 5)")
+    s.add_argument("--seed", type=int, default=0, help="the latent noise seed: the same seed writes the same bytes")
+    s.add_argument("--class", dest="class_", type=int, default=None, metavar="K",
+                   help="every image of class K (a class-conditional generator); default: classes in turn")
+    s.add_argument("--trunc", type=float, default=1.0, metavar="PSI",
+                   help="truncation psi in [0, 1] toward the mean latent, trading diversity for fidelity: in w "
+                        "(w_avg + psi (w - w_avg)) for stylegan2, else z scaled by psi (psi 0: every image G(0, y)); "
+                        "1 = none (default 1)")
+    grid = s.add_mutually_exclusive_group()
+    grid.add_argument("--interp", type=int, default=None, metavar="N",
+                      help="a grid of interpolations, N images per row from one latent to another "
+                           "(slerp in z; lerp in w for stylegan2)")
+    grid.add_argument("--mix", action="store_true",
+                      help="stylegan2 only: the style-mixing grid (top row and left column the sources; cell = its "
+                           "row's styles with the coarse half of the layers from its column)")
     s.add_argument("--out", required=True, help="output file (.png grid, .npz) or folder (--format png-dir)")
     s.add_argument("--format", choices=list(SAMPLE_FORMATS), default=None,
                    help="png (a grid), png-dir (one PNG per image, for torch-fidelity/clean-fid), npz (uint8 NCHW "
@@ -53,8 +85,13 @@ def run_eval(args) -> int:
     if args.checkpoint and not args.run_dir:
         raise RayganError("--checkpoint goes with --run-dir")
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    if args.plot and args.trunc_sweep is None:
+        raise RayganError("--plot goes with --trunc-sweep")
+    if args.trunc_sweep is not None:
+        return run_trunc_sweep(args, metrics)
     values, protocol = api.evaluate(args.run_dir, args.model_uri, metrics, args.num_samples, args.extractor,
-                                    args.inception_weights, args.checkpoint, args.tracking_uri, args.seed)
+                                    args.inception_weights, args.checkpoint, args.tracking_uri, args.seed,
+                                    trunc=args.trunc)
     if args.json:
         dump_json({"values": values, "protocol": protocol})
         return 0
@@ -62,6 +99,36 @@ def run_eval(args) -> int:
     for k, v in values.items():
         print(f"{k:10s} {v:.4f}")
     print_protocols(values, protocol, width=11)
+    return 0
+
+
+def parse_psis(text: str):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RayganError(f"--trunc-sweep {text}: give psi values separated by commas, e.g. 0.5,0.7,1.0") from None
+
+
+def run_trunc_sweep(args, metrics) -> int:
+    from raygan import api
+
+    result = api.trunc_sweep(parse_psis(args.trunc_sweep), args.run_dir, args.model_uri, metrics, args.num_samples,
+                             args.extractor, args.inception_weights, args.checkpoint, args.tracking_uri, args.seed,
+                             plot=args.plot or "truncation.png")
+    if args.json:
+        dump_json(result)
+        return 0
+    rows, protocol = result["rows"], result["protocol"]
+    keys = [k for k in rows[0] if k != "psi"]
+    print(f"source     {protocol.get('source')}")
+    print(f"truncation in {protocol.get('truncation_space')}, the same latents at every psi")
+    print("psi      " + " ".join(f"{k:>10s}" for k in keys))
+    for r in rows:
+        print(f"{r['psi']:<8g} " + " ".join(f"{r[k]:10.4f}" for k in keys))
+    print_protocols(keys, protocol, width=11)
+    print(f"plot       {result['plot']}")
+    if result["mlflow_run_id"]:
+        print(f"mlflow run {result['mlflow_run_id']} ({result['tracking_uri']})")
     return 0
 
 
@@ -103,13 +170,15 @@ def run_sample(args) -> int:
 
     fmt = sample_format(args.out, args.format)
     check_out(args.out, fmt, args.force)
-    images, labels = api.sample(args.run_dir, args.model_uri, args.num, args.seed, args.tracking_uri)
-    write_samples(images, labels, Path(args.out), fmt)
+    images, labels = api.sample(args.run_dir, args.model_uri, args.num, args.seed, args.tracking_uri,
+                                trunc=args.trunc, class_=args.class_, interp=args.interp, mix=args.mix)
+    nrow = args.interp or (round(images.shape[0] ** 0.5) if args.mix else None)
+    write_samples(images, labels, Path(args.out), fmt, nrow)
     print(f"wrote {images.shape[0]} samples to {args.out} ({fmt})")
     return 0
 
 
-def write_samples(images, labels, out: Path, fmt: str) -> None:
+def write_samples(images, labels, out: Path, fmt: str, nrow=None) -> None:
     """Through the one output-writing path (raygan.data.imagefiles): each file atomically, and on
     a failure (disk full) no partial or temp file and none of this run's new files are left."""
     import numpy as np
@@ -133,5 +202,5 @@ def write_samples(images, labels, out: Path, fmt: str) -> None:
         else:
             from torchvision.utils import make_grid
 
-            grid = make_grid(images.float() / 255.0, nrow=max(1, int(images.shape[0] ** 0.5)))
+            grid = make_grid(images.float() / 255.0, nrow=nrow or max(1, int(images.shape[0] ** 0.5)))
             w.save(grid, out)  # as torchvision.utils.save_image writes it (grey grids as RGB)

@@ -140,6 +140,12 @@ def check_paths(src, out, force: bool) -> List[Pair]:
     return pairs
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it (the only way), then put it back
+    os.umask(mask)
+    return mask
+
+
 class OutputWriter:
     """Writes outputs atomically; on an error inside the `with`, removes the temp file, the
     outputs it created and the (empty) folders it made."""
@@ -176,6 +182,7 @@ class OutputWriter:
             os.close(fd)
             tmp = Path(name)
             write(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output gets the user's usual mode
             os.replace(tmp, path)
             tmp = None
         except OSError as e:

@@ -47,3 +47,45 @@ def curves_png(rows: List[Dict[str, Any]], out: Path) -> Optional[Path]:
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     return out
+
+
+def truncation_png(rows: List[Dict[str, Any]], out: Path, title: str = "") -> Path:
+    """The fidelity-diversity curve of a truncation sweep: FID (and any other minimised value) vs
+    psi on the left, precision, recall (and other maximised values) vs psi on the right, written
+    atomically (the caller has refused an existing `out`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from raygan.errors import ConfigError
+    from raygan.metrics.registry import direction
+
+    def way(key: str) -> Optional[str]:
+        try:
+            return direction(key)
+        except ConfigError:
+            return None
+
+    rows = sorted(rows, key=lambda r: r["psi"])
+    psi = [r["psi"] for r in rows]
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k != "psi" and way(k)]
+    fig = Figure(figsize=(9, 3.5))
+    ax_min, ax_max = fig.subplots(1, 2)
+    for ax, want in ((ax_min, "min"), (ax_max, "max")):
+        for key in (k for k in keys if way(k) == want):
+            ax.plot(psi, [r.get(key, float("nan")) for r in rows], marker="o", label=f"{key} ({want})")
+        ax.set_xlabel("truncation psi (1 = none)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    ax_min.set_title("fidelity: lower is better", fontsize=9)
+    ax_max.set_title("precision (fidelity), recall (diversity)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    from raygan.data.imagefiles import OutputWriter
+
+    out = Path(out)
+    with OutputWriter() as w:  # the one output-writing path: a temp file beside `out`, then renamed
+        w.write_with(out, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    return out

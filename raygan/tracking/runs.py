@@ -108,7 +108,8 @@ def run_score(run) -> Tuple[Optional[str], Optional[str], Optional[float], Optio
 
 def role(run) -> str:
     t = run.data.tags
-    if t.get("raygan.kind") in ("augment", "augment-cell"):  # `raygan augment`: its parent and per-cell children
+    # `raygan augment`: its parent and per-cell children; `raygan eval --trunc-sweep`: a curve, not a run to rank
+    if t.get("raygan.kind") in ("augment", "augment-cell", "truncation"):
         return t["raygan.kind"]
     if t.get("raygan.role") == "sweep":
         return "sweep"
@@ -372,7 +373,7 @@ def best_run(uri: Optional[str], experiment: str, as_json: bool = False) -> str:
 
     client, uri = open_store(uri)
     exps = experiment_ids(client, uri, experiment)
-    scored = [(r, run_score(r)) for r in search(client, exps) if role(r) != "sweep"]
+    scored = [(r, run_score(r)) for r in search(client, exps) if role(r) not in ("sweep", "truncation")]
     scored = [(r, s) for r, s in scored if s[2] is not None]
     if not scored:
         raise RunsError(f"no run in experiment '{experiment}' has a score yet")
