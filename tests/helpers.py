@@ -135,6 +135,20 @@ def conditional_tiny(*extra):
         "train.sample_ticks=100", "tracking.enabled=false", "eval.metrics=[]", *extra])
 
 
+def repair_tiny(*extra):
+    """A tiny unet denoiser on digits with every part of the repair step on (warm-up, EMA, lazy R1, flips)."""
+    from raygan.config import load_config
+
+    return load_config(None, None, [
+        "task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet", "model.g={ngf: 8}",
+        "model.d={ndf: 8}", "model.spectral_norm=true", "loss.name=lsgan", "optim.batch_size=16",
+        "repair.degradations=noise:sigma=0.1..0.4", "repair.adv_warmup_kimg=0.064", "ema.half_life_kimg=0.2",
+        "ema.rampup=0.1", "augment.flip=true", "regularizer.name=r1", "regularizer.kwargs={weight: 1.0, every: 3}",
+        "train.tick_kimg=0.128", "train.snapshot_ticks=1", "train.sample_ticks=1", "train.eval_ticks=1",
+        "eval.metrics=[psnr,ssim]", "eval.num_samples=16", "eval.final_num_samples=16", "eval.batch_size=8",
+        "tracking.enabled=false", *extra])
+
+
 # the GAN every `raygan augment` test trains per cell
 AUGMENT_BASE = ["data.name=digits", "data.resolution=28", "model.arch=dcgan", "model.z_dim=16", "model.g={ngf: 8}",
                 "model.d={ndf: 8}", "optim.batch_size=32", "ema.half_life_kimg=0.5", "train.tick_kimg=0.128",

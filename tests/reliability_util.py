@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from raygan.cli import main
-from helpers import one_line  # noqa: F401 (re-exported for the reliability tests)
+from helpers import cli, one_line  # noqa: F401 (re-exported for the reliability tests)
 
 TINY = ["--preset", "digits", "--no-progress", "--set", "train.total_kimg=0.256", "--set", "train.tick_kimg=0.128",
         "--set", "eval.num_samples=64", "--set", "eval.final_num_samples=64", "--set", "train.threads=1"]
@@ -31,13 +31,6 @@ def tiny(tmp: Path, *extra: str) -> list:
     for e in extra:
         args += ["--set", e]
     return args
-
-
-def cli(capsys, *args):
-    """`raygan ARGS` in this process: (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_after_start(code: int, err: str, pattern: str) -> str:

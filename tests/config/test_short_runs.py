@@ -71,7 +71,7 @@ def _params(m):
 def test_repair_warmup_longer_than_the_run_still_trains_d():
     """repair.adv_warmup_kimg 20 in a 0.128-kimg run: before, D never trained (an L1-only model
     registered as a GAN); now the warm-up is half the run and D trains for the other half."""
-    from test_repair_task import tiny
+    from helpers import repair_tiny as tiny
 
     t = Trainer(tiny("repair.adv_warmup_kimg=20", "train.total_kimg=0.128"), None, evaluator=None)
     d0 = _params(t.task.D_plain)

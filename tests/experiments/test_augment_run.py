@@ -98,7 +98,7 @@ def test_a_second_call_with_the_same_work_dir_resumes_each_cells_gan_instead_of_
 
 
 def test_cli_real_fraction_out_of_range_is_one_line_exit_2(tmp_path, capsys):
-    from test_task_cli import one_line, run
+    from helpers import cli as run, one_line
 
     code, _, err = run(capsys, "augment", "--real-fraction", "1.5", "--no-tracking", "--real-per-class", "2",
                        "--seeds", "1", "--work-dir", tmp_path / "w")

@@ -19,18 +19,8 @@ from raygan.tasks.repair.infer import fill_value, repair_path
 from raygan.tasks.repair.net import build_generator
 from raygan.engine.loop import Trainer
 
+from helpers import repair_tiny as tiny
 from helpers import params
-
-
-def tiny(*extra):
-    return load_config(None, None, [
-        "task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet", "model.g={ngf: 8}",
-        "model.d={ndf: 8}", "model.spectral_norm=true", "loss.name=lsgan", "optim.batch_size=16",
-        "repair.degradations=noise:sigma=0.1..0.4", "repair.adv_warmup_kimg=0.064", "ema.half_life_kimg=0.2",
-        "ema.rampup=0.1", "augment.flip=true", "regularizer.name=r1", "regularizer.kwargs={weight: 1.0, every: 3}",
-        "train.tick_kimg=0.128", "train.snapshot_ticks=1", "train.sample_ticks=1", "train.eval_ticks=1",
-        "eval.metrics=[psnr,ssim]", "eval.num_samples=16", "eval.final_num_samples=16", "eval.batch_size=8",
-        "tracking.enabled=false", *extra])
 
 
 def same(a, b):

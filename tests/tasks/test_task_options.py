@@ -21,7 +21,7 @@ def test_a_tasks_unknown_key_is_refused_naming_its_options():
     assert str(e.value) == ("config: repair.l1_wieght: unknown key; repair's options are: degradations, eval_seed, "
                             "l1_weight, adv_weight, feature_weight, feature_extractor, adv_warmup_kimg")
     with pytest.raises(ConfigError, match=r"^config: translate\.pool: unknown key; translate's options are: "
-                                          r"lambda_cycle, lambda_identity, pool_size, lr_decay_start$"):
+                                          r"lambda_cycle, lambda_identity, pool_size, lr_decay_start, domain_a, domain_b$"):
         load_config("digits", None, ["translate.pool=3"])
     with pytest.raises(ConfigError, match=r"^config: translate\.pool_size: Input should be greater than or equal "
                                           r"to 0 \(got -1\)$"):
