@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from raygan.cli import main
 from helpers import cli, one_line  # noqa: F401 (re-exported for the reliability tests)
 
 TINY = ["--preset", "digits", "--no-progress", "--set", "train.total_kimg=0.256", "--set", "train.tick_kimg=0.128",
