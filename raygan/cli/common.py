@@ -39,6 +39,19 @@ def add_model_source(p, run_help: str, uri_help: str, required: bool = True) -> 
                                                           "$MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
 
 
+def add_tiling(p) -> None:
+    """--tile, --tile-overlap, --max-pixels: overlapping tiles for images too large for one pass
+    (defaults None: raygan.models.tiling's, named in the help without importing torch here)."""
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="run images wider or taller than N px in overlapping N x N tiles, blended without seams "
+                        "(0: always one pass; default: 512 px tiles, only for images over --max-pixels)")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="M",
+                   help="px over which neighbouring tiles blend, beyond the network's receptive-field margin "
+                        "(added automatically; default 16)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="P",
+                   help="without --tile, images of more than P pixels are tiled (default 4194304 = 2048 x 2048)")
+
+
 def note(text: str) -> None:
     print(f"raygan: {text}", file=sys.stderr, flush=True)
 

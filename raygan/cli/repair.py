@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from raygan.cli.common import add_model_source, finish_files
+from raygan.cli.common import add_model_source, add_tiling, finish_files
 
 EXAMPLES = """\
 examples:
@@ -23,6 +23,7 @@ def add(sub) -> None:
     p.add_argument("--out", required=True, help="the output file or folder (a folder's outputs mirror --in: same "
                                                  "relative names and formats)")
     p.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
+    add_tiling(p)
     p.set_defaults(func=run)
 
 
@@ -34,5 +35,6 @@ def run(args) -> int:
     from raygan import api
 
     module, cfg, _ = api.load(args.run_dir, args.model_uri, tracking_uri=args.tracking_uri, expect_task="repair")
-    written = repair_path(module, args.src, args.out, mask=args.mask, fill=fill_value(cfg), overwrite=args.force)
+    written = repair_path(module, args.src, args.out, mask=args.mask, fill=fill_value(cfg), overwrite=args.force,
+                          tile=args.tile, tile_overlap=args.tile_overlap, max_pixels=args.max_pixels)
     return finish_files(written, "repaired", args.out)

@@ -62,6 +62,20 @@ def test_repair_train_eval_and_repair_files(repair_run, capsys, in_tmp):
                        "--out", "clean2.png")
     assert code == 0, err
     assert np.array_equal(np.array(Image.open(in_tmp / "clean.png")), np.array(Image.open(in_tmp / "clean2.png")))
+    # tiles: the trained U-Net (depth 3, eval BatchNorm) on a real photo, 120 x 96 px: --tile 64 gives the
+    # one-pass PNG within one 8-bit level (the blend equals one pass up to float rounding)
+    from skimage import data as skdata
+
+    Image.fromarray(skdata.camera()[::4, ::4][:120, 16:112]).save(in_tmp / "photo.png")
+    for tile, out in (("0", "one.png"), ("64", "tiled.png")):
+        code, _, err = run(capsys, "repair", "--run-dir", run_dir, "--in", "photo.png", "--out", out, "--tile", tile)
+        assert code == 0, err
+    one, tiled = (np.array(Image.open(in_tmp / f)).astype(int) for f in ("one.png", "tiled.png"))
+    assert one.shape == (120, 96) and np.abs(one - tiled).max() <= 1
+    code, _, err = run(capsys, "repair", "--run-dir", run_dir, "--in", "photo.png", "--out", "small.png",
+                       "--tile", "32")
+    one_line(code, err, "use --tile >= 56")  # context 15 px each side + 16 px blend, on the 8 px grid
+    assert not (in_tmp / "small.png").exists()
 
 
 def test_repair_bad_input_is_one_line_and_writes_nothing(repair_run, capsys, in_tmp):

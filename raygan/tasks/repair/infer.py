@@ -29,6 +29,8 @@ from torch import nn
 from raygan.data.imagefiles import Written, check_outputs, plan_pairs, write_each
 from raygan.data.imageio import EXTENSIONS, read_picture
 from raygan.errors import DataError, RayganError
+from raygan.models.tiling import (AUTO_TILE_PIXELS, DEFAULT_OVERLAP, TilePolicy, grid_multiple, receptive_radius,
+                                  run_tiled)
 from raygan.tasks.repair.net import fill_value  # noqa: F401 (re-exported for callers holding a config)
 
 PathLike = Union[str, Path]
@@ -63,13 +65,37 @@ def _masks(pairs, src: Path, mask: Optional[Path]) -> Dict[Path, Optional[Path]]
     return found
 
 
+def grid(module: nn.Module) -> int:
+    """The stride grid of a RepairNet's input (the U-Net's 2**depth, seen through the SR upsampling)."""
+    net = getattr(module, "net", module)
+    return grid_multiple(int(getattr(net, "multiple", 1)), int(getattr(module, "scale", 1))
+                         if getattr(module, "upsample_input", False) else 1)
+
+
+def context(module: nn.Module) -> int:
+    """The repair network's receptive radius in input pixels (measured once per module)."""
+    if getattr(module, "_tile_context", None) is None:
+        channels, needs_mask = int(module.channels), bool(module.needs_mask)
+        ins, vals = ([channels, 1], [1e-3, 1.0]) if needs_mask else ([channels], [1e-3])
+        if needs_mask:
+            fn_of = lambda m: (lambda x, k: m(x, k))  # noqa: E731
+        else:
+            fn_of = lambda m: (lambda x: m(x))  # noqa: E731
+        module._tile_context = receptive_radius(fn_of, module, ins, vals, scale=int(module.scale),
+                                                multiple=grid(module))
+    return int(module._tile_context)
+
+
 @torch.no_grad()
 def repair_path(module: nn.Module, src: PathLike, out: PathLike, mask: Optional[PathLike] = None,
-                fill: Optional[float] = None, overwrite: bool = False, device: Optional[torch.device] = None
-                ) -> Written:
+                fill: Optional[float] = None, overwrite: bool = False, device: Optional[torch.device] = None,
+                tile: Optional[int] = None, tile_overlap: Optional[int] = None,
+                max_pixels: Optional[int] = None) -> Written:
     """Repair `src` (a file or a folder) into `out`; returns the files written (a list, with
     `.skipped` [(input, reason)] and `.notes`). Holes are filled with `fill` (default: the
-    network's training fill value) before repair."""
+    network's training fill value) before repair. Large images run in overlapping tiles
+    (raygan.models.tiling): every image wider or taller than `tile` input px; with `tile` None,
+    only images of more than `max_pixels` pixels; with 0, none."""
     channels = int(getattr(module, "channels", 0))
     fill = float(getattr(module, "fill", 0.5) if fill is None else fill)
     needs_mask = bool(getattr(module, "needs_mask", False))
@@ -88,6 +114,7 @@ def repair_path(module: nn.Module, src: PathLike, out: PathLike, mask: Optional[
     device = device or next(module.parameters()).device
     was_training = module.training
     module.eval()
+    policy = TilePolicy(tile, tile_overlap, max_pixels, lambda: context(module), grid(module))
 
     def repair(f: Path):
         if mask_p is not None and masks[f] is None:
@@ -98,13 +125,24 @@ def repair_path(module: nn.Module, src: PathLike, out: PathLike, mask: Optional[
         if mk is not None:
             x = torch.where(mk > 0.5, torch.full_like(x, fill), x)
             mk = mk.to(device)
+        plan = policy.plan(*x.shape[-2:])
         try:
-            y = module(x.to(device) * 2 - 1, mk).float()
+            if plan is None:
+                y = module(x.to(device) * 2 - 1, mk).float()
+            elif mk is None:
+                y = run_tiled(lambda t: module(t), [x * 2 - 1], plan, scale=module.scale, device=device)
+            else:
+                y = run_tiled(lambda t, k: module(t, k), [x * 2 - 1, mk.cpu()], plan, scale=module.scale,
+                              device=device)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge image
             raise DataError(f"repairing {f} failed: {str(e).splitlines()[0][:160]}") from None
-        return ((y[0] + 1) / 2).clamp(0, 1), pic
+        return ((y[0].cpu() + 1) / 2).clamp(0, 1), pic
 
     try:
-        return write_each(pairs, single, repair)
+        written = write_each(pairs, single, repair)
+        note = policy.note(module)  # in eval mode: train-mode BatchNorm would count as image-wide
     finally:
         module.train(was_training)
+    if note:
+        written.notes.append(note)
+    return written
