@@ -26,7 +26,8 @@ SEED_MAX = 2**32 - 1
 MAX_Z_DIM = 16384
 MAX_SAMPLES = 1_000_000  # generated images per evaluation
 MAX_BATCH = 65536
-MAX_EVAL_BATCH = 4096  # images per extractor forward (inception: 3x299x299 floats each)
+MAX_EVAL_BATCH = 4096
+MIN_CROP, MAX_CROP = 8, 4096  # data.crop in px  # images per extractor forward (inception: 3x299x299 floats each)
 
 
 def _no_bool(v: Any) -> Any:
@@ -55,6 +56,15 @@ class DataConfig(_Strict):
     download: bool = False
     per_class: Optional[Int] = Field(default=None, gt=0)  # a class-balanced subset: K images per class
     subset_seed: Int = 0  # which K per class (the same on every rank and after resume)
+    # repair/translate: train on random crop x crop patches of the images (the HR image for SR), which are
+    # kept at their own size, their longer side at most `resolution` (folder photos keep their aspect);
+    # the networks are built for the crop size. None: whole images fitted to `resolution`
+    crop: Optional[Int] = Field(default=None, ge=MIN_CROP, le=MAX_CROP)
+
+    @property
+    def train_size(self) -> int:
+        """The side of the images the networks train on: the crop, or the whole fitted image."""
+        return int(self.crop or self.resolution)
 
 
 class ModelConfig(_Strict):

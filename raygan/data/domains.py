@@ -140,6 +140,21 @@ def _class_domains(
 def _folder_domains(
     root: PathArg, *, split: str, resolution: Optional[int], channels: Optional[int], limit: Optional[int],
 ) -> Tuple[ImageDataset, ImageDataset]:
+    dirs = domain_dirs(root, split)
+    names = [d.name for d in dirs]
+    out = []
+    for label, d in enumerate(dirs):
+        images = _read_domain(d, resolution, channels, limit)
+        ds = ImageDataset(
+            images=images, labels=torch.zeros(len(images), dtype=torch.int64), num_classes=1,
+            class_names=[d.name], name=FOLDER, split=split, source=str(d),
+        )
+        out.append(_as_domain(ds, label, names, names[label], ds.source))
+    return out[0], out[1]
+
+
+def domain_dirs(root: PathArg, split: str) -> List[Path]:
+    """The folders of domains A and B of `split` (root/{split}A, root/{split}B), checked non-empty."""
     layout = "the layout is root/trainA, trainB, testA, testB"
     if root is None:
         raise DataError(f"folder domains need a directory: pass --set data.root=/path ({layout})")
@@ -156,16 +171,7 @@ def _folder_domains(
                 f"folder domains: domain {FOLDER_DOMAINS[label]} is empty: no "
                 f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} images in {d}"
             )
-    names = [d.name for d in dirs]
-    out = []
-    for label, d in enumerate(dirs):
-        images = _read_domain(d, resolution, channels, limit)
-        ds = ImageDataset(
-            images=images, labels=torch.zeros(len(images), dtype=torch.int64), num_classes=1,
-            class_names=[d.name], name=FOLDER, split=split, source=str(d),
-        )
-        out.append(_as_domain(ds, label, names, names[label], ds.source))
-    return out[0], out[1]
+    return dirs
 
 
 def _read_domain(

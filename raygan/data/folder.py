@@ -99,15 +99,16 @@ def _pixels(im: Any, mode: str) -> np.ndarray:
     return np.array(im.convert(mode), dtype=np.uint8)  # a writable copy
 
 
-def _read_image(path: Path, mode: str) -> np.ndarray:
-    """One image file as uint8 (see _pixels), center-cropped to a square at its native size."""
+def _read_image(path: Path, mode: str, square: bool = True) -> np.ndarray:
+    """One image file as uint8 (see _pixels), center-cropped to a square at its native size
+    (`square=False`: the whole picture, for patch training: raygan.data.crops)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             w, h = im.size
             s = min(w, h)
-            if w != h:  # center crop to a square
+            if w != h and square:  # center crop to a square
                 left, top = (w - s) // 2, (h - s) // 2
                 im = im.crop((left, top, left + s, top + s))
             return _pixels(im, mode)
@@ -154,6 +155,22 @@ def folder(
     channels: Optional[int] = None, limit: Optional[int] = None, download: bool = False,
 ) -> ImageDataset:
     """Images on disk: RGB (L when channels=1), center-cropped square, fitted like every source."""
+    files, labels, class_names, d = folder_files(root, split)
+    if limit is not None:
+        files, labels = files[:limit], labels[:limit]
+    return ImageDataset(
+        images=read_images(files, d, channels, resolution),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        num_classes=len(class_names),
+        class_names=class_names,
+        name="folder",
+        split=split,
+        source=str(d),
+    )
+
+
+def folder_files(root: PathArg, split: str) -> Tuple[List[Path], List[int], List[str], Path]:
+    """(image files, their class labels, the class names, the folder they are in) of a split."""
     base = _as_path(root)
     if base is None:
         raise DataError(
@@ -169,14 +186,4 @@ def folder(
         )
     d = base / split if has_splits else base
     files, labels, class_names = _scan_folder(d)
-    if limit is not None:
-        files, labels = files[:limit], labels[:limit]
-    return ImageDataset(
-        images=read_images(files, d, channels, resolution),
-        labels=torch.tensor(labels, dtype=torch.int64),
-        num_classes=len(class_names),
-        class_names=class_names,
-        name="folder",
-        split=split,
-        source=str(d),
-    )
+    return files, labels, class_names, d

@@ -40,6 +40,7 @@ SHARED_PARTS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "n_critic": (lambda c: c.optim.n_critic != 1, "optim.n_critic"),
     "ema": (lambda c: c.ema.half_life_kimg > 0, "ema.half_life_kimg"),
     "per_class": (lambda c: c.data.per_class is not None, "data.per_class"),
+    "crop": (lambda c: c.data.crop is not None, "data.crop"),
 }
 
 
@@ -147,6 +148,10 @@ class Task:
             used, key = SHARED_PARTS[part]
             if used(cfg):
                 raise ConfigError(f"config: {key}: task '{cls.name}' does not use it ({why})")
+        if cfg.data.crop is not None and cfg.data.crop > cfg.data.resolution:
+            raise ConfigError(f"config: data.crop {cfg.data.crop} is larger than data.resolution "
+                              f"{cfg.data.resolution} (the images' longer side): use data.crop 8..{cfg.data.resolution}, "
+                              f"or raise data.resolution")
         if cfg.loss.ac_weight and not cls.class_term:
             raise ConfigError(f"config: loss.ac_weight: the AC-GAN class term is for a class-conditional "
                               f"generate run; task '{cls.name}' has no classes to learn")

@@ -52,9 +52,14 @@ TINY = {
                   "optim.batch_size=8", "translate.pool_size=6", "translate.lr_decay_start=0.25",
                   "train.tick_kimg=0.032", "eval.metrics=[cycle-psnr]"],
 }
+#: patch training (data.crop): random crops drawn from a checkpointed generator, so resume stays exact
+CROPS = {"repair-crop": ("repair", ["data.crop=16", "augment.flip=true"]),
+         "translate-crop": ("translate", ["data.crop=16", "augment.flip=true"])}
+for _name, (_task, _extra) in CROPS.items():
+    TINY[_name], TOTAL[_name] = TINY[_task] + _extra, TOTAL[_task]
 COMMON = ["train.snapshot_ticks=1", "train.eval_ticks=1", "train.sample_ticks=100", "train.keep_checkpoints=4",
           "tracking.enabled=false"]
-NEEDS_FMNIST = {"translate"}
+NEEDS_FMNIST = {"translate", "translate-crop"}
 
 
 def tiny(task, *extra):
@@ -108,7 +113,7 @@ def runs(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("task", TASK_NAMES + sorted(CROPS))
 def test_resume_is_bitwise_exact(runs, task):
     one, _, resumed = runs(task)
     assert one.nimg == resumed.nimg == round(TOTAL[task] * 1000)

@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from raygan.data.crops import center_crops
 from raygan.degradations import build_degradations
 from raygan.engine import dist
 from raygan.errors import DataError
@@ -51,7 +52,21 @@ class EvalSet:
             d = self.cfg.data
             self._clean = load_dataset(d.name, root=d.root, split=self.split, resolution=d.resolution,
                                        channels=self.channels, download=d.download).images
+            if self.crops:
+                self._clean = center_crops(self._clean, d.crop)
         return self._clean
+
+    @property
+    def crops(self) -> bool:
+        """Scored on fixed centre crops (`repair.eval_size: crop` with `data.crop`), not whole images."""
+        return self.cfg.data.crop is not None and self.cfg.repair.eval_size == "crop"
+
+    def reference(self, n: int) -> str:
+        """The first n test images, as the protocol names them: whole (fitted to data.resolution), said
+        "full-size" for a patch-trained run, or the fixed centre crops."""
+        d = self.cfg.data
+        size = " (full-size)" if d.crop is not None else ""
+        return f"{d.name}:{self.split}[:{n}]@{d.resolution}px" + (f" (centre {d.crop}px crops)" if self.crops else size)
 
     def __len__(self) -> int:
         return int(self.clean.shape[0])
@@ -122,7 +137,7 @@ class Evaluator:
             from raygan.metrics import reference_stats
 
             d, e = self.cfg.data, self.cfg.eval
-            name = f"{d.name}:{self.test.split}[:{n}]@{d.resolution}px"
+            name = self.test.reference(n)
             self._refs[n] = reference_stats(self.test.clean[:n], self._extractor_for(), name,
                                             str(cache_root() / "refstats"), batch_size=e.batch_size)
         return self._refs[n]
@@ -178,7 +193,7 @@ class Evaluator:
         p: Dict[str, Any] = {
             "task": "repair",
             "num_samples": n,
-            "reference": f"{d.name}:{self.test.split}[:{n}]@{d.resolution}px",
+            "reference": self.test.reference(n),
             "degradations": self.test.pipeline.describe(),
             "output": "rounded to uint8 before scoring",
             **R.protocol(self.channels, crop=self.crop),

@@ -162,7 +162,7 @@ def build_generator(cfg, spec: Dict[str, Any]) -> RepairNet:
     if sr:
         kwargs["scale"] = scale
     net = build_network(GENERATORS, m.arch, "model.g", "generator", in_channels=channels + int(mask),
-                        out_channels=channels, resolution=cfg.data.resolution, **kwargs)
+                        out_channels=channels, resolution=cfg.data.train_size, **kwargs)
     return RepairNet(net, channels=channels, scale=scale, mask=mask, upsample_input=scale > 1 and not sr,
                      fill=fill_value(cfg))
 
@@ -173,6 +173,6 @@ def build_discriminator(cfg, spec: Dict[str, Any]) -> nn.Module:
     cond = channels + int(bool(spec["mask"]))
     name = m.d_arch or DEFAULT_D
     D = build_network(DISCRIMINATORS, name, "model.d", "discriminator", in_channels=cond + channels,
-                      resolution=cfg.data.resolution, spectral_norm=m.spectral_norm, **dict(m.d))
+                      resolution=cfg.data.train_size, spectral_norm=m.spectral_norm, **dict(m.d))
     D.registry_name = name
     return D

@@ -18,7 +18,7 @@ Picture: rows degraded | repaired | clean of 8 fixed test images.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from torch import nn
 from raygan.augment import flip_horizontal
 from raygan.config.schema import SEED_MAX, Float, Int, TaskOptions
 from raygan.data import load_dataset
+from raygan.data.crops import load_patches
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
 from raygan.errors import CheckpointError, ConfigError, RayganError
@@ -66,6 +67,8 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         feature_weight: Float = Field(default=0.0, ge=0)  # feature matching on `feature_extractor`
         feature_extractor: str = "fmnist-cnn"
         adv_warmup_kimg: Float = Field(default=0.0, ge=0)  # L1 (+ features) only this long; D not trained yet
+        # with data.crop: score the whole test images (data.resolution) or a fixed centre crop of each (data.crop)
+        eval_size: Literal["full", "crop"] = "full"
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -74,7 +77,11 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         super().check_config(cfg)
         r = cfg.repair
         pipeline = build_degradations(r.degradations, seed=r.eval_seed)
-        pipeline.check(cfg.data.resolution, cfg.data.channels or 1)
+        if cfg.data.crop is not None and cfg.data.crop % pipeline.scale:
+            raise ConfigError(f"config: data.crop {cfg.data.crop} is not divisible by the super-resolution scale "
+                              f"{pipeline.scale}: use a multiple of {pipeline.scale}")
+        for size in sorted({cfg.data.resolution, cfg.data.train_size}):  # the training crops and the test images
+            pipeline.check(size, cfg.data.channels or 1)
         spec = spec_from_pipeline(pipeline, cfg.data.channels or 1)
         check_networks(cfg, spec)
         with torch.device("meta"):  # option values and sizes, as a run builds them (no memory used)
@@ -96,16 +103,21 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
     def setup_data(self) -> None:
         cfg, d, ctx = self.cfg, self.cfg.data, self.ctx
         self.pipeline = build_degradations(cfg.repair.degradations, seed=cfg.repair.eval_seed)
-        self.data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
-                                 channels=d.channels, limit=d.limit, download=d.download).to(self.device)
-        self.pipeline.check(d.resolution, self.data.channels)
-        if ctx.batch * ctx.world > len(self.data.labels):
+        if d.crop is None:
+            self.data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
+                                     channels=d.channels, limit=d.limit, download=d.download).to(self.device)
+            n, channels = len(self.data.labels), self.data.channels
+        else:  # patches: images kept whole (longer side <= resolution), a random crop of each per step
+            self.data = load_patches(d.name, root=d.root, split="train", max_side=d.resolution, channels=d.channels,
+                                     limit=d.limit, download=d.download).check(d.crop, d.name).to(self.device)
+            n, channels = len(self.data), self.data.channels
+        self.pipeline.check(d.train_size, channels)
+        if ctx.batch * ctx.world > n:
             raise ConfigError(f"config: optim.batch_size {cfg.optim.batch_size} is larger than the "
-                              f"dataset ({len(self.data.labels)} images)")
-        self.sampler = EpochSampler(len(self.data.labels), ctx.batch, seed=cfg.seed, rank=ctx.rank,
-                                    world_size=ctx.world)
+                              f"dataset ({n} images)")
+        self.sampler = EpochSampler(n, ctx.batch, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world)
         self.deg_gen = torch.Generator().manual_seed(degradation_seed(cfg.seed, ctx.rank))
-        self.spec = spec_from_pipeline(self.pipeline, self.data.channels)
+        self.spec = spec_from_pipeline(self.pipeline, channels)
 
     def build(self) -> None:
         cfg, ctx, r, o = self.cfg, self.ctx, self.cfg.repair, self.cfg.optim
@@ -167,8 +179,11 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
 
     # ------------------------------------------------------------------ training
     def next_batch(self) -> Batch:
-        idx = self.sampler.next().to(self.device)
-        x = self.data.images[idx].float().div_(255.0)
+        idx = self.sampler.next()
+        if self.cfg.data.crop is None:
+            x = self.data.images[idx.to(self.device)].float().div_(255.0)
+        else:  # the crop of the clean (HR) image, positions from the checkpointed degradation stream
+            x = self.data.crops(idx, self.cfg.data.crop, self.deg_gen).float().div_(255.0)
         if self.cfg.augment.flip:
             x = flip_horizontal(x, generator=self.deg_gen)
         deg = self.pipeline.train(x, self.deg_gen)

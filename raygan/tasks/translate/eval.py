@@ -48,7 +48,12 @@ class TranslateEvaluator:
         d, e, t = self.cfg.data, self.cfg.eval, self.cfg.translate
         a, b = load_domains(d.name, domain_a=t.domain_a, domain_b=t.domain_b, root=d.root, split=e.reference_split,
                             resolution=d.resolution, channels=self.channels or d.channels, download=d.download)
+        self.crops = d.crop is not None and self.cfg.translate.eval_size == "crop"
         self.test = {"a": a.images, "b": b.images}
+        if self.crops:  # fixed centre crops of the training size: the same for every run
+            from raygan.data.crops import center_crops
+
+            self.test = {s: center_crops(x, d.crop) for s, x in self.test.items()}
         self.names = {"a": a.name, "b": b.name}
         self.extractor, self.refs, self.target_class = None, {}, {}
         if self.needs["features"] or self.needs["classify"]:
@@ -56,7 +61,7 @@ class TranslateEvaluator:
             self.extractor = build_extractor(e.extractor, weights=weights, device=self.device)
         if self.needs["features"]:
             for s in ("a", "b"):
-                name = f"{self.names[s]}:{e.reference_split}@{d.resolution}px"
+                name = f"{self.names[s]}:{e.reference_split}@{d.resolution}px{self.images_note()}"
                 self.refs[s] = reference_stats(self.test[s], self.extractor, name, str(cache_root() / "refstats"),
                                                batch_size=e.batch_size)
         if self.needs["classify"]:  # the classifier's index of each domain's class
@@ -150,6 +155,13 @@ class TranslateEvaluator:
         values = dist.broadcast_object(values)
         return values, self.protocol(n)
 
+    def images_note(self) -> str:
+        """How the test images were scored, for a patch-trained run: whole, or fixed centre crops."""
+        d = self.cfg.data
+        if d.crop is None:
+            return ""
+        return f" (centre {d.crop}px crops)" if self.crops else " (full-size)"
+
     def protocol(self, n: Dict[str, int]) -> Dict[str, Any]:
         d, e = self.cfg.data, self.cfg.eval
         p: Dict[str, Any] = {
@@ -157,6 +169,7 @@ class TranslateEvaluator:
             "num_samples_a": n["a"], "num_samples_b": n["b"],
             "domain_a": self.names["a"], "domain_b": self.names["b"], "resolution": d.resolution,
             "output": "rounded to uint8",
+            **({"images": self.images_note().strip(" ()")} if d.crop is not None else {}),
             "baseline": "baseline_*: the untranslated test input scored the same way",
         }
         if self.extractor is not None:

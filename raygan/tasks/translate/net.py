@@ -31,14 +31,14 @@ def discriminator_name(cfg) -> str:
 
 def build_generator(cfg, channels: int) -> nn.Module:
     G = build_network(GENERATORS, generator_name(cfg), "model.g", "generator", in_channels=channels,
-                      out_channels=channels, resolution=cfg.data.resolution, **dict(cfg.model.g))
+                      out_channels=channels, resolution=cfg.data.train_size, **dict(cfg.model.g))
     G.registry_name = generator_name(cfg)
     return G
 
 
 def build_discriminator(cfg, channels: int) -> nn.Module:
     D = build_network(DISCRIMINATORS, discriminator_name(cfg), "model.d", "discriminator", in_channels=channels,
-                      resolution=cfg.data.resolution, spectral_norm=cfg.model.spectral_norm, **dict(cfg.model.d))
+                      resolution=cfg.data.train_size, spectral_norm=cfg.model.spectral_norm, **dict(cfg.model.d))
     D.registry_name = discriminator_name(cfg)
     return D
 

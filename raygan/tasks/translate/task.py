@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import torch
 from pydantic import Field
@@ -39,6 +39,7 @@ from torch import nn
 
 from raygan.augment import flip_horizontal
 from raygan.config.schema import Float, Int, TaskOptions
+from raygan.data.crops import center_crops, load_patch_domains
 from raygan.data.domains import FOLDER, KNOWN_CLASSES, load_domains, resolve_class
 from raygan.data.sampler import EpochSampler
 from raygan.engine import dist
@@ -81,6 +82,8 @@ class TranslateTask(Task):
         # the two domains of a labelled source: a class name or index each (a folder's are trainA/trainB)
         domain_a: Optional[Union[Int, str]] = None
         domain_b: Optional[Union[Int, str]] = None
+        # with data.crop: score the whole test images (data.resolution) or a fixed centre crop of each (data.crop)
+        eval_size: Literal["full", "crop"] = "full"
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -111,6 +114,8 @@ class TranslateTask(Task):
         with torch.device("meta"):
             build_generator(cfg, d.channels or 1)
             build_discriminator(cfg, d.channels or 1)
+            if d.crop is not None and cfg.translate.eval_size == "full":  # the whole test images pass G too
+                build_generator(cfg.model_copy(update={"data": d.model_copy(update={"crop": None})}), d.channels or 1)
 
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:
@@ -118,7 +123,8 @@ class TranslateTask(Task):
         t = self.cfg.translate
         common = dict(domain_a=t.domain_a, domain_b=t.domain_b, root=d.root, resolution=d.resolution,
                       channels=d.channels, download=d.download)
-        a, b = load_domains(d.name, split="train", limit=d.limit, **common)
+        a, b = load_domains(d.name, split="train", limit=d.limit, **common) if d.crop is None else \
+            self._patch_domains(common)
         self.domain_names: List[str] = list(a.class_names)
         self.data_a, self.data_b = a.to(self.device), b.to(self.device)
         self.channels = a.channels
@@ -131,7 +137,17 @@ class TranslateTask(Task):
                                       world_size=ctx.world)
         # the picture's fixed test images
         ta, tb = load_domains(d.name, split=self.cfg.eval.reference_split, limit=GRID, **common)
+        if d.crop is not None:  # the picture (and the export example) at the training size
+            ta.images, tb.images = center_crops(ta.images, d.crop), center_crops(tb.images, d.crop)
         self.grid_a, self.grid_b = self._float(ta.images.to(self.device)), self._float(tb.images.to(self.device))
+
+    def _patch_domains(self, common):
+        """Domains for patch training: images whole (longer side <= data.resolution), cropped per step."""
+        d = self.cfg.data
+        kw = {k: v for k, v in common.items() if k not in ("resolution", "channels")}
+        pa, pb = load_patch_domains(d.name, split="train", max_side=d.resolution, channels=d.channels,
+                                    limit=d.limit, **kw)
+        return pa.check(d.crop, pa.name), pb.check(d.crop, pb.name)
 
     def build(self) -> None:
         cfg, ctx, o, t = self.cfg, self.ctx, self.cfg.optim, self.cfg.translate
@@ -182,7 +198,10 @@ class TranslateTask(Task):
         return images.float().div_(127.5).sub_(1.0)
 
     def _next(self, data, sampler: EpochSampler) -> torch.Tensor:
-        x = self._float(data.images[sampler.next().to(self.device)])
+        if self.cfg.data.crop is None:
+            x = self._float(data.images[sampler.next().to(self.device)])
+        else:  # random crops, positions from torch's default generator (checkpointed with every RNG)
+            x = self._float(data.crops(sampler.next(), self.cfg.data.crop, None))
         if self.cfg.augment.flip:
             x = flip_horizontal(x)
         if self.ctx.channels_last:
