@@ -366,3 +366,19 @@ def test_a_relativistic_loss_trains_repair_with_real_logits_on_the_g_side(tmp_pa
     t.run()
     assert len(rec.g_reals) == 2 and all(s is not None and len(s) >= 1 for s in rec.g_reals)
     assert t.task.step.d_steps == 2
+
+
+@pytest.mark.parametrize("extra, size, reference", [
+    ([], 28, "digits:test[:5]@28px"),  # whole images, as before patch training existed
+    (["data.crop=16"], 28, "digits:test[:5]@28px (full-size)"),  # the default: whole test images
+    (["data.crop=16", "repair.eval_size=crop"], 16, "digits:test[:5]@28px (centre 16px crops)"),
+])
+def test_a_patch_trained_run_scores_full_size_or_fixed_centre_crops_and_says_which(extra, size, reference):
+    cfg = load_config(None, None, ["task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet",
+                                   "eval.metrics=[psnr]", *extra])
+    test = EvalSet(cfg, 1)
+    assert test.clean.shape[-2:] == (size, size) and test.reference(5) == reference
+    if size == 16:  # the centre window of the full-size image, the same for every run
+        full = EvalSet(load_config(None, None, ["task=repair", "data.name=digits", "data.resolution=28",
+                                                "model.arch=unet", "eval.metrics=[psnr]"]), 1)
+        assert torch.equal(test.clean, full.clean[..., 6:22, 6:22])

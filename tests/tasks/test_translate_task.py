@@ -205,6 +205,17 @@ def test_doing_nothing_scores_exactly_the_baseline(in_tmp):
     assert protocol["reference_count_b"] == 1000  # the whole test class is the reference
 
 
+def test_a_patch_trained_translator_is_scored_on_full_size_or_centre_crops_and_says_which(in_tmp):
+    """data.crop 16: the default scores whole 28 px test images; translate.eval_size crop their fixed
+    16 px centres (cycle-PSNR of the identity: the exact-match value of a 16 x 16 image)."""
+    for extra, side, note in (([], 28, "full-size"), (["translate.eval_size=crop"], 16, "centre 16px crops")):
+        cfg = tiny("data.crop=16", "eval.metrics=[cycle-psnr]", "eval.num_samples=8", *extra)
+        ev = TranslateEvaluator(cfg, torch.device("cpu"), channels=1)
+        values, protocol = ev(CycleTranslator(nn.Identity(), nn.Identity()), 8)
+        assert ev.test["a"].shape[-2:] == (side, side) and protocol["images"] == note
+        assert values["cycle_psnr_a"] == pytest.approx(10 * math.log10(255**2 * side * side))
+
+
 # ------------------------------------------------------------------------------ config checks
 
 
