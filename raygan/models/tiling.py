@@ -136,19 +136,19 @@ def run_tiled(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor], p
     th, tw = plan.side(H), plan.side(W)
     s, c, b = int(scale), plan.context * int(scale), plan.overlap * int(scale)
     out: Optional[torch.Tensor] = None
-    wsum = torch.zeros(1, 1, H * s, W * s, dtype=torch.float64)
+    wsum = torch.zeros(1, 1, H * s, W * s)  # float32 accumulators: a blend of equal values stays equal
     for y0 in plan.starts(H):
         wy = _ramp(th * s, c, b, lead=y0 > 0, trail=y0 + th < H)
         for x0 in plan.starts(W):
             wx = _ramp(tw * s, c, b, lead=x0 > 0, trail=x0 + tw < W)
-            y = fn(*[x[..., y0:y0 + th, x0:x0 + tw].to(device) for x in xs]).double().cpu()
+            y = fn(*[x[..., y0:y0 + th, x0:x0 + tw].to(device) for x in xs]).float().cpu()
             if out is None:
-                out = torch.zeros(y.shape[0], y.shape[1], H * s, W * s, dtype=torch.float64)
-            wt = (wy[:, None] * wx[None, :])[None, None]
+                out = torch.zeros(y.shape[0], y.shape[1], H * s, W * s)
+            wt = (wy[:, None] * wx[None, :])[None, None].float()
             out[..., y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += y * wt
             wsum[..., y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += wt
     assert out is not None and bool((wsum > 0).all()), "tiles leave pixels uncovered"  # by construction
-    out = (out / wsum).float()
+    out = out / wsum
     return out[..., top * s:(top + h) * s, left * s:(left + w) * s].contiguous()
 
 

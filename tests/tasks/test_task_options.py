@@ -19,9 +19,9 @@ def test_a_tasks_unknown_key_is_refused_naming_its_options():
     with pytest.raises(ConfigError) as e:
         load_config("fmnist-denoise", None, ["repair.l1_wieght=3"])
     assert str(e.value) == ("config: repair.l1_wieght: unknown key; repair's options are: degradations, eval_seed, "
-                            "l1_weight, adv_weight, feature_weight, feature_extractor, adv_warmup_kimg")
+                            "l1_weight, adv_weight, feature_weight, feature_extractor, adv_warmup_kimg, eval_size")
     with pytest.raises(ConfigError, match=r"^config: translate\.pool: unknown key; translate's options are: "
-                                          r"lambda_cycle, lambda_identity, pool_size, lr_decay_start, domain_a, domain_b$"):
+                                          r"lambda_cycle, lambda_identity, pool_size, lr_decay_start, domain_a, domain_b, eval_size$"):
         load_config("digits", None, ["translate.pool=3"])
     with pytest.raises(ConfigError, match=r"^config: translate\.pool_size: Input should be greater than or equal "
                                           r"to 0 \(got -1\)$"):
@@ -34,7 +34,7 @@ def test_the_cli_says_it_in_one_line(capsys):
     assert main(["train", "--preset", "fmnist-denoise", "--dry-run", "--set", "repair.l1_wieght=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["raygan: error: config: repair.l1_wieght: unknown key; repair's options are: degradations, "
-                   "eval_seed, l1_weight, adv_weight, feature_weight, feature_extractor, adv_warmup_kimg"]
+                   "eval_seed, l1_weight, adv_weight, feature_weight, feature_extractor, adv_warmup_kimg, eval_size"]
 
 
 def test_the_section_is_the_tasks_options_model_and_the_yaml_surface_is_unchanged():
