@@ -132,4 +132,4 @@ def test_repair_networks_with_a_mask_or_an_upsampled_input_tile_as_one_pass(case
         tiled = run_tiled(fn, inputs, Tiling(48 if case == "inpaint" else 28, 4, c, m).check(), scale=scale)
     assert tiled.shape == one.shape and (tiled - one).abs().max().item() / 2 < 1e-4
     if case == "inpaint":
-        assert torch.equal(tiled[mask == 0], x[mask == 0])
+        assert (tiled[mask == 0] - x[mask == 0]).abs().max() < 1e-6  # known pixels kept (float32 blend)

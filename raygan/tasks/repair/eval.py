@@ -35,8 +35,9 @@ from raygan.paths import cache_root
 class EvalSet:
     """The clean test images of a config and their fixed degradations, computed once per index."""
 
-    def __init__(self, cfg, channels: int, split: Optional[str] = None):
+    def __init__(self, cfg, channels: int, split: Optional[str] = None, crops: Optional[bool] = None):
         self.cfg, self.channels = cfg, int(channels)
+        self._crops = crops  # None: as repair.eval_size says
         self.split = split or cfg.eval.reference_split
         self.pipeline = build_degradations(cfg.repair.degradations, seed=cfg.repair.eval_seed)
         self.scale = self.pipeline.scale
@@ -59,7 +60,8 @@ class EvalSet:
     @property
     def crops(self) -> bool:
         """Scored on fixed centre crops (`repair.eval_size: crop` with `data.crop`), not whole images."""
-        return self.cfg.data.crop is not None and self.cfg.repair.eval_size == "crop"
+        want = self.cfg.repair.eval_size == "crop" if self._crops is None else self._crops
+        return self.cfg.data.crop is not None and want
 
     def reference(self, n: int) -> str:
         """The first n test images, as the protocol names them: whole (fitted to data.resolution), said

@@ -2,7 +2,9 @@
 
 Batch: clean training images from the in-memory dataset (an `EpochSampler`, as `generate`),
 degraded on the fly by the `repair.degradations` pipeline with random parameters drawn from
-the task's own CPU generator (seeded per rank, checkpointed: exact resume). Networks: G is a
+the task's own CPU generator (seeded per rank, checkpointed: exact resume). With `data.crop` the
+images are kept whole and each sample is a random crop of the clean (HR) image, its position drawn
+from that same generator (raygan.data.crops); the networks are built for the crop. Networks: G is a
 registered image-to-image generator (`model.arch`, `model.g`) inside a `RepairNet` (SR input,
 mask channel); D a registered conditional discriminator (`model.d_arch`, default patchgan;
 `model.d`, `model.spectral_norm`) that sees the condition (the degraded image at full size, plus
@@ -216,15 +218,17 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
 
     def _picture_cases(self):
         """(clean uint8, degraded [0, 1], mask) of 8 fixed images: the evaluation split's first
-        ones (the training set's when that split does not exist), degraded with eval seeding."""
+        ones (the training set's when that split does not exist), degraded with eval seeding; their
+        centre crops for a patch-trained run."""
         if self._picture is None:
             from raygan.tasks.repair.eval import EvalSet
 
-            test = EvalSet(self.cfg, self.spec["channels"])
+            crops = self.cfg.data.crop is not None  # a patch-trained run shows (and exports) crops
+            test = EvalSet(self.cfg, self.spec["channels"], crops=crops)
             try:
                 n = min(PICTURE, len(test))
             except RayganError:
-                test = EvalSet(self.cfg, self.spec["channels"], split="train")
+                test = EvalSet(self.cfg, self.spec["channels"], split="train", crops=crops)
                 n = min(PICTURE, len(test))
             deg, mask = test.degraded(0, n)
             self._picture = (test.clean[:n], deg, mask)

@@ -23,6 +23,8 @@ then the D phase: L_D = 0.5 d_loss(D_A(a), pool_A(G_BA(b))) + 0.5 d_loss(D_B(b),
 each D seeing fakes through its own history pool (one per D and per rank, in the checkpoint).
 Learning rates follow `lr_factor` in images seen (constant, then linear to 0 from
 `translate.lr_decay_start` x total_kimg), set before every step, so a resume re-applies it.
+With `data.crop` each domain's images are kept whole (raygan.data.crops) and every sample is a
+random crop, positioned by torch's default generator (checkpointed with every RNG: exact resume).
 
 Exported: both generators as one module, `CycleTranslator` (raygan.tasks.translate.net), `forward(x, direction="a2b")`
 (state dict `G_AB.*`, `G_BA.*`), rebuilt from the config by `build_inference`.
