@@ -54,7 +54,8 @@ def test_patch_train_on_photos_then_repair_a_large_photo_in_tiles(in_tmp, capsys
     (["data.crop=128"], "data.crop 128 is larger than data.resolution 64 (the images' longer side): use data.crop 8..64"),
     (["data.crop=18", "model.arch=srresnet", "repair.degradations=downsample:factor=4"],
      "data.crop 18 is not divisible by the super-resolution scale 4: use a multiple of 4"),
-    (["task=generate", "model.arch=dcgan", "eval.metrics=[fid]"], "data.crop: task 'generate' trains on whole images"),
+    (["task=generate", "model.arch=dcgan", "eval.metrics=[fid]"], "data.crop: task 'generate' does not use it (it trains on whole images; patch training is for repair and "
+     "translate)"),
 ])
 def test_a_bad_crop_is_one_line_before_anything_is_read(in_tmp, capsys, extra, pattern):
     args = [a for x in extra for a in ("--set", x)]

@@ -39,6 +39,7 @@ GRID = 64  # images in the per-tick sample grid
 class GenerateTask(GeneratorDiscriminatorPair, Task):
     name = "generate"
     class_term = True
+    unused = {"crop": "it trains on whole images; patch training is for repair and translate"}
 
     @classmethod
     def default_search_space(cls, cfg) -> str:
