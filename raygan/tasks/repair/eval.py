@@ -191,7 +191,6 @@ class Evaluator:
         return values, self.protocol(n)
 
     def protocol(self, n: int) -> Dict[str, Any]:
-        d = self.cfg.data
         p: Dict[str, Any] = {
             "task": "repair",
             "num_samples": n,

@@ -29,8 +29,7 @@ from torch import nn
 from raygan.data.imagefiles import Written, check_outputs, plan_pairs, write_each
 from raygan.data.imageio import EXTENSIONS, read_picture
 from raygan.errors import DataError, RayganError
-from raygan.models.tiling import (AUTO_TILE_PIXELS, DEFAULT_OVERLAP, TilePolicy, grid_multiple, receptive_radius,
-                                  run_tiled)
+from raygan.models.tiling import TilePolicy, grid_multiple, receptive_radius, run_tiled
 from raygan.tasks.repair.net import fill_value  # noqa: F401 (re-exported for callers holding a config)
 
 PathLike = Union[str, Path]

@@ -30,7 +30,7 @@ from torch import nn
 from raygan.data.imagefiles import Written, check_outputs, plan_pairs, write_each
 from raygan.data.imageio import read_picture
 from raygan.errors import DataError
-from raygan.models.tiling import AUTO_TILE_PIXELS, DEFAULT_OVERLAP, TilePolicy, receptive_radius, run_tiled
+from raygan.models.tiling import TilePolicy, receptive_radius, run_tiled
 from raygan.tasks.translate.net import check_direction as _check_direction
 
 PathArg = Union[str, "os.PathLike[str]"]
@@ -65,8 +65,9 @@ def context(module: nn.Module, direction: str) -> int:
     return int(g._tile_context)
 
 
-def tile_policy(module: nn.Module, direction: str, tile: Optional[int] = None, overlap: int = DEFAULT_OVERLAP,
-                max_pixels: int = AUTO_TILE_PIXELS) -> TilePolicy:
+def tile_policy(module: nn.Module, direction: str, tile: Optional[int] = None, overlap: Optional[int] = None,
+                max_pixels: Optional[int] = None) -> TilePolicy:
+    """When and how to tile (raygan.models.tiling.TilePolicy; None: its defaults)."""
     return TilePolicy(tile, overlap, max_pixels, lambda: context(module, direction), _multiple(module, direction))
 
 
