@@ -1,7 +1,9 @@
 """The repair task's metrics: PSNR, SSIM, masked PSNR and FID (KID, ...) of repaired test images.
 
 Protocol (logged beside every value):
-* the first `num_samples` images of the `eval.reference_split` split (capped at its size), each
+* the first `num_samples` images of the `eval.reference_split` split (capped at its size), fitted
+  to `data.resolution` (for a patch-trained run, `data.crop`, the whole image, said "full-size", or
+  with `repair.eval_size: crop` its fixed centre crop of `data.crop` px, said in the reference), each
   degraded with its own generator seeded from (`repair.eval_seed`, image index), so the degraded
   test set is the same for every run, batch size, shard split and rank;
 * repaired in batches of `eval.batch_size`, eval mode, no grad; the output rounded to 8 bits
