@@ -37,14 +37,39 @@ def experiment_ids(client, uri: str, name: Optional[str]) -> Dict[str, str]:
     """{experiment id: name}: the one named, or all of them."""
     from mlflow.entities import ViewType
 
-    exps = list(client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
+    exps = {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)}
+    return pick_experiment(exps, uri, name)
+
+
+def pick_experiment(exps: Dict[str, str], uri: str, name: Optional[str]) -> Dict[str, str]:
+    """{id: name} of the active experiments -> the one named, or all of them."""
     if name is None:
-        return {e.experiment_id: e.name for e in exps}
-    for e in exps:
-        if e.name == name:
-            return {e.experiment_id: e.name}
-    known = ", ".join(sorted(e.name for e in exps)) or "none"
+        return exps
+    for i, n in exps.items():
+        if n == name:
+            return {i: n}
+    known = ", ".join(sorted(exps.values())) or "none"
     raise RunsError(f"no MLflow experiment named '{name}' in {uri} (experiments: {known})")
+
+
+def read_runs(uri: Optional[str], experiment: Optional[str], via_mlflow: bool = False):
+    """(resolved uri, {experiment id: name}, runs newest first): an embedded store at this MLflow's
+    schema read directly (raygan.tracking.sqlread, no MLflow import), any other through MlflowClient."""
+    from raygan.tracking import sqlread
+    from raygan.tracking.store import resolve_tracking_uri
+
+    resolved = resolve_tracking_uri(uri)
+    db = None if via_mlflow else sqlread.database(resolved)
+    con = sqlread.connect(db) if db is not None and db.is_file() else None
+    if con is None:
+        client, resolved = open_store(uri)
+        exps = experiment_ids(client, resolved, experiment)
+        return resolved, exps, search(client, exps)
+    try:
+        exps = pick_experiment(sqlread.experiments(con), resolved, experiment)
+        return resolved, exps, sqlread.runs(con, list(exps))
+    finally:
+        con.close()
 
 
 def search(client, exp_ids: Iterable[str], max_results: int = 5000) -> List[Any]:
@@ -177,7 +202,7 @@ def run_record(client, run, exp_name: Optional[str] = None) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------------------- commands
 def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = "start", limit: int = 20,
-              as_json: bool = False) -> str:
+              as_json: bool = False, via_mlflow: bool = False) -> str:
     if sort not in SORTS and not sort.replace("_", "").replace("-", "").isalnum():
         raise RunsError(f"--sort {sort!r}: use one of {', '.join(SORTS)} or a metric name")
     if limit < 1:
@@ -186,9 +211,7 @@ def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = 
         from raygan.metric_names import canonical
 
         sort = canonical(sort)  # domain-acc is domain_acc
-    client, uri = open_store(uri)
-    exps = experiment_ids(client, uri, experiment)
-    runs = search(client, exps)
+    uri, exps, runs = read_runs(uri, experiment, via_mlflow)
     if sort not in SORTS and runs and not any(sort in r.data.metrics for r in runs):
         known = sorted({k for r in runs for k in r.data.metrics})
         raise RunsError(f"--sort {sort!r}: no run has that metric; sort by {', '.join(SORTS)} or one of: "
@@ -197,7 +220,7 @@ def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = 
     total = len(runs)
     runs = runs[:limit]
     if as_json:
-        return json.dumps([run_record(client, r, exps.get(r.info.experiment_id)) for r in runs], indent=1,
+        return json.dumps([run_record(None, r, exps.get(r.info.experiment_id)) for r in runs], indent=1,
                           default=str)
     if not runs:
         return f"no runs in {'experiment ' + experiment if experiment else uri}"
@@ -214,7 +237,7 @@ def list_runs(uri: Optional[str], experiment: Optional[str] = None, sort: str = 
         headers.insert(2, "experiment")
     rows = []
     for r in runs:  # names whole: a name copied from the table is the name
-        rec = run_record(client, r)
+        rec = run_record(None, r)
         v, std = rec["value"], rec["std"]
         score = "-" if v is None else (f"{v:.4g} ± {std:.2g}" if std is not None else f"{v:.4g}")
         row = [r.info.run_id[:12], r.info.run_name or "", rec["role"], r.info.status, rec["task"],

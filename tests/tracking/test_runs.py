@@ -156,6 +156,61 @@ def test_runs_list_into_a_closed_pipe_is_quiet_and_imports_no_torch(store):
     assert store["a"][:12] in p.stdout and p.stderr.strip().splitlines()[-1] == "[]", p.stderr
 
 
+def test_runs_list_reads_the_embedded_store_as_mlflow_does(store):
+    """The direct sqlite reader (no MLflow import) prints what the MlflowClient reader prints, on a
+    real store with a NaN metric, a metric at several steps, equal start times, a deleted run and a
+    deleted experiment; a store at another schema revision is not read directly."""
+    import sqlite3
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from raygan.tracking import sqlread
+    from raygan.tracking.runs import list_runs
+
+    uri, client = store["uri"], MlflowClient(store["uri"])
+    client.log_metric(store["a"], "psnr", float("nan"))
+    for step, v in ((0, 3.0), (5, 1.0), (2, 9.0)):
+        client.log_metric(store["b"], "loss_x", v, step=step)
+    e3 = client.create_experiment("e3")
+    twins = [client.create_run(e3, run_name=f"twin-{i}", start_time=1700000000000).info.run_id for i in range(3)]
+    client.delete_run(twins[0])
+    gone = client.create_experiment("gone")
+    client.create_run(gone, run_name="in-a-deleted-experiment")
+    client.delete_experiment(gone)
+    cases = [{}, {"sort": "score"}, {"sort": "name"}, {"sort": "fid"}, {"sort": "psnr"}, {"sort": "loss_x"},
+             {"experiment": "e1", "sort": "score"}, {"experiment": "e3"}, {"limit": 2}, {"as_json": True},
+             {"experiment": "e2", "as_json": True, "sort": "score"}]
+    for kw in cases:
+        assert list_runs(uri, **kw) == list_runs(uri, via_mlflow=True, **kw), kw
+    for kw, pattern in (({"experiment": "gone"}, r"no MLflow experiment named 'gone'"),
+                        ({"sort": "nope"}, r"--sort 'nope': no run has that metric")):
+        for via in (False, True):
+            with pytest.raises(Exception, match=pattern):
+                list_runs(uri, via_mlflow=via, **kw)
+    out = list_runs(uri, experiment="e3")
+    assert "twin-1" in out and "twin-2" in out and "twin-0" not in out
+    db = Path(uri[len("sqlite:///"):])
+    con = sqlread.connect(db)
+    assert con is not None  # this MLflow's store is at sqlread.SCHEMA
+    con.close()
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    con.close()
+    assert sqlread.connect(db) is None  # another revision: MlflowClient reads (and migrates) it
+
+
+def test_runs_list_imports_no_mlflow(store):
+    import subprocess
+    import sys
+
+    code = ("import sys; from raygan.cli import main; main(['runs', 'list', '--sort', 'score', '--tracking-uri', "
+            f"{store['uri']!r}]); print(sorted(m for m in ('torch', 'ray', 'mlflow', 'sqlalchemy', 'alembic') "
+            "if m in sys.modules), file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert store["a"][:12] in p.stdout and p.stderr.strip().splitlines()[-1] == "[]", p.stderr
+
+
 def test_ui_command_starts_one_worker_without_job_runners():
     import click
     from mlflow.cli import cli
