@@ -209,7 +209,7 @@ FLOORS = [
     ["raygan.config"],
     ["raygan.models", "raygan.losses", "raygan.regularizers", "raygan.ada", "raygan.augment", "raygan.degradations",
      "raygan.data", "raygan.metrics", "raygan.engine"],  # the core
-    ["raygan.tasks"],
+    ["raygan.tasks", "raygan.precheck"],  # precheck: the task layer's checks, from names.json where torch is not loaded
     ["raygan.engine.loop"],  # the one loop, over any registered task
     ["raygan.hosts.storage", "raygan.hosts.runstore"],  # the run directory
     ["raygan.tracking"],  # MLflow

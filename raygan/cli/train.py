@@ -58,10 +58,12 @@ def run(args) -> int:
         summary = api.train(None, run_dir=run_dir, resume=True, overrides=args.overrides, ray=ray,
                             progress=not args.no_progress)
     else:
-        cfg = api.config(args.preset, args.config, args.overrides)
-        if args.dry_run:
-            print(cfg.to_yaml(), end="")
+        if args.dry_run:  # checked as a run would be, without torch where raygan.precheck can vouch
+            from raygan.precheck import load_config
+
+            print(load_config(args.preset, args.config, args.overrides).to_yaml(), end="")
             return 0
+        cfg = api.config(args.preset, args.config, args.overrides)
         summary = api.train(cfg, run_dir=args.run_dir, ray=ray, progress=not args.no_progress)
     if summary.get("complete"):
         return 0

@@ -56,10 +56,13 @@ def run(args) -> int:
                                            getattr(args, "address", None), not args.no_progress))
     if not args.preset and not args.config:
         raise RayganError("tune needs a base config: --preset NAME or --config FILE (or --resume NAME)")
+    if args.dry_run:  # validated as the sweep would be, without torch where raygan.precheck can vouch
+        from raygan.precheck import load_config
+
+        cfg = load_config(args.preset, args.config, args.overrides)
+        return print_plan(cfg, from_args(SweepOptions, args, progress=not args.no_progress), args.search_space)
     cfg = api.config(args.preset, args.config, args.overrides)
     opts = from_args(SweepOptions, args, progress=not args.no_progress)
-    if args.dry_run:
-        return print_plan(cfg, opts, args.search_space)
     return print_sweep(api.tune(cfg, opts, args.search_space))
 
 
@@ -68,7 +71,7 @@ def print_plan(cfg, opts: SweepOptions, search_space) -> int:
     from raygan.distributed.sweep.driver import prepare
     from raygan.distributed.sweep.options import budget_kimg, objective
     from raygan.metric_names import direction, kind, metric_of
-    from raygan.tasks import task_class
+    from raygan.precheck import eval_uses_seed
 
     base, space = prepare(cfg, opts, search_space)
     key = objective(cfg, opts)
@@ -87,7 +90,7 @@ def print_plan(cfg, opts: SweepOptions, search_space) -> int:
     uses_extractor = kind(metric_of(key) or "fid") in ("features", "translation")
     print(f"proxy:        {cfg.eval.extractor + ' ' if uses_extractor else ''}{key} on {cfg.eval.num_samples} "
           f"samples every {base['train']['tick_kimg']:g} kimg")
-    seeds = (f"{opts.reeval_seeds} new evaluation seeds" if task_class(cfg.task).eval_uses_seed(cfg) else
+    seeds = (f"{opts.reeval_seeds} new evaluation seeds" if eval_uses_seed(cfg) else
              "one evaluation (it draws nothing at random)")
     print(f"re-evaluate:  top {opts.top_k} with {opts.reeval_samples or cfg.eval.final_num_samples} samples x {seeds}")
     return 0

@@ -195,6 +195,12 @@ def load_config(
     overrides: Optional[List[str]] = None,
 ) -> Config:
     """Defaults <- preset <- config file <- --set overrides, validated once at the end."""
+    return build_config(config_data(preset, config_file, overrides))
+
+
+def config_data(preset: Optional[str] = None, config_file: Optional[str] = None,
+                overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The mapping `load_config` validates: preset <- config file <- --set overrides."""
     data: Dict[str, Any] = {}
     if preset:
         data = deep_merge(data, load_preset(preset))
@@ -206,4 +212,4 @@ def load_config(
             raise ConfigError(f"config file not found: {config_file}")
         text = read_limited(path, "config file")
         data = deep_merge(data, _read_yaml(text, str(path)))
-    return build_config(apply_overrides(data, overrides))
+    return apply_overrides(data, overrides)

@@ -79,7 +79,7 @@ def _run_config(plan: SweepPlan):
 
 def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None):
     """(trial base config, validated space): everything `--dry-run` shows, no Ray."""
-    from raygan.tasks import build_config, task_class
+    from raygan.precheck import build_config, default_search_space
 
     from raygan.distributed.sweep.budget import fit_space
     from raygan.distributed.sweep.space import SearchSpace
@@ -90,7 +90,7 @@ def prepare(cfg: Config, opts: SweepOptions, search_space: Optional[str] = None)
     base = plans.trial_base(cfg, opts)
     fitted, base_notes = budget.fit(build_config(base))  # what every trial's Trainer would fit: say it here
     base = fitted.to_dict() if base_notes else base
-    loaded = load_space(search_space or task_class(cfg.task).default_search_space(cfg), base)
+    loaded = load_space(search_space or default_search_space(cfg), base)
     raw, notes = fit_space(loaded.raw, base)  # nothing sampled that cannot act within a trial's budget
     notes = [f"trial base: {n}" for n in base_notes] + notes
     space = loaded

@@ -99,7 +99,7 @@ def trial_base(cfg: Config, opts: SweepOptions) -> Dict[str, Any]:
     if metric not in d["eval"]["metrics"]:
         d["eval"]["metrics"] = [metric] + list(d["eval"]["metrics"])
     d["tracking"]["register_model"] = None
-    from raygan.tasks import build_config
+    from raygan.precheck import build_config
 
     build_config(d)  # the objective applies to this task
     return d

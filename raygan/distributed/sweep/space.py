@@ -34,7 +34,6 @@ the whole space, its sampling, and applying sampled values to a config.
 from __future__ import annotations
 
 import copy
-import inspect
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -217,7 +216,7 @@ class SearchSpace:
 
     def validate(self, base: Dict[str, Any]) -> None:
         """Every choice and bound, applied alone to the base config, gives a valid config."""
-        from raygan.tasks import build_config
+        from raygan.precheck import build_config
 
         for p in walk(self.params):
             samples = p.choices if p.dist == "choice" else [p.low, p.high]
@@ -290,31 +289,21 @@ def apply_values(base: Dict[str, Any], values: Dict[str, Any]) -> Dict[str, Any]
 
 
 def loss_is_critic(name: str) -> bool:
-    from raygan.losses import LOSSES
+    from raygan.precheck import loss_is_critic as critic
 
-    try:
-        return bool(getattr(LOSSES.get(name), "critic", False))
-    except ConfigError:
-        return False
+    return critic(name)
 
 
 def regularizer_takes(name: str, kwarg: str) -> bool:
-    from raygan.regularizers import REGULARIZERS
+    from raygan.precheck import regularizer_options
 
-    try:
-        ctor = REGULARIZERS.get(name)
-    except ConfigError:
-        return False
-    try:
-        return kwarg in inspect.signature(ctor).parameters
-    except (TypeError, ValueError):
-        return False
+    return kwarg in (regularizer_options(name) or {})
 
 
 def _registered_regularizers() -> List[str]:
-    from raygan.regularizers import REGULARIZERS
+    from raygan.precheck import regularizer_names
 
-    return REGULARIZERS.names()
+    return regularizer_names()
 
 
 def shipped_spaces() -> List[str]:
