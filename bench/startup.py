@@ -4,10 +4,12 @@ Each command runs N times in a fresh interpreter (as a user's shell runs it); th
 median and the fastest wall time, and the heavy modules (torch, ray, mlflow, optuna) found in
 sys.modules when the command ended. For scale, the last rows time `import torch`, `import ray.tune`
 and `import mlflow` alone the same way. Absolute seconds on this machine: on a loaded machine
-every number grows, the module columns do not.
+every number grows, the module columns do not. With `--compare DIR` every command also runs from
+another checkout (e.g. the code before a change), its runs interleaved with these, so both columns
+see the same load.
 
     python bench/startup.py            # 5 runs per command
-    python bench/startup.py --runs 3
+    python bench/startup.py --runs 3 --compare /path/to/other/checkout
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "ray", "ray.tune", "mlflow", "optuna")
+HEAVY = ("torch", "ray", "ray.tune", "mlflow", "sqlalchemy", "optuna")
 PROBE = """
 import atexit, json, runpy, sys
 atexit.register(lambda: print("HEAVY " + json.dumps([m for m in {heavy!r} if m in sys.modules]), file=sys.stderr))
@@ -34,7 +36,8 @@ runpy.run_module("raygan", run_name="__main__")
 def commands(uri: str):
     return [["--help"], ["--version"], ["presets"], ["runs", "list", "--tracking-uri", uri],
             ["runs", "list", "--sort", "score", "--tracking-uri", uri],
-            ["train", "--preset", "quickstart", "--dry-run"], ["tune", "--preset", "quickstart", "--dry-run"]]
+            ["train", "--dry-run"], ["train", "--preset", "quickstart", "--set", "optim.d_lr=0.001", "--dry-run"],
+            ["tune", "--preset", "quickstart", "--dry-run"]]
 
 
 def time_one(argv, env, cwd) -> tuple:
@@ -48,10 +51,11 @@ def time_one(argv, env, cwd) -> tuple:
 
 
 def make_store(tmp: Path) -> str:
-    """A real embedded store with one finished run (setup, not timed)."""
+    """A real embedded store with three finished runs (setup, not timed)."""
     uri = f"sqlite:///{tmp}/mlflow.db"
-    code = ("from mlflow.tracking import MlflowClient as C; c = C(%r); e = c.create_experiment('bench');"
-            "r = c.create_run(e, run_name='startup-bench'); c.log_metric(r.info.run_id, 'fid', 12.5);"
+    code = ("from mlflow.tracking import MlflowClient as C; c = C(%r); e = c.create_experiment('bench')\n"
+            "for i in range(3):\n r = c.create_run(e, run_name=f'startup-bench-{i}'); c.log_param(r.info.run_id, "
+            "'eval.metrics', '[\"fid\"]'); c.log_metric(r.info.run_id, 'fid', 12.5 + i); "
             "c.set_terminated(r.info.run_id)") % uri
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, cwd=tmp, timeout=600)
     return uri
@@ -60,31 +64,50 @@ def make_store(tmp: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--compare", metavar="DIR", help="also time each command from this checkout (same runs, interleaved)")
     args = ap.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    trees = [("this", REPO)] + ([("compare", Path(args.compare).resolve())] if args.compare else [])
+    envs = {t: {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            for t, root in trees}
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         uri = make_store(tmp)
         jobs = [("raygan " + " ".join(a).replace(uri, "URI"),
-                 [sys.executable, "-c", PROBE.format(heavy=HEAVY, args=a)]) for a in commands(uri)]
-        jobs += [(f"python -c 'import {m}'", [sys.executable, "-c", f"import {m}"]) for m in ("torch", "ray.tune", "mlflow")]
-        for name, argv in jobs:
-            times, heavy = [], None
+                 [sys.executable, "-c", PROBE.format(heavy=HEAVY, args=a)], True) for a in commands(uri)]
+        jobs += [(f"python -c 'import {m}'", [sys.executable, "-c", f"import {m}"], False)
+                 for m in ("torch", "ray.tune", "mlflow")]
+        for name, argv, both in jobs:
+            times = {t: [] for t, _ in trees}
+            heavy = {}
             for _ in range(args.runs):
-                dt, heavy = time_one(argv, env, tmp)
-                times.append(dt)
-            rows.append((name, statistics.median(times), min(times), ", ".join(heavy) if heavy else
-                         ("-" if heavy is not None else "(the import itself)")))
-            print(f"{name:70s} {rows[-1][1]:6.2f} s", file=sys.stderr, flush=True)
+                for t, _root in (trees if both else trees[:1]):
+                    dt, heavy[t] = time_one(argv, envs[t], tmp)
+                    times[t].append(dt)
+            cols = []
+            for t, _root in (trees if both else trees[:1]):
+                h = heavy[t]
+                cols += [statistics.median(times[t]), min(times[t]),
+                         ", ".join(h) if h else ("-" if h is not None else "(the import itself)")]
+            rows.append((name, cols))
+            print(f"{name:70s} " + "  ".join(f"{c:6.2f}" for c in cols if isinstance(c, float)), file=sys.stderr,
+                  flush=True)
     load = os.getloadavg()
-    print(f"\n{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
-          f"median and best of {args.runs} runs; python {sys.version.split()[0]}\n")
+    print(f"\n{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end; "
+          f"median and best of {args.runs} runs; python {sys.version.split()[0]}"
+          + (f"; compare = {args.compare}" if args.compare else "") + "\n")
     w = max(len(r[0]) for r in rows)
-    print(f"| {'command':{w}s} | median s | best s | heavy modules imported |")
-    print(f"|{'-' * (w + 2)}|----------|--------|------------------------|")
-    for name, med, best, heavy in rows:
-        print(f"| {name:{w}s} | {med:8.2f} | {best:6.2f} | {heavy} |")
+    head = "| median s | best s | heavy modules imported |"
+    sep = "|----------|--------|------------------------|"
+    if args.compare:
+        head += " compare: median s | best s | heavy modules |"
+        sep += "-------------------|--------|---------------|"
+    print(f"| {'command':{w}s} {head}")
+    print(f"|{'-' * (w + 2)}{sep}")
+    for name, cols in rows:
+        cells = [f"{c:.2f}" if isinstance(c, float) else c for c in cols]
+        cells += [""] * (len(trees) * 3 - len(cells))
+        print(f"| {name:{w}s} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
