@@ -64,7 +64,7 @@ def make_store(tmp: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--compare", metavar="DIR", help="also time each command from this checkout (same runs, interleaved)")
+    ap.add_argument("--compare", metavar="DIR", help="also time each command from this checkout (runs interleaved)")
     args = ap.parse_args()
     trees = [("this", REPO)] + ([("compare", Path(args.compare).resolve())] if args.compare else [])
     envs = {t: {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}

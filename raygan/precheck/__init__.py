@@ -2,11 +2,12 @@
 `tune --dry-run`): a command that reads no data and builds no network should start in a second.
 
 The real checks (raygan.tasks.check) look names up in registries that live in torch modules, and
-build the networks on the meta device. `names.json` (beside this file) holds what those checks ask, written
-from the real registries by `python -m raygan.precheck.write`: every registered name with the facts
-a check reads (a metric's tasks, a loss's critic flag, a regulariser's options), each task's
-option defaults, and the networks (the meta build's arguments) that the shipped presets and search
-spaces build, each built once when it was written. tests/test_precheck.py keeps it equal to
+build the networks on the meta device. `names.json` (beside this file) holds what those checks
+ask, written from the real registries by `python -m raygan.precheck.write`: every registered name
+with the facts a check reads (a metric's tasks, a loss's critic flag, a regulariser's options),
+each task's option defaults (and the shared parts generate leaves unused: none), and the networks
+(the meta build's arguments) that the shipped presets and search spaces build, each built once
+when it was written. tests/test_precheck.py keeps it equal to
 the registries and builds every network it lists.
 
 `build_config(data)` returns exactly what `raygan.tasks.build_config(data)` returns when the
@@ -71,7 +72,8 @@ def vouched(cfg) -> bool:
     """Whether raygan.tasks' checks pass for this config, known without torch (False: not known)."""
     man, m, e = manifest(), cfg.model, cfg.eval
     metrics, regs = man["metrics"], man["regularizers"].get(cfg.regularizer.name)
-    return (cfg.task == "generate" and cfg.data.name in man["sources"] and e.extractor in man["extractors"]
+    return (cfg.task == "generate" and not man["tasks"]["generate"]["unused"]
+            and cfg.data.name in man["sources"] and e.extractor in man["extractors"]
             and all(x in metrics and "generate" in metrics[x]["tasks"] for x in e.metrics)
             and _device(cfg.train.device) and cfg.data.resolution in (28, 32, 64) and cfg.data.channels in (None, 1, 3)
             and cfg.loss.name in man["losses"] and not cfg.loss.kwargs

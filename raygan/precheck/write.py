@@ -83,7 +83,8 @@ def expected() -> Dict[str, Any]:
     generate = TASKS.get("generate")
     return {
         "tasks": {name: {"options": None if model is None else model().model_dump(mode="json"),
-                         **({"search_space": generate.search_space} if name == "generate" else {})}
+                         **({"search_space": generate.search_space, "unused": sorted(generate.unused)}
+                            if name == "generate" else {})}
                   for name, model in TASK_OPTIONS.items()},
         "sources": SOURCES.names(),
         "extractors": EXTRACTORS.names(),
