@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,14 +41,20 @@ def commands(uri: str):
             ["tune", "--preset", "quickstart", "--dry-run"]]
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def time_one(argv, env, cwd) -> tuple:
-    t0 = time.perf_counter()
+    """(wall s, CPU s of the process: user + sys, which other load barely changes, heavy modules)"""
+    t0, c0 = time.perf_counter(), _cpu()
     p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - c0
     heavy = next((json.loads(ln[6:]) for ln in p.stderr.splitlines() if ln.startswith("HEAVY ")), None)
     if p.returncode not in (0,):
         raise SystemExit(f"{argv[-8:]} failed ({p.returncode}): {p.stderr[-800:]}")
-    return dt, heavy
+    return dt, cpu, heavy
 
 
 def make_store(tmp: Path) -> str:
@@ -79,34 +86,37 @@ def main() -> None:
                  for m in ("torch", "ray.tune", "mlflow")]
         for name, argv, both in jobs:
             times = {t: [] for t, _ in trees}
+            cpus = {t: [] for t, _ in trees}
             heavy = {}
             for _ in range(args.runs):
                 for t, _root in (trees if both else trees[:1]):
-                    dt, heavy[t] = time_one(argv, envs[t], tmp)
+                    dt, cpu, heavy[t] = time_one(argv, envs[t], tmp)
                     times[t].append(dt)
+                    cpus[t].append(cpu)
             cols = []
             for t, _root in (trees if both else trees[:1]):
                 h = heavy[t]
-                cols += [statistics.median(times[t]), min(times[t]),
+                cols += [statistics.median(times[t]), min(times[t]), statistics.median(cpus[t]),
                          ", ".join(h) if h else ("-" if h is not None else "(the import itself)")]
             rows.append((name, cols))
             print(f"{name:70s} " + "  ".join(f"{c:6.2f}" for c in cols if isinstance(c, float)), file=sys.stderr,
                   flush=True)
     load = os.getloadavg()
     print(f"\n{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end; "
-          f"median and best of {args.runs} runs; python {sys.version.split()[0]}"
+          f"median and best wall time and median CPU time (user + sys) of {args.runs} runs; "
+          f"python {sys.version.split()[0]}"
           + (f"; compare = {args.compare}" if args.compare else "") + "\n")
     w = max(len(r[0]) for r in rows)
-    head = "| median s | best s | heavy modules imported |"
-    sep = "|----------|--------|------------------------|"
+    head = "| median s | best s | CPU s | heavy modules imported |"
+    sep = "|----------|--------|-------|------------------------|"
     if args.compare:
-        head += " compare: median s | best s | heavy modules |"
-        sep += "-------------------|--------|---------------|"
+        head += " compare: median s | best s | CPU s | heavy modules |"
+        sep += "-------------------|--------|-------|---------------|"
     print(f"| {'command':{w}s} {head}")
     print(f"|{'-' * (w + 2)}{sep}")
     for name, cols in rows:
         cells = [f"{c:.2f}" if isinstance(c, float) else c for c in cols]
-        cells += [""] * (len(trees) * 3 - len(cells))
+        cells += [""] * (len(trees) * 4 - len(cells))
         print(f"| {name:{w}s} | " + " | ".join(cells) + " |")
 
 

@@ -4,13 +4,11 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from helpers import one_line
 
-REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "ray", "mlflow", "optuna", "raygan.tasks")
 
 

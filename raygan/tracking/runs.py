@@ -1,10 +1,10 @@
 """`raygan runs`: list, show, compare and pick the best runs of an MLflow store.
 
-Reads the same store training and sweeps write, through MlflowClient only, and prints aligned
-tables (or JSON). A run is judged by its objective: the first metric of its config (fid for a
-GAN, psnr for repair, ...) or a sweep's objective; its most honest value, best first: the
-re-evaluated mean of a sweep's top trial, a sweep's winner, the end-of-run value, the last tick.
-Run ids may be given as any unique prefix.
+Reads the same store training and sweeps write, through MlflowClient (`list` reads an embedded
+store directly: raygan.tracking.sqlread), and prints aligned tables (or JSON). A run is judged by
+its objective: the first metric of its config (fid for a GAN, psnr for repair, ...) or a sweep's
+objective; its most honest value, best first: the re-evaluated mean of a sweep's top trial, a
+sweep's winner, the end-of-run value, the last tick. Run ids may be given as any unique prefix.
 """
 from __future__ import annotations
 
