@@ -113,7 +113,10 @@ def _quick(data: Dict[str, Any]) -> Optional[Config]:
         cfg = Config.model_validate(data)
     except ValueError:  # pydantic's ValidationError: the real path words it
         return None
-    if _non_finite(cfg.model_dump()) or not vouched(cfg):
+    try:
+        if _non_finite(cfg.model_dump()) or not vouched(cfg):
+            return None
+    except (TypeError, ValueError):  # e.g. a network option JSON cannot spell: the real check judges it
         return None
     for t in sections:  # after the shared sections, in registration order, as raygan.tasks adds them
         cfg.__pydantic_extra__[t] = _defaults_model(t)()
