@@ -34,13 +34,15 @@ def test_the_manifest_is_what_the_registries_say():
 #: (preset, overrides) whose checks precheck vouches for, and ones it must leave to the task layer
 VOUCHED = [(None, []), ("quickstart", []), ("quickstart", ["optim.d_lr=0.001", "train.total_kimg=5"]),
            ("digits", ["regularizer.name=r1", "regularizer.kwargs.weight=0.01", "augment.diffaugment=color,cutout"]),
-           ("dcgan", []), ("mlp", []), ("resnet", []), ("wgan-gp", []), ("fmnist-cgan-100pc", [])]
+           ("dcgan", []), ("mlp", []), ("resnet", []), ("wgan-gp", []), ("fmnist-cgan-100pc", []),
+           ("folder-dcgan-128", [])]
 DEFERRED = [("digits", ["model.g.bogus=1"]), ("digits", ["model.z_dim=7"]), ("digits", ["loss.kwargs.x=1"]),
             ("digits", ["regularizer.name=r1", "regularizer.kwargs.every=0"]),
             ("digits", ["regularizer.name=r1", "regularizer.kwargs.every=2.5"]),
             ("digits", ["augment.diffaugment=color,none"]), ("digits", ["train.device=cuda:x"]),
             ("digits", ["eval.metrics=[psnr]"]), ("digits", ["eval.metrics=[cas]"]), ("digits", ["data.name=nope"]),
-            ("digits", ["repair.l1_weight=3"]), ("digits", ["seed=-1"]), ("fmnist-denoise", [])]
+            ("digits", ["repair.l1_weight=3"]), ("digits", ["seed=-1"]), ("fmnist-denoise", []),
+            ("digits", ["data.resolution=48"]), ("digits", ["data.resolution=4096"])]
 
 
 def test_a_vouched_config_is_the_task_layers_config_and_anything_else_is_left_to_it():

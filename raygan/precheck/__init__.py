@@ -75,7 +75,8 @@ def vouched(cfg) -> bool:
     return (cfg.task == "generate" and not man["tasks"]["generate"]["unused"]
             and cfg.data.name in man["sources"] and e.extractor in man["extractors"]
             and all(x in metrics and "generate" in metrics[x]["tasks"] for x in e.metrics)
-            and _device(cfg.train.device) and cfg.data.resolution in (28, 32, 64) and cfg.data.channels in (None, 1, 3)
+            and _device(cfg.train.device) and cfg.data.channels in (None, 1, 3)
+            and man["resolution"][0] <= cfg.data.resolution <= man["resolution"][1]
             and cfg.loss.name in man["losses"] and not cfg.loss.kwargs
             and regs is not None and all(k in regs and _positive(regs[k], v) for k, v in cfg.regularizer.kwargs.items())
             and _policy(cfg.augment.diffaugment, man["diffaugment"]) and cfg.augment.ada is None

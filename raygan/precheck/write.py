@@ -30,7 +30,7 @@ from raygan.models import build_models
 from raygan.precheck import network_key
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import TASKS
-from raygan.tasks.check import build_config
+from raygan.tasks.check import MAX_RESOLUTION, MIN_RESOLUTION, build_config
 
 PATH = Path(__file__).resolve().parent / "names.json"
 
@@ -86,6 +86,7 @@ def expected() -> Dict[str, Any]:
                          **({"search_space": generate.search_space, "unused": sorted(generate.unused)}
                             if name == "generate" else {})}
                   for name, model in TASK_OPTIONS.items()},
+        "resolution": [MIN_RESOLUTION, MAX_RESOLUTION],
         "sources": SOURCES.names(),
         "extractors": EXTRACTORS.names(),
         "metrics": {m: {"tasks": sorted(tasks(m)), "needs_classifier": bool(needs_classifier(m))}
