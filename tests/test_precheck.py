@@ -42,7 +42,7 @@ DEFERRED = [("digits", ["model.g.bogus=1"]), ("digits", ["model.z_dim=7"]), ("di
             ("digits", ["augment.diffaugment=color,none"]), ("digits", ["train.device=cuda:x"]),
             ("digits", ["eval.metrics=[psnr]"]), ("digits", ["eval.metrics=[cas]"]), ("digits", ["data.name=nope"]),
             ("digits", ["repair.l1_weight=3"]), ("digits", ["seed=-1"]), ("fmnist-denoise", []),
-            ("digits", ["data.resolution=48"]), ("digits", ["data.resolution=4096"])]
+            ("digits", ["data.resolution=48"]), ("digits", ["data.resolution=4096"]), ("digits", ["data.crop=16"])]
 
 
 def test_a_vouched_config_is_the_task_layers_config_and_anything_else_is_left_to_it():

@@ -5,10 +5,10 @@ The real checks (raygan.tasks.check) look names up in registries that live in to
 build the networks on the meta device. `names.json` (beside this file) holds what those checks
 ask, written from the real registries by `python -m raygan.precheck.write`: every registered name
 with the facts a check reads (a metric's tasks, a loss's critic flag, a regulariser's options),
-each task's option defaults (and the shared parts generate leaves unused: none), and the networks
-(the meta build's arguments) that the shipped presets and search spaces build, each built once
-when it was written. tests/test_precheck.py keeps it equal to
-the registries and builds every network it lists.
+each task's option defaults, the shared parts generate leaves unused (vouched while their key
+is unset: None), and the networks (the meta build's arguments) that the shipped presets and
+search spaces build, each built once when it was written. tests/test_precheck.py keeps it equal
+to the registries and builds every network it lists.
 
 `build_config(data)` returns exactly what `raygan.tasks.build_config(data)` returns when the
 manifest vouches for every check: a `generate` config whose names are all listed, whose networks
@@ -68,11 +68,17 @@ def _policy(policy: Optional[str], known: List[str]) -> bool:
     return not ops or ops == ["none"] or all(op in known for op in ops)
 
 
+def _at(cfg, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part, None)
+    return cfg
+
+
 def vouched(cfg) -> bool:
     """Whether raygan.tasks' checks pass for this config, known without torch (False: not known)."""
     man, m, e = manifest(), cfg.model, cfg.eval
     metrics, regs = man["metrics"], man["regularizers"].get(cfg.regularizer.name)
-    return (cfg.task == "generate" and not man["tasks"]["generate"]["unused"]
+    return (cfg.task == "generate" and all(_at(cfg, key) is None for key in man["tasks"]["generate"]["unused"].values())
             and cfg.data.name in man["sources"] and e.extractor in man["extractors"]
             and all(x in metrics and "generate" in metrics[x]["tasks"] for x in e.metrics)
             and _device(cfg.train.device) and cfg.data.channels in (None, 1, 3)

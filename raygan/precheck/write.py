@@ -29,7 +29,7 @@ from raygan.metrics.registry import needs_classifier, tasks
 from raygan.models import build_models
 from raygan.precheck import network_key
 from raygan.regularizers import REGULARIZERS
-from raygan.tasks.base import TASKS
+from raygan.tasks.base import SHARED_PARTS, TASKS
 from raygan.tasks.check import MAX_RESOLUTION, MIN_RESOLUTION, build_config
 
 PATH = Path(__file__).resolve().parent / "names.json"
@@ -83,7 +83,8 @@ def expected() -> Dict[str, Any]:
     generate = TASKS.get("generate")
     return {
         "tasks": {name: {"options": None if model is None else model().model_dump(mode="json"),
-                         **({"search_space": generate.search_space, "unused": sorted(generate.unused)}
+                         **({"search_space": generate.search_space,
+                             "unused": {part: SHARED_PARTS[part][1] for part in sorted(generate.unused)}}
                             if name == "generate" else {})}
                   for name, model in TASK_OPTIONS.items()},
         "resolution": [MIN_RESOLUTION, MAX_RESOLUTION],
