@@ -45,6 +45,7 @@ class ImageDataset:
     name: str
     split: str
     source: str
+    content_hash: Optional[str] = None  # a prepared dataset's (raygan.data.prepared): checked at resume
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -93,6 +94,12 @@ class ImageDataset:
         return dataclasses.replace(
             self, images=self.images[:n], labels=self.labels[:n]
         )
+
+    def take(self, indices: torch.Tensor, what: str) -> "ImageDataset":
+        """The dataset restricted to `indices` (in that order); `what` names the selection in `source`."""
+        indices = indices.to(self.images.device)
+        return dataclasses.replace(self, images=self.images[indices], labels=self.labels[indices],
+                                   source=f"{self.source} [{what}: {len(indices)} of {len(self)}]")
 
     def fitted(
         self, resolution: Optional[int] = None, channels: Optional[int] = None
