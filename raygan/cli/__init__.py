@@ -8,11 +8,11 @@ import os
 import sys
 from typing import List, Optional
 
-from raygan.cli import augment, evaluate, repair, runs, submit, tools, train, translate, tune
+from raygan.cli import augment, data, evaluate, repair, runs, submit, tools, train, translate, tune
 from raygan.cli.common import EXIT_USER_ERROR
 from raygan.errors import ArgumentError, RayganError
 
-COMMANDS = (train, evaluate, repair, translate, augment, tune, runs, submit, tools)
+COMMANDS = (train, evaluate, repair, translate, augment, tune, runs, submit, tools, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`raygan presets`, `raygan data info` and `raygan extractor train`."""
+"""`raygan presets` and `raygan extractor train` (`raygan data` is raygan.cli.data)."""
 from __future__ import annotations
 
 import json
@@ -10,14 +10,6 @@ from raygan.errors import RayganError
 def add(sub) -> None:
     p = sub.add_parser("presets", help="list the shipped presets with what each is for")
     p.set_defaults(func=run_presets)
-
-    d = sub.add_parser("data", help="datasets")
-    ds = d.add_subparsers(dest="data_cmd", required=True)
-    i = ds.add_parser("info", help="where a dataset was found, its splits and shapes")
-    i.add_argument("name", help="fashion-mnist | mnist | cifar10 | digits | folder")
-    i.add_argument("--root", default=None, help="a folder to look in first (the folder dataset: its images)")
-    i.add_argument("--download", action="store_true", help="allow a torchvision download when it is not found")
-    i.set_defaults(func=run_data_info)
 
     e = sub.add_parser("extractor", help="the fmnist-cnn feature extractor")
     es = e.add_subparsers(dest="extractor_cmd", required=True)
@@ -67,14 +59,6 @@ def run_presets(args) -> int:
         task = load_preset(name).get("task", "generate")
         print(textwrap.fill(preset_description(name), width=width, initial_indent=f"{name:20s} {task:9s} ",
                             subsequent_indent=indent, break_long_words=False, break_on_hyphens=False))
-    return 0
-
-
-def run_data_info(args) -> int:
-    from raygan.data import describe
-
-    for k, v in describe(args.name, root=args.root, download=args.download).items():
-        print(f"{k:12s} {v}")
     return 0
 
 

@@ -54,6 +54,9 @@ class DataConfig(_Strict):
     channels: Optional[Int] = None  # None: the source's native channels
     limit: Optional[Int] = Field(default=None, gt=0)
     download: bool = False
+    # a prepared dataset (raygan data prepare): None streams it when its fitted pixels exceed 1 GiB
+    # (raygan.data.streamed.STREAM_THRESHOLD_BYTES), else loads it into memory; true/false force one path
+    stream: Optional[bool] = None
     per_class: Optional[Int] = Field(default=None, gt=0)  # a class-balanced subset: K images per class
     subset_seed: Int = 0  # which K per class (the same on every rank and after resume)
     # repair/translate: train on random crop x crop patches of the images (the HR image for SR), which are

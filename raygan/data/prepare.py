@@ -121,7 +121,12 @@ def run_local(jobs: List[Dict[str, Any]], workers: int) -> Iterator[Dict[str, An
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    import threading
+
+    # fork is cheapest (no re-import of torch) and safe while this process runs no other thread
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if threading.active_count() == 1 and "fork" in methods else
+                         "forkserver" if "forkserver" in methods else "spawn")
     ex = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx)
     try:
         for fut in as_completed([ex.submit(write_shard, job) for job in jobs]):
@@ -183,6 +188,7 @@ def _resume(partial: Path, plan: Dict[str, Any], force: bool) -> Dict[str, Dict[
 def _progress(total: int, initial: int, show: bool):
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread (the process pool may fork)
     return tqdm(total=total, initial=initial, unit="img", disable=not show, file=sys.stderr,
                 dynamic_ncols=True, desc="prepare", smoothing=0.1)
 

@@ -53,9 +53,17 @@ def source_kind(src: str) -> str:
                     f"({', '.join(n for n in SOURCES.names() if n not in ('folder', 'prepared'))})")
 
 
+def _clean(name: str) -> str:
+    while name.startswith(("./", "/")):
+        name = name[2:] if name.startswith("./") else name[1:]
+    return name
+
+
 def _layout(names: List[str], where: str) -> Tuple[List[Item], List[str]]:
-    """Archive member names -> (items, class names) by the folder source's layout rule."""
-    images = sorted(n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)
+    """Archive member names -> (items, class names) by the folder source's layout rule; items keep the
+    member names as stored (`./a/1.png`), the layout reads them without a leading `./`."""
+    member = {_clean(n): n for n in names}
+    images = sorted(n for n in member if n.lower().endswith(IMAGE_EXTENSIONS)
                     and not any(part.startswith(".") for part in n.split("/")) and not n.startswith("__MACOSX/"))
     if not images:
         raise DataError(f"{where} holds no images ({', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})")
@@ -69,11 +77,11 @@ def _layout(names: List[str], where: str) -> Tuple[List[Item], List[str]]:
         raise DataError(f"{where} mixes {len(loose)} loose images with class subfolders; move the loose images "
                         "into a subfolder")
     if loose:
-        return [(prefix + n, 0) for n in rel], [Path(where).name.split(".")[0]]
+        return [(member[prefix + n], 0) for n in rel], [Path(where).name.split(".")[0]]
     classes = sorted({n.split("/", 1)[0] for n in rel})
     index = {c: i for i, c in enumerate(classes)}
     items = sorted(((prefix + n, index[n.split("/", 1)[0]]) for n in rel), key=lambda t: (t[1], t[0]))
-    return items, classes
+    return [(member[n], y) for n, y in items], classes
 
 
 def list_source(src: str, split: str = "train") -> Tuple[Dict[str, Any], List[Item], List[str]]:

@@ -199,3 +199,15 @@ def load_training_data(name: str, *, root: PathArg = None, resolution: Optional[
                             limit=limit)
     n = len(ds) if limit is None else min(limit, len(ds))
     return StreamedDataset(ds, resolution, channels, index=torch.arange(n))
+
+
+def check_data_hash(state: Any, data: Any) -> None:
+    """At resume: a prepared dataset replaced or changed under the run (its content hash differs from the
+    one the checkpoint recorded) is a CheckpointError, one line."""
+    from raygan.errors import CheckpointError
+
+    saved, now = (state or {}).get("data_hash"), getattr(data, "content_hash", None)
+    if saved is not None and now is not None and saved != now:
+        raise CheckpointError(f"the prepared dataset {data.source} changed since this run's checkpoint (content "
+                              f"hash {now[:12]}, the checkpoint was trained on {str(saved)[:12]}); resume on the "
+                              "same data, or start a new run")

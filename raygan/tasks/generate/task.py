@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from raygan.augment import build_d_augment, flip_horizontal
-from raygan.data import load_dataset
+from raygan.data.streamed import StreamedDataset, check_data_hash, load_training_data
 from raygan.data.sampler import EpochSampler
 from raygan.data.subsets import per_class_indices, subset_protocol
 from raygan.engine import dist
@@ -74,13 +74,13 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
     # ------------------------------------------------------------------ building
     def setup_data(self) -> None:
         d, ctx = self.cfg.data, self.ctx
-        data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
-                            channels=d.channels, limit=d.limit, download=d.download)
+        data = load_training_data(d.name, root=d.root, resolution=d.resolution, channels=d.channels,
+                                  limit=d.limit, download=d.download, stream=d.stream)
         self.subset_indices, self.subset = None, None
         if d.per_class is not None:  # the K-per-class subset: the only images this run ever draws
             self.subset_indices = per_class_indices(data.labels, d.per_class, d.subset_seed, data.num_classes)
             self.subset = subset_protocol(self.subset_indices, d.per_class, d.subset_seed)
-            data = _take(data, self.subset_indices, f"per_class={d.per_class}, subset_seed={d.subset_seed}")
+            data = data.take(self.subset_indices, f"per_class={d.per_class}, subset_seed={d.subset_seed}")
         # a small dataset lives on the device as one uint8 tensor and is indexed
         check_classes(self.cfg, data)
         check_generate(self.cfg)  # a warning: said when a run is built, not when a search validates configs
@@ -91,6 +91,8 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
                               f"dataset ({len(self.data.labels)} images)")
         self.sampler = EpochSampler(len(self.data.labels), ctx.batch, seed=self.cfg.seed,
                                     rank=ctx.rank, world_size=ctx.world)
+        if isinstance(self.data, StreamedDataset):  # a large prepared dataset: the next batches are read ahead
+            self.data.read_ahead(self.sampler)
 
     def build(self) -> None:
         cfg, ctx, m = self.cfg, self.ctx, self.cfg.model
@@ -170,6 +172,8 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
             st["augment"] = self.augment.state_dict()  # ADA's p and accumulators
         if self.subset is not None:
             st["subset_hash"] = self.subset["subset_hash"]
+        if self.data.content_hash is not None:
+            st["data_hash"] = self.data.content_hash
         return st
 
     def load_state(self, state: Dict[str, Any], same_world: bool) -> None:
@@ -177,6 +181,7 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
             raise CheckpointError(f"the checkpoint was trained on another subset (hash {state['subset_hash']}) "
                                   f"than data.per_class={self.cfg.data.per_class}, data.subset_seed="
                                   f"{self.cfg.data.subset_seed} picks ({self.subset['subset_hash']})")
+        check_data_hash(state, self.data)
         self.sampler.load_state_dict(state["sampler"])
         self.step.d_steps = int(state["d_steps"])
         if self.augment is not None and "augment" in state:
@@ -226,10 +231,3 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         return ExportedModel(G, spec, example)
 
 
-
-def _take(data, indices: torch.Tensor, what: str):
-    """The dataset restricted to `indices` (in that order)."""
-    import dataclasses
-
-    return dataclasses.replace(data, images=data.images[indices], labels=data.labels[indices],
-                               source=f"{data.source} [{what}: {len(indices)} of {len(data.labels)}]")

@@ -29,8 +29,8 @@ from torch import nn
 
 from raygan.augment import flip_horizontal
 from raygan.config.schema import SEED_MAX, Float, Int, TaskOptions
-from raygan.data import load_dataset
 from raygan.data.crops import load_patches
+from raygan.data.streamed import StreamedDataset, check_data_hash, load_training_data
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
 from raygan.errors import CheckpointError, ConfigError, RayganError
@@ -106,8 +106,8 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         cfg, d, ctx = self.cfg, self.cfg.data, self.ctx
         self.pipeline = build_degradations(cfg.repair.degradations, seed=cfg.repair.eval_seed)
         if d.crop is None:
-            self.data = load_dataset(d.name, root=d.root, split="train", resolution=d.resolution,
-                                     channels=d.channels, limit=d.limit, download=d.download).to(self.device)
+            self.data = load_training_data(d.name, root=d.root, resolution=d.resolution, channels=d.channels,
+                                           limit=d.limit, download=d.download, stream=d.stream).to(self.device)
             n, channels = len(self.data.labels), self.data.channels
         else:  # patches: images kept whole (longer side <= resolution), a random crop of each per step
             self.data = load_patches(d.name, root=d.root, split="train", max_side=d.resolution, channels=d.channels,
@@ -118,6 +118,8 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
             raise ConfigError(f"config: optim.batch_size {cfg.optim.batch_size} is larger than the "
                               f"dataset ({n} images)")
         self.sampler = EpochSampler(n, ctx.batch, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world)
+        if isinstance(self.data, StreamedDataset):  # a large prepared dataset: the next batches are read ahead
+            self.data.read_ahead(self.sampler)
         self.deg_gen = torch.Generator().manual_seed(degradation_seed(cfg.seed, ctx.rank))
         self.spec = spec_from_pipeline(self.pipeline, channels)
 
@@ -255,10 +257,14 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
 
     # ------------------------------------------------------------------ state
     def state(self) -> Dict[str, Any]:
-        return {"sampler": self.sampler.state_dict(), "degradation_rng": self.deg_gen.get_state(),
-                "d_steps": self.step.d_steps, "steps": self.steps}
+        st = {"sampler": self.sampler.state_dict(), "degradation_rng": self.deg_gen.get_state(),
+              "d_steps": self.step.d_steps, "steps": self.steps}
+        if getattr(self.data, "content_hash", None) is not None:  # a prepared dataset (not patches)
+            st["data_hash"] = self.data.content_hash
+        return st
 
     def load_state(self, state: Dict[str, Any], same_world: bool) -> None:
+        check_data_hash(state, self.data)
         self.sampler.load_state_dict(state["sampler"])
         self.step.d_steps = int(state["d_steps"])
         self.steps = int(state.get("steps", 0))
