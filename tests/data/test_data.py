@@ -389,9 +389,9 @@ def test_download_is_opt_in_and_lands_where_lookup_finds_it(tmp_path, monkeypatc
 
 
 def test_unknown_names_and_bad_args():
-    with pytest.raises(ConfigError, match="cifar10, digits, fashion-mnist, folder, mnist"):
+    with pytest.raises(ConfigError, match="cifar10, digits, fashion-mnist, folder, mnist, prepared"):
         load_dataset("imagenet")
-    assert SOURCES.names() == ["cifar10", "digits", "fashion-mnist", "folder", "mnist"]
+    assert SOURCES.names() == ["cifar10", "digits", "fashion-mnist", "folder", "mnist", "prepared"]
     with pytest.raises(ConfigError, match="split"):
         load_dataset("digits", split="val")
     with pytest.raises(ConfigError, match="channels"):
