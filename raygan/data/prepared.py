@@ -281,13 +281,18 @@ def prepared(
     channels: Optional[int] = None, limit: Optional[int] = None, download: bool = False,
 ) -> ImageDataset:
     """A prepared dataset (`raygan data prepare`) read into memory; `root` is its directory or URI.
-    It has one split, train (prepare the test images as their own dataset)."""
+    Its split "test" is the prepared dataset `root/test`, when one was written there
+    (`raygan data prepare SRC --split test --out DIR/test`)."""
     if split != "train":
-        raise DataError(f"a prepared dataset has only a train split; prepare the {split} images as a "
-                        "dataset of their own")
+        sub = None if root is None else f"{str(root).rstrip('/')}/{split}"
+        if not is_prepared(sub):
+            raise DataError(f"the prepared dataset {root} has no {split} split ({sub} is not a prepared dataset): "
+                            f"prepare one there (raygan data prepare SRC --split {split} --out {sub}) or set "
+                            "eval.reference_split: train")
+        root = sub
     ds = PreparedDataset.open(root)
     n = len(ds) if limit is None else min(limit, len(ds))
     return ImageDataset(images=read_all(ds, list(range(n)), resolution, channels),
                         labels=ds.labels[:n], num_classes=len(ds.class_names), class_names=ds.class_names,
-                        name="prepared", split="train", source=ds.uri,
+                        name="prepared", split=split, source=ds.uri,
                         content_hash=ds.content_hash)

@@ -329,3 +329,14 @@ def test_file_and_in_memory_filesystem_uris(tmp_path, digits_ds):
         assert t.nimg == 64
     finally:
         fs.rm("/raygan-test-digits", recursive=True)
+
+
+def test_a_test_split_is_the_prepared_dataset_under_test(tmp_path, capsys):
+    prepare("digits", str(tmp_path / "ds"), progress=False)
+    with pytest.raises(DataError, match="has no test split .* or set eval.reference_split: train"):
+        load_dataset("prepared", root=str(tmp_path / "ds"), split="test")
+    assert cli(capsys, "data", "prepare", "digits", "--split", "test", "--out", tmp_path / "ds" / "test",
+               "--quiet")[0] == 0
+    test = load_dataset("prepared", root=str(tmp_path / "ds"), split="test")
+    assert torch.equal(test.images, load_dataset("digits", split="test").images)
+    assert len(PreparedDataset.open(str(tmp_path / "ds"))) == 1438
