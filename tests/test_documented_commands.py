@@ -84,6 +84,7 @@ NOT_RUN = [
     (r"^raygan --version", "prints the version: parsed only"),
     (r"^raygan sample .*--class ", "needs a class-conditional run; tests/cli/test_sample_cli.py samples one class"),
     (r"^raygan sample .*--mix", "needs a stylegan2 run; tests/tasks/test_sampling.py checks the mixing grid"),
+    (r"^raygan data prepare .*--ray", "starts a Ray cluster; tests/distributed/test_prepare_ray.py runs it on a local one"),
 ]
 
 
