@@ -145,6 +145,8 @@ class StreamedDataset:
         return torch.stack([self.ds.fitted(i, self.resolution_arg, self.channels_arg) for i in rows])
 
     def batch(self, idx: Any) -> torch.Tensor:
+        if isinstance(idx, slice):
+            idx = torch.arange(len(self))[idx]
         idx = torch.as_tensor(idx).cpu().to(torch.int64).reshape(-1)
         x = None
         while self._queue:
