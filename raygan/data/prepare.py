@@ -159,20 +159,30 @@ def _plan(spec, items, classes, resolution, channels, native, shard_size, source
             "channels": channels, "native": native, "shard_size": shard_size, "listing": listing}
 
 
-def _resume(partial: Path, plan: Dict[str, Any], force: bool) -> Dict[str, Dict[str, Any]]:
-    """Finished shards of the same plan in DIR.partial ({file: sidecar}); a foreign one refused or removed."""
+def _resume(partial: Path, plan: Dict[str, Any], force: bool):
+    """(finished shards of the same plan in DIR.partial as {file: sidecar}, the held lock). A `.partial` of
+    another plan is refused, or removed with `force`; one that raygan did not write is never touched."""
+    import fcntl
+
     work = partial / WORK
     if partial.exists():
         try:
             old = json.loads((work / "plan.json").read_text())
         except (OSError, ValueError):
-            old = None
+            raise DataError(f"{partial} exists and is not an unfinished raygan prepare; remove or rename it "
+                            "(nothing was written)") from None
         if old != plan:
             if not force:
                 raise DataError(f"{partial} holds an unfinished prepare of another source or other options; "
                                 "pass --force to discard it, or run that prepare again to finish it")
             shutil.rmtree(partial)
     work.mkdir(parents=True, exist_ok=True)
+    lock = open(work / "lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise DataError(f"another prepare is writing {partial} now; wait for it to finish") from None
     _atomic_json(work / "plan.json", plan)
     done = {}
     for side in sorted(work.glob("shard-*.arrow.json")):
@@ -182,7 +192,7 @@ def _resume(partial: Path, plan: Dict[str, Any], force: bool) -> Dict[str, Dict[
                 done[meta["file"]] = meta
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return done
+    return done, lock
 
 
 def _progress(total: int, initial: int, show: bool):
@@ -228,7 +238,7 @@ def prepare(src: str, out: str, *, resolution: Optional[int] = None, channels: O
                "rule": "raygan.data.dataset.fit (<= 4 px smaller: zero-padded; else bilinear antialias resize)"}
     plan = _plan(spec, items, classes, resolution, channels, native, shard_size, source)
     partial = out_p.with_name(out_p.name + PARTIAL_SUFFIX)
-    done = _resume(partial, plan, force)
+    done, lock = _resume(partial, plan, force)
     jobs = [{"spec": spec, "file": f"shard-{k:05d}.arrow", "items": items[i:i + shard_size], "dir": str(partial),
              "resolution": resolution, "channels": channels, "native": native}
             for k, i in enumerate(range(0, len(items), shard_size))]
@@ -257,13 +267,17 @@ def prepare(src: str, out: str, *, resolution: Optional[int] = None, channels: O
             bar.update(meta["count"] + len(meta["skipped"]))
     except KeyboardInterrupt:
         bar.close()
+        lock.close()
         print(f"raygan: prepare interrupted; {len(done)} of {len(jobs)} shards are in {partial}: run the same "
               "command again to resume", file=sys.stderr)
         raise
     finally:
         bar.close()
-    return _finalise(out_p, partial, jobs, done, classes, source, fitting, native, resolution, channels, kind,
-                     data, time.perf_counter() - t0)
+    try:
+        return _finalise(out_p, partial, jobs, done, classes, source, fitting, native, resolution, channels, kind,
+                         data, time.perf_counter() - t0)
+    finally:
+        lock.close()
 
 
 def _finalise(out_p: Path, partial: Path, jobs, done, classes, source, fitting, native, resolution, channels,

@@ -175,6 +175,11 @@ def test_a_partial_of_other_options_is_refused_then_discarded_with_force(tmp_pat
         prepare(str(photos), str(tmp_path / "ds"), resolution=8, progress=False, workers=1)
     prepare(str(photos), str(tmp_path / "ds"), resolution=8, progress=False, workers=1, force=True)
     assert PreparedDataset.open(str(tmp_path / "ds")).manifest["count"] == 24
+    (tmp_path / "x.partial").mkdir()  # a folder raygan did not write: never removed, even with force
+    (tmp_path / "x.partial" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="is not an unfinished raygan prepare"):
+        prepare(str(photos), str(tmp_path / "x"), resolution=8, progress=False, workers=1, force=True)
+    assert (tmp_path / "x.partial" / "notes.txt").read_text() == "mine"
 
 
 def _copy(src: Path, dst: Path) -> Path:
