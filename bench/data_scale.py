@@ -60,12 +60,14 @@ def make_source(root: Path, n: int, res: int, seed: int = 0) -> Path:
     from PIL import Image
 
     done = root / "all" / ".done"
-    if done.exists() and int(done.read_text()) >= n:
+    have = int(done.read_text()) if done.exists() else 0
+    if have >= n:
         return root / "all"
-    rng, pics = np.random.default_rng(seed), photos()
+    pics = photos()
     for name, _ in pics:
         (root / "all" / name).mkdir(parents=True, exist_ok=True)
-    for k in range(n):
+    for k in range(have, n):  # image k depends on (seed, k) only: a larger source extends a smaller one
+        rng = np.random.default_rng([seed, k])
         name, a = pics[k % len(pics)]
         h, w = a.shape[:2]
         s = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
@@ -170,6 +172,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--arch", default="dcgan", help="architecture for the --res px step time, if it has one")
+    ap.add_argument("--no-train", action="store_true", help="prepare and RSS only")
     args = ap.parse_args()
     import torch
 
@@ -207,7 +210,7 @@ def main() -> None:
 
     n = sizes[0]
     rows = []
-    for res, arch in ((64, "dcgan"), (args.res, args.arch)):
+    for res, arch in () if args.no_train else ((64, "dcgan"), (args.res, args.arch)):
         try:
             mem_t, st_t = trainer(sets[n], res, False, arch, 64), trainer(sets[n], res, True, arch, 64)
         except Exception as e:  # no such architecture at this resolution: the loader alone
@@ -227,7 +230,8 @@ def main() -> None:
                          f"{statistics.median(b) / statistics.median(a):.2f}", f"{load:.0f}"])
         else:
             rows.append([f"{res} px, (no {arch})", "-", "-", "-", f"{load:.0f}"])
-    print(table(["train", "in-memory img/s", "streamed img/s", "ratio", "loader alone img/s"], rows))
+    if rows:
+        print(table(["train", "in-memory img/s", "streamed img/s", "ratio", "loader alone img/s"], rows))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
