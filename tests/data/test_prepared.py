@@ -345,3 +345,22 @@ def test_a_test_split_is_the_prepared_dataset_under_test(tmp_path, capsys):
     test = load_dataset("prepared", root=str(tmp_path / "ds"), split="test")
     assert torch.equal(test.images, load_dataset("digits", split="test").images)
     assert len(PreparedDataset.open(str(tmp_path / "ds"))) == 1438
+
+
+def test_repair_streams_a_prepared_dataset_bit_for_bit(digits_ds):
+    from raygan.tasks import load_config
+
+    def repair(*extra):
+        return load_config(None, None, [
+            "task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet", "model.g={ngf: 8}",
+            "model.d={ndf: 8}", "loss.name=lsgan", "optim.batch_size=16", "repair.degradations=noise:sigma=0.1..0.4",
+            "repair.adv_warmup_kimg=0", "ema.half_life_kimg=0", "augment.flip=true", "train.total_kimg=0.064",
+            "train.tick_kimg=0.064", "eval.metrics=[psnr]", "tracking.enabled=false", *extra])
+
+    mem = Trainer(repair(), None, evaluator=None)
+    mem.run()
+    st = Trainer(repair("data.name=prepared", f"data.root={digits_ds}", "data.stream=true"), None, evaluator=None)
+    assert isinstance(st.task.data, StreamedDataset)
+    st.run()
+    assert_bitwise_equal(params(mem.task.G_plain), params(st.task.G_plain))
+    assert st.task.state()["data_hash"] == PreparedDataset.open(str(digits_ds)).content_hash
