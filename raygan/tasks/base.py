@@ -41,6 +41,7 @@ SHARED_PARTS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "ema": (lambda c: c.ema.half_life_kimg > 0, "ema.half_life_kimg"),
     "per_class": (lambda c: c.data.per_class is not None, "data.per_class"),
     "crop": (lambda c: c.data.crop is not None, "data.crop"),
+    "stream": (lambda c: c.data.stream is not None, "data.stream"),
 }
 
 

@@ -364,3 +364,11 @@ def test_repair_streams_a_prepared_dataset_bit_for_bit(digits_ds):
     st.run()
     assert_bitwise_equal(params(mem.task.G_plain), params(st.task.G_plain))
     assert st.task.state()["data_hash"] == PreparedDataset.open(str(digits_ds)).content_hash
+
+
+def test_translate_says_it_does_not_stream():
+    from raygan.errors import ConfigError
+    from raygan.tasks import load_config
+
+    with pytest.raises(ConfigError, match="data.stream: task 'translate' does not use it"):
+        load_config("fmnist-sneaker2boot", None, ["data.stream=true"])

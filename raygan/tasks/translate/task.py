@@ -72,7 +72,7 @@ class TranslateTask(Task):
     unused = {"conditional": "it is unconditional", "regularizer": "CycleGAN uses none",
               "diffaugment": "only augment.flip applies", "ada": "only augment.flip applies",
               "n_critic": "one D step per G step", "ema": "it keeps no EMA; set 0",
-              "per_class": "use data.limit"}
+              "per_class": "use data.limit", "stream": "its two domains are loaded into memory"}
 
     class Options(TaskOptions):
         """The config's `translate:` section (CycleGAN): cycle and identity terms, history pools, lr decay."""
