@@ -83,14 +83,15 @@ def make_source(root: Path, n: int, res: int, seed: int = 0) -> Path:
 
 
 def subset(src: Path, dst: Path, n: int) -> Path:
-    """A folder of symlinks to the first n images (in file order), same classes."""
+    """A folder of symlinks to the first n images (in file order), same classes; past the source's end the
+    files are linked again under new names (a set larger than --source-images repeats pictures)."""
     if dst.exists():
         shutil.rmtree(dst)
-    files = sorted(p for p in src.rglob("*.jpg"))
-    files = sorted(files, key=lambda p: int(p.stem))[:n]
-    for f in files:
+    files = sorted((p for p in src.rglob("*.jpg")), key=lambda p: int(p.stem))
+    for k in range(n):
+        f = files[k % len(files)]
         (dst / f.parent.name).mkdir(parents=True, exist_ok=True)
-        os.symlink(f, dst / f.parent.name / f.name)
+        os.symlink(f, dst / f.parent.name / f"{k:06d}.jpg")
     return dst
 
 
@@ -173,6 +174,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--arch", default="dcgan", help="architecture for the --res px step time, if it has one")
     ap.add_argument("--no-train", action="store_true", help="prepare and RSS only")
+    ap.add_argument("--source-images", type=int, default=None,
+                    help="distinct source pictures to write (default: the largest size); larger sets repeat them")
     args = ap.parse_args()
     import torch
 
@@ -181,8 +184,9 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="raygan-data-scale-"))
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
-    src = make_source(work / "source", sizes[-1], args.res)
-    print(f"source: {sizes[-1]} JPEGs at {args.res} px in {time.perf_counter() - t0:.0f} s")
+    n_src = min(args.source_images or sizes[-1], sizes[-1])
+    src = make_source(work / "source", n_src, args.res)
+    print(f"source: {n_src} JPEGs at {args.res} px in {time.perf_counter() - t0:.0f} s")
 
     prep_rows, sets = [], {}
     for n in sizes:
