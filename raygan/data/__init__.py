@@ -5,11 +5,13 @@
     sampler = EpochSampler(len(ds), batch_size=64, seed=0)
     batch = ds.images[sampler.next()]
 
-Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder) when this
+Sources are registered in SOURCES (fashion-mnist, mnist, cifar10, digits, folder, prepared) when this
 package is imported (it imports every module of the package, so a new source is one
 `@SOURCES.register("name")` function in a new module here): raygan.data.sources holds the
 registry and lookup, raygan.data.builtin and raygan.data.folder the sources (where each
 looks), raygan.data.dataset the fitting rules.
+A prepared dataset (`raygan data prepare`, raygan.data.prepare) is read by index
+(raygan.data.prepared) and, when large, streamed to training (raygan.data.streamed).
 Augmentation lives in raygan.augment, not here.
 """
 from raygan.data.dataset import ImageDataset, fit, fit_channels, fit_resolution

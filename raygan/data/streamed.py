@@ -15,7 +15,7 @@ randomness lives here: augmentation stays in the task, so exact resume and DDP =
 still hold, and each rank reads only its own indices.
 
 Which path: `stream=None` streams a prepared dataset whose fitted pixels exceed
-STREAM_THRESHOLD_BYTES (1 GiB: e.g. 16k RGB images at 128 px, 5.5k at 256 px) and loads a smaller
+STREAM_THRESHOLD_BYTES (1 GiB: e.g. 22k RGB images at 128 px, 5.5k at 256 px) and loads a smaller
 one into memory (faster to index, on the GPU when training there); `data.stream: true/false`
 overrides. Any other source is loaded into memory.
 """
