@@ -372,3 +372,14 @@ def test_translate_says_it_does_not_stream():
 
     with pytest.raises(ConfigError, match="data.stream: task 'translate' does not use it"):
         load_config("fmnist-sneaker2boot", None, ["data.stream=true"])
+
+
+def test_huge_images_are_skipped_as_bombs_and_listed(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, side in (("ok.png", 8), ("warn.png", 12), ("bomb.png", 16)):  # 64, 144 and 256 pixels
+        Image.fromarray(np.full((side, side), 90, np.uint8)).save(src / name)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow warns above 100 pixels, refuses above 200
+    m = prepare(str(src), str(tmp_path / "out"), resolution=8, workers=1, progress=False)
+    assert m["count"] == 1 and {s["file"]: "decompression bomb" in s["reason"] for s in m["skipped"]} == \
+        {"warn.png": True, "bomb.png": True}
