@@ -142,7 +142,8 @@ class StreamedDataset:
 
     def _read_direct(self, idx: torch.Tensor) -> torch.Tensor:
         rows = self.index[idx].tolist()
-        return torch.stack([self.ds.fitted(i, self.resolution_arg, self.channels_arg) for i in rows])
+        out = torch.stack([self.ds.fitted(i, self.resolution_arg, self.channels_arg) for i in rows])
+        return out.pin_memory() if self._device.type == "cuda" else out  # so the copy to the GPU is async
 
     def batch(self, idx: Any) -> torch.Tensor:
         if isinstance(idx, slice):
