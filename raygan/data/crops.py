@@ -124,6 +124,13 @@ def read_whole(files: Sequence, channels: Optional[int], max_side: int) -> List[
 def load_patches(name: str, *, root=None, split: str = "train", max_side: int, channels: Optional[int] = None,
                  limit: Optional[int] = None, download: bool = False) -> PatchImages:
     """The images of a source for patch training (see the module doc)."""
+    from raygan.data.prepared import is_prepared
+
+    if name == "prepared" or (name == "folder" and is_prepared(root)):
+        whole = _prepared_whole(root, split, channels, max_side, limit)
+        if whole is not None:
+            return whole
+        name = "prepared"
     if name == "folder":
         from raygan.data.folder import folder_files
 
@@ -136,6 +143,21 @@ def load_patches(name: str, *, root=None, split: str = "train", max_side: int, c
     ds = load_dataset(name, root=root, split=split, resolution=max_side, channels=channels, limit=limit,
                       download=download)
     return PatchImages(fit_channels(ds.images, channels), ds.labels)
+
+
+def _prepared_whole(root, split: str, channels: Optional[int], max_side: int, limit: Optional[int]
+                    ) -> Optional[PatchImages]:
+    """A prepared dataset kept at native size (`raygan data prepare --native`) as whole images, like a
+    folder's (longer side at most `max_side`); None for a fitted one (it loads like any source)."""
+    from raygan.data.prepared import PreparedDataset
+
+    ds = PreparedDataset.open(root if split == "train" else f"{str(root).rstrip('/')}/{split}")
+    if ds.manifest["storage"] != "png":
+        return None
+    n = len(ds) if limit is None else min(limit, len(ds))
+    imgs = [_shrink(fit_channels(torch.from_numpy(np.array(ds.image(i)))[None], channels)[0], max_side)
+            for i in range(n)]
+    return PatchImages(imgs, ds.labels[:n], None, class_names=ds.class_names)
 
 
 def load_patch_domains(source: str, *, max_side: int, channels: Optional[int] = None, limit: Optional[int] = None,

@@ -383,3 +383,15 @@ def test_huge_images_are_skipped_as_bombs_and_listed(tmp_path, monkeypatch):
     m = prepare(str(src), str(tmp_path / "out"), resolution=8, workers=1, progress=False)
     assert m["count"] == 1 and {s["file"]: "decompression bomb" in s["reason"] for s in m["skipped"]} == \
         {"warn.png": True, "bomb.png": True}
+
+
+def test_patch_training_reads_a_native_prepared_dataset_whole_like_the_folder(tmp_path, photos):
+    from raygan.data.crops import load_patches
+
+    prepare(str(photos), str(tmp_path / "nat"), native=True, progress=False, workers=1)
+    ours = load_patches("prepared", root=str(tmp_path / "nat"), max_side=12, channels=3)
+    theirs = load_patches("folder", root=str(photos), max_side=12, channels=3)
+    assert isinstance(ours.images, list) and len(ours) == len(theirs) == 24
+    assert {tuple(x.shape) for x in ours.images} == {(3, 12, 12), (3, 12, 11), (3, 12, 10)}  # not squared
+    assert all(torch.equal(a, b) for a, b in zip(ours.images, theirs.images))
+    assert torch.equal(ours.labels, theirs.labels)
