@@ -42,12 +42,17 @@ def _store(run_dir: Union[str, Path, RunStore]) -> RunStore:
 
 
 def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, resume: bool = False,
-          overrides: Sequence[str] = (), ray: Optional[RayOptions] = None, progress: bool = True) -> Dict[str, Any]:
+          overrides: Sequence[str] = (), ray: Optional[RayOptions] = None, progress: bool = True,
+          init_from: Optional[str] = None) -> Dict[str, Any]:
     """Train `cfg` into `run_dir` (default runs/<preset>-<time>), in this process or on Ray
     Train (`ray`). `resume=True` continues the run in `run_dir` with its own config (+ overrides);
-    a run started on Ray resumes on Ray with its recorded workers unless `ray` says otherwise."""
+    a run started on Ray resumes on Ray with its recorded workers unless `ray` says otherwise.
+    `init_from` (a run dir, checkpoint dir or models:/NAME/VERSION; or `train.init_from` in cfg)
+    starts the networks from that run's (transfer learning: fresh optimisers and counters)."""
     from raygan.tracking.store import pin
 
+    if resume and init_from is not None:
+        raise RayganError("--init-from starts a new run; a resumed run continues from its own checkpoint")
     if resume:
         if run_dir is None:
             raise RayganError("train(resume=True) needs run_dir, the run to continue")
@@ -72,6 +77,13 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
             from raygan.tasks import with_overrides
 
             cfg = with_overrides(cfg, overrides)
+        if init_from is not None:
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(init_from)})})
+        if cfg.train.init_from:  # absolute: Ray workers run in other directories
+            from raygan.hosts.init_source import absolute
+
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
+                update={"init_from": absolute(cfg.train.init_from)})})
         store = _store(run_dir) if run_dir is not None else None
     cfg = pin(cfg)
     if ray is not None:

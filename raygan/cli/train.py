@@ -12,6 +12,7 @@ examples:
   raygan train --preset resnet --set optim.d_lr=1e-4 --run-dir runs/sngan
   raygan train --run-dir runs/sngan --resume --set train.total_kimg=4000
   raygan train --preset dcgan --workers 2                  # Ray Train, 2 DDP workers
+  raygan train --preset dcgan --init-from runs/pretrained --set model.freeze_d=2   # fine-tune (FreezeD)
   raygan train --preset dcgan --workers 8 --gpus-per-worker 1 --storage s3://bucket/raygan --max-failures 3
 """
 
@@ -26,6 +27,9 @@ def add(sub) -> None:
                                      "<storage>/<name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir (a Ray run resumes on Ray with its own workers)")
+    p.add_argument("--init-from", metavar="SOURCE",
+                   help="start the networks (G, G_ema, D) from another run: a run dir, a checkpoint dir or "
+                        "models:/NAME/VERSION; fresh optimisers and counters (train.init_from)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
     add_flags(p.add_argument_group("Ray Train (with --workers)"), RayOptions)
@@ -44,6 +48,8 @@ def run(args) -> int:
             raise RayganError("--resume needs --run-dir DIR (the run to continue)")
         if args.preset or args.config:
             raise RayganError("--resume continues with the run's own config.yaml; change values with --set")
+        if args.init_from:
+            raise RayganError("--init-from starts a new run; --resume continues one from its own checkpoint")
         if args.dry_run:
             from raygan.hosts.runstore import RunStore
 
@@ -61,10 +67,14 @@ def run(args) -> int:
         if args.dry_run:  # checked as a run would be, without torch where raygan.precheck can vouch
             from raygan.precheck import load_config
 
-            print(load_config(args.preset, args.config, args.overrides).to_yaml(), end="")
+            cfg = load_config(args.preset, args.config, args.overrides)
+            if args.init_from:
+                cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": args.init_from})})
+            print(cfg.to_yaml(), end="")
             return 0
         cfg = api.config(args.preset, args.config, args.overrides)
-        summary = api.train(cfg, run_dir=args.run_dir, ray=ray, progress=not args.no_progress)
+        summary = api.train(cfg, run_dir=args.run_dir, ray=ray, progress=not args.no_progress,
+                            init_from=args.init_from)
     if summary.get("complete"):
         return 0
     print_summary(summary)

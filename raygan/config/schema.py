@@ -78,6 +78,12 @@ class ModelConfig(_Strict):
     d_arch: Optional[str] = None  # image-to-image tasks: the discriminator's name (default patchgan)
     g: Dict[str, Any] = Field(default_factory=dict)  # extra generator kwargs, e.g. ngf
     d: Dict[str, Any] = Field(default_factory=dict)  # extra discriminator kwargs, e.g. ndf
+    # FreezeD (Mo et al. 2020): D's first k blocks (input side, the architecture's `D.blocks`) do not train;
+    # meant for fine-tuning a run started with --init-from (train.init_from)
+    freeze_d: Int = Field(default=0, ge=0)
+    # under DDP (--workers N > 1) every BatchNorm normalises with the statistics of the global batch
+    # (torch's SyncBatchNorm on GPU, raygan.engine.syncbn's all-reduce BN on CPU); off: per-rank statistics
+    sync_bn: bool = False
 
 
 class LossConfig(_Strict):
@@ -148,6 +154,9 @@ class TrainConfig(_Strict):
     compile: bool = False
     threads: Optional[Int] = Field(default=None, ge=1)  # torch intra-op threads
     nan_ticks: Int = Field(default=2, ge=1)  # non-finite ticks in a row before giving up
+    # start from another run's networks (G, G_ema, D): a run dir or a model URI (models:/NAME/VERSION);
+    # optimisers, counters and RNG start fresh (`raygan train --init-from`)
+    init_from: Optional[str] = None
 
     @property
     def total_nimg(self) -> int:
@@ -242,7 +251,8 @@ class Config(_Strict):
         """Identity of the trained networks: a checkpoint only loads into the same one."""
         ident = {
             "task": self.task,
-            "model": self.model.model_dump(mode="json"),
+            # how a network trains (frozen blocks, synchronised BN) is not what it is: a checkpoint loads either way
+            "model": self.model.model_dump(mode="json", exclude={"freeze_d", "sync_bn"}),
             "resolution": self.data.resolution,
             "channels": self.data.channels,
             "data": self.data.name,

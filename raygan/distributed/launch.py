@@ -139,6 +139,11 @@ def _train_locked(cfg: Config, opts: RayOptions, storage: str, name: str, store:
         from raygan.tracking.store import preflight
 
         preflight(cfg)
+    lineage = None
+    if not resume and cfg.train.init_from:  # read and checked here; each worker loads it again (its rank's copy)
+        from raygan.hosts.init_source import resolve_init
+
+        lineage = resolve_init(cfg).lineage
     cluster.connect(opts.address)  # reachable and big enough -- before anything is written
     cluster.check_resources(opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.resource_wait)
 
@@ -147,11 +152,12 @@ def _train_locked(cfg: Config, opts: RayOptions, storage: str, name: str, store:
     cfg, fitted = budget.fit(cfg)  # as the local host: the run records (and resumes with) the fitted config
     if fitted:
         print(f"raygan: {budget.describe(cfg, fitted)}", file=sys.stderr, flush=True)
-    run_id = _mlflow_run(cfg, store, name, opts.workers)
+    run_id = _mlflow_run(cfg, store, name, opts.workers, lineage)
     store.write_config(cfg)
     claim.started = True  # the run exists from here on: never removed
     store.update_record(host="ray-train", workers=opts.workers, cpus_per_worker=opts.cpus_per_worker,
-                        gpus_per_worker=opts.gpus_per_worker, storage=storage, name=name, task=cfg.task)
+                        gpus_per_worker=opts.gpus_per_worker, storage=storage, name=name, task=cfg.task,
+                        **{k.split(".", 1)[1]: v for k, v in (lineage or {}).items()})
     key = objective(list(cfg.eval.metrics))
     spec = WorkerSpec(config=cfg.to_dict(), report_to="train", run_location=store.location, mlflow_run_id=run_id,
                       objective=key, keep_best=opts.keep == "best", progress=False, env=forward_env())
@@ -199,7 +205,8 @@ def _completed_nimg(store: RunStore) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def _mlflow_run(cfg: Config, store: RunStore, name: str, workers: int) -> Optional[str]:
+def _mlflow_run(cfg: Config, store: RunStore, name: str, workers: int,
+                lineage: Optional[Dict[str, str]] = None) -> Optional[str]:
     """The MLflow run, created by the driver (a restart or a resume continues it)."""
     if not cfg.tracking.enabled:
         return None
@@ -207,7 +214,7 @@ def _mlflow_run(cfg: Config, store: RunStore, name: str, workers: int) -> Option
 
     rep = MLflowReporter(cfg.to_dict(), store, uri=cfg.tracking.uri, experiment=cfg.tracking.experiment,
                          run_name=name, register_model=cfg.tracking.register_model,
-                         tags={"raygan.host": "ray-train", "raygan.workers": str(workers)})
+                         tags={"raygan.host": "ray-train", "raygan.workers": str(workers), **(lineage or {})})
     return rep.run_id
 
 

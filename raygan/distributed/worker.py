@@ -86,12 +86,17 @@ def run_worker(spec_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     reporter = RayReporter(spec, rank, local)
     error: Optional[BaseException] = None
     try:
+        ckpt = get_checkpoint()
+        init = None
+        if ckpt is None and cfg.train.init_from:  # --init-from: every rank reads the same source
+            from raygan.hosts.init_source import resolve_init
+
+            init = resolve_init(cfg)
         trainer = Trainer(cfg, local_dir if rank == 0 else None, reporter=reporter,
-                          prepare_model=prepare_model, device=device)
+                          prepare_model=prepare_model, device=device, init=init)
         reporter.applied = trainer.task.applied()
         if mlflow_rep is not None:
             _log_applied(mlflow_rep, reporter.applied)
-        ckpt = get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:
                 trainer.load(Path(d))

@@ -45,7 +45,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Optional[Path] = None, reporter: Optional[Reporter] = None,
                  prepare_model: Optional[Callable[[nn.Module], nn.Module]] = None,
-                 device: Optional[torch.device] = None, evaluator: Any = "auto"):
+                 device: Optional[torch.device] = None, evaluator: Any = "auto", init: Any = None):
         cfg, self.fitted = budget.fit(cfg)  # a short run of a long preset: intervals and warm-up fitted
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -61,7 +61,9 @@ class Trainer:
         ctx = TaskContext(device=self.device, rank=self.rank, world=self.world,
                           batch=cfg.optim.batch_size // self.world, amp=cfg.train.amp if cuda else "none",
                           prepare_model=prepare_model, compile=cfg.train.compile,
-                          channels_last=cuda and cfg.train.channels_last)
+                          channels_last=cuda and cfg.train.channels_last, init=init)
+        if init is not None and not task_class(cfg.task).init_from:
+            raise ConfigError(f"--init-from: task '{cfg.task}' cannot start from another run's networks")
         self.task = task_class(cfg.task)(cfg, ctx)
         self.task.setup_data()  # no random draws: fails on bad data before anything is built
         seed_all(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)

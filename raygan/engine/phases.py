@@ -124,6 +124,8 @@ class Phases:
         p, prec = self.phases[name], self.precision
         opt = self.optimizers[p.net]
         frozen = self.frozen.get(p.net, ())
+        # each parameter gets back its own flag: blocks frozen for good (FreezeD) stay frozen
+        restore = [(q, q.requires_grad) for m in frozen for q in m.parameters()]
         for m in frozen:
             m.requires_grad_(False)
         try:
@@ -134,8 +136,8 @@ class Phases:
                 prec.clip_grad_norm(p.net, opt, self._params(p.net, opt), p.clip, scaled=p.scaled)
             prec.step(p.net, opt, scaled=p.scaled)
         finally:
-            for m in frozen:
-                m.requires_grad_(True)
+            for q, flag in restore:
+                q.requires_grad_(flag)
         if p.main:
             self.counts[p.net] += 1
         return loss.detach()

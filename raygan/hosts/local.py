@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from raygan.config import Config
+from raygan.hosts.init_source import resolve_init
 from raygan.hosts.reporters import make_reporters
 from raygan.hosts.runstore import RunStore, already_complete
 
@@ -37,16 +38,19 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
     else:
         store.check_fresh()
     preflight(cfg)
+    # --init-from: the source is read (and checked) before anything of this run is written
+    init = resolve_init(cfg) if not resume else None
     with _stop_signals() as stopper, store.claim() as claim:  # in use by another process: one line, and nothing of it touched
         ckpt = None
         if resume:
             ckpt = store.latest_checkpoint()
             if ckpt is None:
                 say(f"{store} has no checkpoint yet: starting it again from the beginning")
+                init = resolve_init(cfg)
         else:
             store.check_fresh()  # again under the lock: a concurrent start may have won the race
         store.clean_stale()
-        trainer = Trainer(cfg, store.path)  # builds data + networks: fails before anything is written
+        trainer = Trainer(cfg, store.path, init=init)  # builds data + networks: fails before anything is written
         stopper["trainer"] = trainer  # from here a first Ctrl-C/SIGTERM stops it with a checkpoint
         if ckpt is not None:
             trainer.load(Path(ckpt))
@@ -55,7 +59,8 @@ def train_local(cfg: Config, store: RunStore, resume: bool = False, progress: bo
                 return done
         store.write_config(trainer.cfg)  # as trained: fitted to a short budget (a resume keeps it)
         claim.started = True  # the run exists from here on: never removed
-        return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None)
+        return _run(trainer, trainer.cfg, store, progress, resumed=ckpt is not None,
+                    lineage=init.lineage if init is not None else None)
 
 
 @contextmanager
@@ -116,11 +121,13 @@ def _disk_full(e: BaseException, store: RunStore) -> Optional[OSError]:
     return OSError(errno.ENOSPC, f"no space left ({free / 2**20:.1f} MiB free)", str(where))
 
 
-def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool) -> Dict[str, Any]:
-    reporter, mlflow_rep = make_reporters(cfg, store, progress)
+def _run(trainer, cfg: Config, store: RunStore, progress: bool, resumed: bool,
+         lineage: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    reporter, mlflow_rep = make_reporters(cfg, store, progress, tags=lineage)
     say(f"{'resuming' if resumed else 'training'} {cfg.task} in {store}"
         + (f"  (MLflow run {mlflow_rep.run_id})" if mlflow_rep else ""))
-    store.update_record(host="local", workers=1, task=cfg.task)
+    store.update_record(host="local", workers=1, task=cfg.task,
+                        **{k.split(".", 1)[1]: v for k, v in (lineage or {}).items()})
     trainer.reporter = reporter
     try:
         summary = trainer.run()

@@ -135,6 +135,11 @@ class Discriminator(nn.Module):
         if spectral_norm:
             apply_spectral_norm(self)
 
+    @property
+    def blocks(self) -> List[nn.Module]:
+        """Input side first: each strided conv with its norm (what FreezeD freezes, raygan.models.transfer)."""
+        return [nn.ModuleList([conv, norm]) for conv, norm in zip(self.convs, self.norms)]
+
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, classes: bool = False):
         """The logit; with `classes=True` also the class head's logits (AC-GAN)."""
         require_labels(y, self.num_classes, "dcgan discriminator")

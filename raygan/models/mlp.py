@@ -5,7 +5,7 @@ per-rank gradients -- the property the distributed tests rely on.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,11 @@ class Discriminator(nn.Module):
         self.classifier = ClassHead(num_classes, hidden[-1], "mlp") if class_head else None
         if spectral_norm:
             apply_spectral_norm(self)
+
+    @property
+    def blocks(self) -> List[nn.Module]:
+        """Input side first: the hidden linear layers (what FreezeD freezes, raygan.models.transfer)."""
+        return list(self.linears)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, classes: bool = False):
         require_labels(y, self.num_classes, "mlp discriminator")

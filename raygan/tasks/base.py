@@ -93,6 +93,7 @@ class TaskContext:
     prepare_model: Optional[Callable[[nn.Module], nn.Module]] = None  # Ray Train's DDP wrapper
     compile: bool = False
     channels_last: bool = False
+    init: Any = None  # raygan.tasks.transfer.InitWeights: start the networks from another run's
 
 
 @dataclass
@@ -114,6 +115,8 @@ class Task:
     search_space: ClassVar[str] = "default"
     #: the task can train AC-GAN's class term (`loss.ac_weight`): it has class-conditional G and D
     class_term: ClassVar[bool] = False
+    #: the task can start its networks from another run's (`train.init_from`, raygan.tasks.transfer)
+    init_from: ClassVar[bool] = False
     #: the task's own options, a `raygan.config.TaskOptions` model validating the config section named
     #: after the task (`cfg.<name>`); None: the task has none
     Options: ClassVar[Optional[type]] = None

@@ -31,6 +31,10 @@ class GeneratorDiscriminatorPair:
         if ctx.channels_last:
             G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         self.G_ema = make_ema(G) if cfg.ema.half_life_kimg > 0 else None
+        if getattr(cfg.model, "sync_bn", False) and ctx.world > 1:  # BN over the global batch (DDP)
+            from raygan.engine.syncbn import convert_sync_bn
+
+            G, D = convert_sync_bn(G), convert_sync_bn(D)
         self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
         # the adversarial step's phases: a lazy regulariser is its own phase, and corrects its net's optimiser
         self.phase_list = adversarial_phases(d_reg_every=self.regularizer.every)

@@ -26,10 +26,12 @@ from raygan.engine import dist
 from raygan.errors import CheckpointError, ConfigError
 from raygan.losses import build_loss
 from raygan.models import ARCHITECTURES, build_models
+from raygan.models.transfer import freeze_blocks
 from raygan.regularizers import REGULARIZERS
 from raygan.tasks.base import TASKS, ExportedModel, Task, unwrap
 from raygan.tasks.generate.step import GANStep
 from raygan.tasks.pair import GeneratorDiscriminatorPair
+from raygan.tasks.transfer import check_source, load_ema, load_pair
 from raygan.tasks.generate.checks import check_classes, check_generate
 
 GRID = 64  # images in the per-tick sample grid
@@ -60,9 +62,10 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         # data's channels and classes are not known yet: the smallest (1 channel, 2 classes) stand in
         m = cfg.model
         with torch.device("meta"):
-            build_models(m.arch, resolution=cfg.data.resolution, channels=cfg.data.channels or 1, z_dim=m.z_dim,
-                         num_classes=2 if m.conditional else 0, spectral_norm=False, g=dict(m.g), d=dict(m.d),
-                         class_head=cfg.loss.ac_weight > 0 and m.conditional)
+            _, D = build_models(m.arch, resolution=cfg.data.resolution, channels=cfg.data.channels or 1,
+                                z_dim=m.z_dim, num_classes=2 if m.conditional else 0, spectral_norm=False,
+                                g=dict(m.g), d=dict(m.d), class_head=cfg.loss.ac_weight > 0 and m.conditional)
+            freeze_blocks(D, m.freeze_d)  # more blocks than D has: said here (and in --dry-run)
         if cfg.loss.ac_weight and not cfg.model.conditional:
             raise ConfigError("config: loss.ac_weight: the AC-GAN class term needs a class-conditional "
                               "model (model.conditional: true)")
@@ -99,8 +102,13 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         G, D = build_models(m.arch, resolution=cfg.data.resolution, channels=self.data.channels, z_dim=m.z_dim,
                             num_classes=self.num_classes, spectral_norm=m.spectral_norm,
                             g=dict(m.g), d=dict(m.d), class_head=cfg.loss.ac_weight > 0)
+        if ctx.init is not None:  # --init-from: the source's weights (raygan.tasks.transfer)
+            check_source(cfg, ctx.init)
+            load_pair(ctx.init, G, D, self.data.channels)
+        freeze_blocks(D, m.freeze_d)  # FreezeD: before DDP sees which parameters train
         G, D = G.to(self.device), D.to(self.device)
         self.place_pair(G, D)
+        load_ema(ctx.init, self.G_ema)
         G, D, o = self.G, self.D, cfg.optim
         self.augment = build_d_augment(cfg.augment)
         self.step = GANStep(G=G, D=D, loss=self.loss, regularizer=self.regularizer, augment=self.augment,
