@@ -59,6 +59,10 @@ def add(sub) -> None:
     p.add_argument("--preset", default="fmnist-cgan-100pc", help="the GAN each cell trains (without --run-dir)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override the cells' GAN config (repeatable)")
+    p.add_argument("--init-from", default=None, metavar="SOURCE",
+                   help="each cell's GAN starts from this run (e.g. an unconditional G pretrained on the unlabelled "
+                        "training set; its class inputs start at zero) and uses its config (+ --set); a run dir, a "
+                        "checkpoint dir or models:/NAME/VERSION")
     p.add_argument("--gan-kimg", type=float, default=None,
                    help="kimg each cell's GAN trains (default: the preset's, 40 for fmnist-cgan-100pc)")
     p.add_argument("--real-per-class", default="10,50,100", help="K values (comma list)")
@@ -126,7 +130,7 @@ def run(args) -> int:
                               conditions=conditions, recipe=recipe, outputs=outputs, make_plot=False,
                               real_fraction=args.real_fraction, dry_run=args.dry_run,
                               log=lambda line: print(line, flush=True),  # seen at once, also through a pipe
-                              on_result=tracker.result if tracker is not None else None)
+                              on_result=tracker.result if tracker is not None else None, init_from=args.init_from)
     except BaseException:
         if tracker is not None:
             tracker.fail()

@@ -103,16 +103,19 @@ def subset_gan_config(base_cfg, k: int, seed: int, gan_kimg: Optional[float] = N
 
 def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg: Optional[float] = None,
                      run_dir: Optional[Path] = None, device: Optional[torch.device] = None, num_classes: int = 10,
-                     log: Callable[[str], None] = lambda s: None, progress: Optional[Progress] = None):
+                     log: Callable[[str], None] = lambda s: None, progress: Optional[Progress] = None,
+                     init: Any = None):
     """Train a conditional GAN with the engine on the K-per-class subset; returns (sampler, info).
-    Refuses to go on if the engine's training images are not exactly `subset`."""
+    Refuses to go on if the engine's training images are not exactly `subset`. `init`
+    (raygan.tasks.transfer.InitWeights): start from those networks (an unconditional G pretrained
+    on the unlabelled set: its class inputs start at zero, raygan.models.transfer)."""
     import time
 
     from raygan.engine.loop import Trainer
 
     cfg = subset_gan_config(base_cfg, k, seed, gan_kimg, num_classes, log)
     reporter = _GanProgress(progress, cfg.train.total_nimg) if progress is not None else None
-    trainer = Trainer(cfg, run_dir, reporter=reporter, device=device, evaluator=None)
+    trainer = Trainer(cfg, run_dir, reporter=reporter, device=device, evaluator=None, init=init)
     done = list_checkpoints(Path(run_dir) / "checkpoints") if run_dir is not None else []
     if done:  # this cell's run is there (an earlier call with the same work dir): resume it exactly
         trainer.load(done[-1])
@@ -126,6 +129,8 @@ def train_subset_gan(base_cfg, k: int, seed: int, subset: torch.Tensor, gan_kimg
             "subset_hash": trainer.task.subset["subset_hash"], "train_images": int(len(trainer.task.data.labels)),
             "wall_s": round(time.time() - t0, 1), "network": "G_ema" if trainer.task.G_ema is not None else "G",
             "augment": trainer.task.applied().get("applied_augment", "")}
+    if init is not None:
+        info["init_from"] = init.source
     if done:
         info["resumed_from"] = done[-1].name
     log(f"K={k} seed={seed}: GAN trained on {info['train_images']} images, {info['kimg']:g} kimg "
@@ -190,6 +195,7 @@ def run_augment(
     dry_run: bool = False,
     progress_s: float = 30.0,
     on_result: Optional[OnResult] = None,
+    init_from: Optional[str] = None,
 ) -> Optional[AugmentOutcome]:
     """The whole `raygan augment` experiment; see the module docstring.
 
@@ -203,7 +209,10 @@ def run_augment(
     `estimate`: time a few steps here and log the plan with its expected duration before
     training (`dry_run`: only that; returns None). `progress_s`: a progress line at most this
     often inside a long GAN or classifier. `on_result`: see run_augment_experiment.
-    `real_fraction`: the share of real images in the +gan training sets (default: concatenate)."""
+    `real_fraction`: the share of real images in the +gan training sets (default: concatenate).
+    `init_from` (a run dir, checkpoint or models:/NAME/VERSION, typically an unconditional G trained
+    on the whole unlabelled training set): each cell's GAN starts from it (the few-labels recipe);
+    the source's own config (+ `overrides`) is then the base, made conditional on the subset."""
     from raygan.data import load_dataset
     from raygan.engine.device import resolve_device
 
@@ -218,6 +227,17 @@ def run_augment(
     work = out.work
     gans: Dict[str, Dict[str, Any]] = {}
 
+    init = None
+    if init_from is not None:
+        if run_dir is not None:
+            raise ConfigError("--init-from trains each cell's GAN from a pretrained one; --run-dir samples one "
+                              "generator as it is: give one of them")
+        from raygan.hosts.init_source import absolute, load_source
+        from raygan.tasks import build_config
+
+        init = load_source(absolute(init_from))
+        src = dict(init.config, train=dict(init.config.get("train") or {}, init_from=init.source))
+        base = build_config(src)
     if run_dir is not None:
         loaded = load_run_generator(run_dir, dev) if need_gan else None
         cfg = loaded.config if loaded is not None else _base_config(base, overrides)
@@ -261,7 +281,7 @@ def run_augment(
     else:
         def make_sampler(k: int, s: int, idx: torch.Tensor) -> Sampler:
             smp, info = train_subset_gan(cfg, k, s, idx, gan_kimg, work / f"gan-K{k}-s{s}", dev, train.num_classes,
-                                         log, prog)
+                                         log, prog, init)
             gans[f"K={k} seed={s}"] = info
             return smp
 
@@ -271,7 +291,8 @@ def run_augment(
         train_name=f"{d.name}:train", test_name=f"{d.name}:test", real_fraction=real_fraction, progress=prog,
         on_result=on_result)
     protocol = dict(result.protocol)
-    protocol["gan_source"] = f"run {run_dir}" if run_dir is not None else "trained per (K, seed) on the subset"
+    protocol["gan_source"] = f"run {run_dir}" if run_dir is not None else "trained per (K, seed) on the subset" + (
+        f", from {init.source}" if init is not None else "")
     if run_dir is None and need_gan:
         gcfg = subset_gan_config(cfg, max(real_per_class), 0, gan_kimg, train.num_classes)
         protocol.update({"gan_base": cfg.preset or "config", "gan_arch": gcfg.model.arch,

@@ -39,12 +39,17 @@ def resolve_init(cfg) -> Optional[InitWeights]:
     source = cfg.train.init_from
     if not source:
         return None
-    if source.startswith(MODEL_SCHEMES) or (not storage.is_uri(source) and _is_model_folder(Path(source))):
-        init = _from_model(cfg, source)
-    else:
-        init = _from_run(source)
+    init = load_source(source, cfg.tracking.uri)
     check_source(cfg, init)
     return init
+
+
+def load_source(source: str, tracking_uri: Optional[str] = None) -> InitWeights:
+    """The weights and config `source` names, not yet checked against a run (`raygan augment
+    --init-from` builds its runs' config from the source's own)."""
+    if source.startswith(MODEL_SCHEMES) or (not storage.is_uri(source) and _is_model_folder(Path(source))):
+        return _from_model(tracking_uri, source)
+    return _from_run(source)
 
 
 def _is_model_folder(p: Path) -> bool:
@@ -84,13 +89,13 @@ def _record_run_id(store: RunStore) -> Optional[str]:
         return None
 
 
-def _from_model(cfg, uri: str) -> InitWeights:
+def _from_model(tracking_uri: Optional[str], uri: str) -> InitWeights:
     import torch
 
     from raygan.tracking.models import SPEC_FILE, WEIGHTS_FILE, ModelLoadError, model_files, read_spec
     from raygan.tracking.store import resolve_tracking_uri
 
-    tracking = resolve_tracking_uri(cfg.tracking.uri)
+    tracking = resolve_tracking_uri(tracking_uri)
     with model_files(uri, tracking) as folder:
         if not (folder / SPEC_FILE).is_file():
             raise ModelLoadError(f"--init-from {uri}: not a raygan model ({SPEC_FILE} missing)")

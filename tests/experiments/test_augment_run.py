@@ -157,3 +157,30 @@ def test_each_classifier_reaches_the_mlflow_parent_as_it_ends_and_an_interrupt_k
     assert run.data.metrics["acc/K2/real"] == pytest.approx(seen[0])
     assert run.data.metrics["acc_mean/K2/real_classic"] == pytest.approx(seen[1])
     assert run.data.metrics["acc_std/K2/real"] == 0.0
+
+
+def test_init_from_starts_each_cells_conditional_gan_from_the_unconditional_pretrained_one(tmp_path, capsys):
+    """The few-labels recipe: G pretrained without labels on the whole training set, each cell's
+    conditional GAN starts from it (class inputs at zero: it first draws the source's images)."""
+    from helpers import cli
+    from raygan.api import load
+    from raygan.models import build_models
+
+    Trainer(load_config(None, None, BASE + ["train.total_kimg=0.064"]), tmp_path / "pre", evaluator=None).run()
+    out = run_augment(None, real_per_class=[3], synthetic_per_class=2, classic="flip", seeds=[0], gan_kimg=0.032,
+                      recipe=FAST, conditions=["real+gan"], work_dir=tmp_path / "w", log=lambda s: None,
+                      init_from=str(tmp_path / "pre"))
+    info = out.gans["K=3 seed=0"]
+    assert info["init_from"] == str(tmp_path / "pre") and info["train_images"] == 30
+    assert out.protocol["gan_source"].endswith(f"from {tmp_path / 'pre'}")
+    # the cell's run recorded its source, and after its few steps its G is still near the source's weights
+    G, cfg, _ = load(tmp_path / "w" / "gan-K3-s0")
+    assert cfg.model.conditional and cfg.train.init_from == str(tmp_path / "pre")
+    src, _, _ = load(tmp_path / "pre")
+    fresh = build_models("dcgan", resolution=28, channels=1, z_dim=16, num_classes=10, g={"ngf": 8})[0]
+    w = lambda net: net.state_dict()["to_image.weight"]  # noqa: E731  (shared by both, same shape)
+    near, far = (w(G) - w(src)).abs().mean(), (w(fresh) - w(src)).abs().mean()
+    assert near < 0.1 * far, (near, far)
+    code, _, err = cli(capsys, "augment", "--init-from", str(tmp_path / "nowhere"), "--no-tracking",
+                       "--real-per-class", "3", "--seeds", "1", "--work-dir", str(tmp_path / "w2"))
+    assert code == 2 and "no run there" in err
