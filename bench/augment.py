@@ -11,6 +11,12 @@ then the one classifier recipe (raygan.metrics.classify, `--clf-steps` steps) is
 and scored on the 10k test split; mean ± std over the seeds, with the gains side by side.
 Goal: +gan beats real-only at K <= 50, and +gan+classic beats +classic.
 
+Few labels (`--pretrain-kimg P`, or `--init-from RUN`): many unlabelled images, K labelled per
+class. An unconditional G of the base preset is first pretrained on the whole training set without
+its labels (P kimg); each cell's conditional GAN then starts from it (`raygan augment --init-from`:
+every shape-matching tensor copied, the class inputs starting at zero) and fine-tunes on its
+K-per-class subset for `--gan-kimg`.
+
 Part 2: the CAS of a conditional G trained on all 60k images (`--cas-run-dir R`, e.g. a sweep's
 champion, or one trained here for `--cas-kimg`) against the real-data accuracy of the same
 recipe, plus GAN-test (the real-data classifier on generated images), `--samples` generated.
@@ -44,9 +50,25 @@ def part1(args, recipe, work):
     from raygan.experiments.augment import CONDITIONS
     from raygan.experiments.augment_run import run_augment
 
+    from raygan import api
+
     ks = [int(k) for k in args.k.split(",")]
+    init_from = args.init_from
+    if args.pretrain_kimg and not init_from:  # the few-labels recipe: G pretrained without labels on every image
+        init_from = str(work / f"pretrain-{args.pretrain_kimg:g}kimg")
+        if not (Path(init_from) / "checkpoints").is_dir():
+            t0 = time.time()
+            api.train(api.config(args.base, None, [
+                "data.per_class=null", "model.conditional=false", "loss.ac_weight=0", "eval.metrics=[]",
+                "tracking.enabled=false", f"train.total_kimg={args.pretrain_kimg}", *args.overrides]),
+                run_dir=init_from, progress=False)
+            print(f"  unconditional G pretrained on the unlabelled training set in {time.time() - t0:.0f} s", flush=True)
+    overrides = args.overrides
+    if init_from:  # each cell fine-tunes it (its config is the source's): the base preset's class terms back on
+        overrides = [f"loss.ac_weight={api.config(args.base).loss.ac_weight}", *args.overrides]
     out = run_augment(None, real_per_class=ks, synthetic_per_class=args.synthetic_per_class, classic=args.classic,
-                      seeds=args.seeds, base=args.base, overrides=args.overrides, gan_kimg=args.gan_kimg,
+                      seeds=args.seeds, base=args.base, overrides=overrides, gan_kimg=args.gan_kimg,
+                      init_from=init_from,
                       recipe=recipe, work_dir=work / "augment", log=lambda s: print("  " + s, flush=True),
                       real_fraction=args.real_fraction)
     res = out.result
@@ -127,6 +149,10 @@ def main():
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="share of real images in the +gan sets (default: concatenate)")
     ap.add_argument("--work-dir", default=None, help="keep (or reuse: each cell's GAN resumes) the runs here")
+    ap.add_argument("--init-from", default=None, help="each cell's GAN starts from this run (raygan augment --init-from)")
+    ap.add_argument("--pretrain-kimg", type=float, default=None,
+                    help="the few-labels recipe: first pretrain an unconditional G of --base on the whole unlabelled "
+                         "training set for this many kimg, then each cell fine-tunes it conditionally")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
