@@ -81,9 +81,11 @@ def train(cfg: Optional[Config] = None, run_dir: Union[str, Path, None] = None, 
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(init_from)})})
         if cfg.train.init_from:  # absolute: Ray workers run in other directories
             from raygan.hosts.init_source import absolute
+            from raygan.tasks import check_config
 
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(
                 update={"init_from": absolute(cfg.train.init_from)})})
+            check_config(cfg)  # a task that cannot start from another run says so
         store = _store(run_dir) if run_dir is not None else None
     cfg = pin(cfg)
     if ray is not None:

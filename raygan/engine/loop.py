@@ -62,8 +62,6 @@ class Trainer:
                           batch=cfg.optim.batch_size // self.world, amp=cfg.train.amp if cuda else "none",
                           prepare_model=prepare_model, compile=cfg.train.compile,
                           channels_last=cuda and cfg.train.channels_last, init=init)
-        if init is not None and not task_class(cfg.task).init_from:
-            raise ConfigError(f"--init-from: task '{cfg.task}' cannot start from another run's networks")
         self.task = task_class(cfg.task)(cfg, ctx)
         self.task.setup_data()  # no random draws: fails on bad data before anything is built
         seed_all(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)

@@ -42,6 +42,8 @@ SHARED_PARTS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "per_class": (lambda c: c.data.per_class is not None, "data.per_class"),
     "crop": (lambda c: c.data.crop is not None, "data.crop"),
     "stream": (lambda c: c.data.stream is not None, "data.stream"),
+    "init_from": (lambda c: bool(c.train.init_from), "train.init_from (--init-from)"),
+    "freeze_d": (lambda c: c.model.freeze_d > 0, "model.freeze_d"),
 }
 
 
@@ -115,8 +117,6 @@ class Task:
     search_space: ClassVar[str] = "default"
     #: the task can train AC-GAN's class term (`loss.ac_weight`): it has class-conditional G and D
     class_term: ClassVar[bool] = False
-    #: the task can start its networks from another run's (`train.init_from`, raygan.tasks.transfer)
-    init_from: ClassVar[bool] = False
     #: the task's own options, a `raygan.config.TaskOptions` model validating the config section named
     #: after the task (`cfg.<name>`); None: the task has none
     Options: ClassVar[Optional[type]] = None

@@ -241,7 +241,8 @@ def test_a_shared_part_a_task_does_not_use_is_refused_in_one_line(task):
     setting = {"conditional": "model.conditional=true", "regularizer": "regularizer.name=r1",
                "diffaugment": "augment.diffaugment=translation", "ada": "augment.ada={target: 0.6}",
                "n_critic": "optim.n_critic=2", "ema": "ema.half_life_kimg=1", "per_class": "data.per_class=5",
-               "crop": "data.crop=16", "stream": "data.stream=true"}
+               "crop": "data.crop=16", "stream": "data.stream=true", "init_from": "train.init_from=runs/a",
+               "freeze_d": "model.freeze_d=1"}
     assert set(setting) == set(SHARED_PARTS)
     cls = TASKS.get(task)
     for part, why in cls.unused.items():

@@ -133,18 +133,33 @@ def test_freeze_d_beyond_the_blocks_and_without_blocks_is_one_line():
         freeze_blocks(torch.nn.Linear(2, 2), 1)
 
 
-def test_bad_sources_are_one_line_and_leave_the_source_untouched(source, in_tmp, capsys):
+@pytest.fixture(scope="module")
+def repair_source(tmp_path_factory):
+    """A trained run of another task (repair)."""
+    tmp = tmp_path_factory.mktemp("repair")
+    cfg = load_config(None, None, [
+        "task=repair", "data.name=digits", "data.resolution=28", "model.arch=unet", "model.g={ngf: 8}",
+        "model.d={ndf: 8}", "optim.batch_size=16", "repair.degradations=noise:sigma=0.1..0.4",
+        "train.tick_kimg=0.016", "train.total_kimg=0.016", "eval.metrics=[]", "tracking.enabled=false"])
+    with isolated_dir(tmp):
+        Trainer(cfg, tmp / "R", evaluator=None).run()
+    return tmp / "R"
+
+
+def test_bad_sources_are_one_line_and_leave_the_source_untouched(source, repair_source, in_tmp, capsys):
     args = []
     for o in BASE:
         args += ["--set", o]
-    before = digest(source)
+    before = digest(source), digest(repair_source)
     cases = [
         (["--init-from", "nowhere"], "no run there"),
         (["--init-from", str(source), "--set", "model.arch=resnet", "--set", "model.g={ch: 8}", "--set",
           "model.d={ch: 8}"], "another architecture (model.arch: 'dcgan' there, 'resnet' here"),
         (["--init-from", str(source), "--set", "model.z_dim=8"], "model.z_dim: 16 there, 8 here"),
-        (["--init-from", str(source), "--set", "task=repair", "--set", "model.arch=unet", "--set", "model.g={}",
-          "--set", "model.d={}"], "it is a 'generate' run; this run trains 'repair'"),
+        (["--init-from", str(repair_source)], "it is a 'repair' run; this run trains 'generate'"),
+        (["--init-from", str(repair_source), "--set", "task=repair", "--set", "model.arch=unet", "--set", "model.g={}",
+          "--set", "model.d={}", "--set", "ema.half_life_kimg=0"], "train.init_from (--init-from): task 'repair' "
+                                                                   "does not use it"),
         (["--init-from", str(source / "checkpoints"), "--set", "data.channels=3"], "no run there"),
         (["--init-from", str(source), "--set", "data.channels=3"], "the source made 1-channel images"),
         (["--init-from", str(source), "--resume"], "--init-from starts a new run"),
@@ -153,7 +168,7 @@ def test_bad_sources_are_one_line_and_leave_the_source_untouched(source, in_tmp,
         code, _, err = cli(capsys, "train", "--run-dir", "new", "--no-progress", *args, *extra)
         one_line(code, err, pattern)
         assert not (in_tmp / "new").exists()
-    assert digest(source) == before
+    assert (digest(source), digest(repair_source)) == before
 
 
 def test_lineage_in_params_tags_and_record(source, in_tmp, capsys):

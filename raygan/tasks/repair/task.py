@@ -56,7 +56,9 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
     unused = {"conditional": "an image is its own condition",
               "diffaugment": "D sees a condition and an image; only augment.flip applies",
               "ada": "D sees a condition and an image; only augment.flip applies",
-              "n_critic": "one D step per G step, as pix2pix"}
+              "n_critic": "one D step per G step, as pix2pix",
+              "init_from": "starting from another run's networks is for generate runs so far",
+              "freeze_d": "its discriminators do not name their blocks"}
 
     class Options(TaskOptions):
         """The config's `repair:` section: degraded -> clean, an L1 term beside the adversarial one."""

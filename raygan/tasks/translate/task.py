@@ -72,7 +72,9 @@ class TranslateTask(Task):
     unused = {"conditional": "it is unconditional", "regularizer": "CycleGAN uses none",
               "diffaugment": "only augment.flip applies", "ada": "only augment.flip applies",
               "n_critic": "one D step per G step", "ema": "it keeps no EMA; set 0",
-              "per_class": "use data.limit", "stream": "its two domains are loaded into memory"}
+              "per_class": "use data.limit", "stream": "its two domains are loaded into memory",
+              "init_from": "starting from another run's networks is for generate runs so far",
+              "freeze_d": "its discriminators do not name their blocks"}
 
     class Options(TaskOptions):
         """The config's `translate:` section (CycleGAN): cycle and identity terms, history pools, lr decay."""
