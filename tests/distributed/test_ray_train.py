@@ -172,6 +172,28 @@ def test_killed_worker_restarts_from_checkpoint_in_the_same_mlflow_run(ray_local
     assert [r["kimg"] for r in rows] == pytest.approx([k * TICK for k in range(1, 7)])
 
 
+def test_init_from_reaches_every_worker_and_the_lineage_is_recorded(ray_local, env):
+    """--init-from with --workers: the workers build their networks from the source run (a learning rate
+    of 1e-12 keeps them there for the one tick), and the driver records the lineage."""
+    from raygan import api
+    from raygan.engine.checkpoint import load_checkpoint
+
+    src = env / "src"
+    api.train(load_config(None, None, tiny(env, f"train.total_kimg={TICK}", "tracking.enabled=false")),
+              run_dir=src, progress=False)
+    cfg = load_config(None, None, tiny(env, f"train.total_kimg={TICK}", "optim.g_lr=1e-12", "optim.d_lr=1e-12",
+                                       f"train.init_from={src}"))
+    summary = train_ray(pin(cfg), RayOptions(workers=2, storage=str(env / "store"), name="ft"), progress=False)
+    before = load_checkpoint(next((src / "checkpoints").iterdir()))["models"]
+    after = load_checkpoint(Path(summary["checkpoint"]))["models"]
+    for net in ("G", "D"):
+        assert all(torch.allclose(after[net][k], v, atol=1e-6) for k, v in before[net].items()), net
+    client, runs = mlflow_runs(f"sqlite:///{env}/mlflow.db")
+    tags = client.get_run(summary["mlflow_run_id"]).data.tags
+    assert tags["raygan.init_from"] == str(src) and tags["raygan.init_from_checkpoint"].startswith(str(src))
+    assert json.loads((env / "store" / "ft" / "run.json").read_text())["init_from"] == str(src)
+
+
 # ---------------------------------------------------------------------------- resume via the CLI
 def test_cli_fresh_name_clash_resume_and_eval(ray_local, env, capsys):
     store = env / "store"
