@@ -171,12 +171,15 @@ def test_bad_sources_are_one_line_and_leave_the_source_untouched(source, repair_
     assert (digest(source), digest(repair_source)) == before
 
 
-def test_lineage_in_params_tags_and_record(source, in_tmp, capsys):
+def test_lineage_in_params_tags_and_record_and_a_registered_model_as_source(source, in_tmp, capsys):
     import mlflow
 
+    from raygan.engine.checkpoint import latest_checkpoint, load_checkpoint
+
     cfg = load_config(None, None, [*(o for o in BASE if not o.startswith("tracking")), "train.total_kimg=0.064",
-                                   f"tracking.uri=sqlite:///{in_tmp / 'mlflow.db'}", "tracking.register_model=null"])
+                                   f"tracking.uri=sqlite:///{in_tmp / 'mlflow.db'}", "tracking.register_model=ft"])
     summary = api.train(cfg, run_dir=in_tmp / "B", progress=False, init_from=str(source))
+    assert summary["model_uri"] == "models:/ft/1"
     run = mlflow.tracking.MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"])
     assert run.data.params["train.init_from"] == str(source)
     assert run.data.tags["raygan.init_from"] == str(source)
@@ -188,3 +191,10 @@ def test_lineage_in_params_tags_and_record(source, in_tmp, capsys):
     capsys.readouterr()
     code, _, err = cli(capsys, "train", "--run-dir", str(in_tmp / "B"), "--resume", "--init-from", str(source))
     one_line(code, err, "--init-from starts a new run")
+    # the registered model as a source: its G (the EMA one) for G and G_ema, D from the run dir that logged it
+    init = resolve_init(cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": "models:/ft/1"})}))
+    b = load_checkpoint(latest_checkpoint(in_tmp / "B" / "checkpoints"))["models"]
+    for mine, theirs in (("G", "G_ema"), ("G_ema", "G_ema"), ("D", "D")):
+        assert all(torch.equal(init.networks[mine][k], v) for k, v in b[theirs].items()), mine
+    assert init.lineage["raygan.init_from_run_id"] == summary["mlflow_run_id"]
+    assert init.lineage["raygan.init_from_checkpoint"].startswith(str(in_tmp / "B" / "checkpoints"))
