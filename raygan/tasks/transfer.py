@@ -44,7 +44,14 @@ def from_checkpoint(ckpt_dir: Path, source: str) -> InitWeights:
 
 def check_source(cfg, init: InitWeights) -> None:
     """The source is of this task and built the same networks (class inputs aside)."""
-    src = init.config
+    from raygan.tasks.check import build_config
+    from raygan.tasks.loading import check_model_spec
+
+    try:  # read from a file: validated as any config before anything compares it
+        src = build_config(init.config).to_dict()
+        check_model_spec(init.model_spec or {"channels": 1}, f"--init-from {init.source}")
+    except ConfigError as e:
+        raise CheckpointError(f"--init-from {init.source}: its config is unusable ({e})") from None
     task = src.get("task", "generate")
     if task != cfg.task:
         raise ConfigError(f"--init-from {init.source}: it is a '{task}' run; this run trains '{cfg.task}'")
