@@ -236,7 +236,9 @@ def run_augment(
         from raygan.tasks import build_config
 
         init = load_source(absolute(init_from))
-        src = dict(init.config, train=dict(init.config.get("train") or {}, init_from=init.source))
+        # every cell's GAN is conditional: so is the base (class terms such as loss.ac_weight can be set)
+        src = dict(init.config, train=dict(init.config.get("train") or {}, init_from=init.source),
+                   model=dict(init.config.get("model") or {}, conditional=True))
         base = build_config(src)
     if run_dir is not None:
         loaded = load_run_generator(run_dir, dev) if need_gan else None

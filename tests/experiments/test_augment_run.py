@@ -169,7 +169,7 @@ def test_init_from_starts_each_cells_conditional_gan_from_the_unconditional_pret
     Trainer(load_config(None, None, BASE + ["train.total_kimg=0.064"]), tmp_path / "pre", evaluator=None).run()
     out = run_augment(None, real_per_class=[3], synthetic_per_class=2, classic="flip", seeds=[0], gan_kimg=0.032,
                       recipe=FAST, conditions=["real+gan"], work_dir=tmp_path / "w", log=lambda s: None,
-                      init_from=str(tmp_path / "pre"))
+                      init_from=str(tmp_path / "pre"), overrides=["loss.ac_weight=1.0"])  # + AC-GAN's class head
     info = out.gans["K=3 seed=0"]
     assert info["init_from"] == str(tmp_path / "pre") and info["train_images"] == 30
     assert out.protocol["gan_source"].endswith(f"from {tmp_path / 'pre'}")
