@@ -86,6 +86,7 @@ def vouched(cfg) -> bool:
             and cfg.loss.name in man["losses"] and not cfg.loss.kwargs
             and regs is not None and all(k in regs and _positive(regs[k], v) for k, v in cfg.regularizer.kwargs.items())
             and _policy(cfg.augment.diffaugment, man["diffaugment"]) and cfg.augment.ada is None
+            and not m.freeze_d  # FreezeD's block count is checked on the built D
             and not (cfg.loss.ac_weight and not m.conditional)
             and (m.conditional or not any(metrics[x]["needs_classifier"] for x in e.metrics))
             and network_key(cfg) in _networks())

@@ -125,7 +125,9 @@ def test_freeze_d_keeps_the_first_blocks_and_trains_the_rest(source, arch, tmp_p
         assert same == (i < k), f"block {i}"
 
 
-def test_freeze_d_beyond_the_blocks_and_without_blocks_is_one_line():
+def test_freeze_d_beyond_the_blocks_and_without_blocks_is_one_line(in_tmp, capsys):
+    code, _, err = cli(capsys, "train", "--preset", "dcgan", "--set", "model.freeze_d=9", "--dry-run")
+    one_line(code, err, "model.freeze_d 9: the 'dcgan' discriminator has 3 blocks")  # the dry-run checks it too
     _, D = build_models("dcgan", resolution=28, channels=1, z_dim=16)
     with pytest.raises(ConfigError, match="model.freeze_d 3: the 'dcgan' discriminator has 2 blocks"):
         freeze_blocks(D, 3)
