@@ -32,10 +32,10 @@ CONFIGS = {
     "auto256": (256, 3, 0, 512, 512, 2, 0.5, 512, 4),
     # train.py --cfg=cifar --cond=1 networks with the residual D (cifar itself uses D 'orig'): fmaps 1, map 2
     "cifar-cond-resnetD": (32, 3, 10, 512, 512, 2, 1.0, 512, 32),
-    # our fmnist-stylegan2 preset: 32 px grey, w 128, map 2, fmaps 1/16, channel_max 128
-    "fmnist-stylegan2": (32, 1, 0, 128, 128, 2, 0.0625, 128, 4),
+    # our fmnist-stylegan2 preset: 32 px grey, w 128, map 2, fmaps 1/32, channel_max 64
+    "fmnist-stylegan2": (32, 1, 0, 128, 128, 2, 0.03125, 64, 4),
     # the same, conditional on Fashion-MNIST's 10 classes
-    "fmnist-stylegan2-cond": (32, 1, 10, 128, 128, 2, 0.0625, 128, 4),
+    "fmnist-stylegan2-cond": (32, 1, 10, 128, 128, 2, 0.03125, 64, 4),
 }
 
 

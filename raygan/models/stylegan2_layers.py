@@ -120,10 +120,12 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if up:  # the official up-conv is a transposed convolution: the kernel acts spatially flipped
         weight = weight.flip([2, 3])
     styles = styles.float()
-    w = weight.float().unsqueeze(0) * styles.view(n, 1, cin, 1, 1)  # [N, O, I, k, k]
-    dcoefs = w.square().sum(dim=(2, 3, 4)).add(1e-8).rsqrt() if demodulate else None  # [N, O]
+    # sum_ik (s_ni w_oik)^2 = sum_i s_ni^2 sum_k w_oik^2: one [N, I] x [I, O] product, no per-sample weights
+    dcoefs = (styles.square() @ weight.float().square().sum(dim=(2, 3)).t()).add(1e-8).rsqrt() \
+        if demodulate else None  # [N, O]
     pad = kh // 2
     if fused:
+        w = weight.float().unsqueeze(0) * styles.view(n, 1, cin, 1, 1)  # [N, O, I, k, k]
         if dcoefs is not None:
             w = w * dcoefs.view(n, cout, 1, 1, 1)
         xg = x.reshape(1, n * cin, *x.shape[2:])
