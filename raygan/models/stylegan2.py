@@ -357,4 +357,6 @@ def make(*, resolution: int, channels: int, z_dim: int, num_classes: int = 0, sp
     return G, D
 
 
+make.search_space = "stylegan2"  # raygan tune's default space for this architecture (its own knobs)
+
 __all__: List[str] = ["Discriminator", "Generator", "MappingNetwork", "RESOLUTIONS", "SynthesisNetwork", "make"]

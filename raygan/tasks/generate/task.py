@@ -43,8 +43,12 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
 
     @classmethod
     def default_search_space(cls, cfg) -> str:
-        """A low-data run (`data.per_class`) searches its D augmentation (`lowdata`), not the architecture."""
-        return "lowdata" if cfg.data.per_class is not None else cls.search_space
+        """A low-data run (`data.per_class`) searches its D augmentation (`lowdata`), not the architecture; an
+        architecture that names a space (stylegan2) gets it."""
+        if cfg.data.per_class is not None:
+            return "lowdata"
+        # an architecture with its own knobs names its space (stylegan2)
+        return getattr(ARCHITECTURES.get(cfg.model.arch), "search_space", None) or cls.search_space
 
     @classmethod
     def check_config(cls, cfg) -> None:
