@@ -45,18 +45,18 @@ def runs(tmp_path_factory):
     second = Trainer(cfg, root / "resumed", evaluator=None)
     second.load(list_checkpoints(root / "two" / "checkpoints")[-1])
     second.run()
-    return one, second
+    return one, second, root / "one"
 
 
 def test_resume_is_bitwise_exact_with_path_length_mixing_ada_and_r1(runs):
-    one, resumed = runs
+    one, resumed, _ = runs
     a, b = state(one), state(resumed)
     assert a["task"]["g_steps"] == 6 and "g_regularizer" in a["task"] and "augment" in a["task"]
     assert_bitwise_equal(a, b)
 
 
 def test_path_length_runs_as_gs_lazy_phase(runs):
-    one, _ = runs
+    one, _, _ = runs
     t = one.task
     assert [p.name for p in t.phase_list] == ["Gmain", "Greg", "Dmain", "Dreg"]
     assert t.phase_list[1].every == 2 and not t.phase_list[1].main
@@ -73,7 +73,7 @@ def test_path_length_runs_as_gs_lazy_phase(runs):
 
 
 def test_w_average_is_tracked_and_reaches_the_ema_generator(runs):
-    one, _ = runs
+    one, _, _ = runs
     G, G_ema = one.task.G_plain, one.task.G_ema
     assert G.w_avg.abs().sum() > 0
     assert torch.equal(G_ema.w_avg, G.w_avg)  # EMA copies buffers
@@ -81,7 +81,7 @@ def test_w_average_is_tracked_and_reaches_the_ema_generator(runs):
 
 
 def test_conditional_generator_follows_its_labels(runs):
-    one, _ = runs
+    one, _, _ = runs
     G = one.task.G_ema
     z = torch.randn(4, 8)
     a = G(z, torch.zeros(4, dtype=torch.long))
@@ -128,3 +128,28 @@ def test_fmnist_preset_trains_on_cpu(tmp_path):
     assert list_checkpoints(tmp_path / "run" / "checkpoints")
     img = tr.task.G_ema(torch.randn(2, 128))
     assert img.shape == (2, 1, 32, 32) and torch.isfinite(img).all()
+
+
+def test_exported_generator_loads_back_from_mlflow_and_the_run_dir(runs, tmp_path):
+    """The EMA generator through MLflow's model registry (a real sqlite store) and the run dir's checkpoint:
+    same weights, same w average, same images for the same (z, label), truncation included."""
+    from raygan import api
+    from raygan.tracking.models import log_model
+    from raygan.tracking.store import get_or_create_experiment, open_client
+
+    one, _, run_dir = runs
+    exported = one.task.export()
+    module = exported.module.eval()
+    z, y = exported.example, torch.arange(exported.example.shape[0]) % 10
+    want = module(z, y)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = open_client(uri)
+    run_id = client.create_run(get_or_create_experiment(client, "sg2", uri), run_name="sg2").info.run_id
+    logged = log_model(client, run_id, exported, register_as="sg2-contract")
+    for how, kwargs in (("registry", {"model_uri": logged.registered, "tracking_uri": uri}),
+                        ("run dir", {"run_dir": run_dir})):
+        loaded, cfg, _ = api.load(**kwargs, expect_task="generate")
+        assert cfg.model.arch == "stylegan2" and loaded.style_based and not loaded.training, how
+        assert_bitwise_equal(params(loaded), params(module))
+        assert torch.equal(loaded(z, y), want), how
+        assert torch.equal(loaded(z, y, psi=0.5), module(z, y, psi=0.5)), how
