@@ -28,12 +28,13 @@ def _positive(name: str, key: str, value: float, allow_zero: bool = True) -> flo
 
 
 def _input_grad(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor],
-                augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
-    """d sum(D(augment(x))) / dx, kept in the graph so the penalty trains D (double backward)."""
+                augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, with_output: bool = False):
+    """d sum(D(augment(x))) / dx, kept in the graph so the penalty trains D (double backward);
+    with `with_output` also D's output."""
     x = x.detach().requires_grad_(True)
     out = D(augment(x) if augment is not None else x, y)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return grad.flatten(1)
+    return (grad.flatten(1), out) if with_output else grad.flatten(1)
 
 
 class Regularizer:
@@ -95,8 +96,11 @@ class R1(Regularizer):
         self.every = every
 
     def penalty(self, D, real, fake, y=None, augment=None):
-        sq = _input_grad(D, real, y, augment).square().sum(dim=1)
-        return (0.5 * self.weight * self.every) * sq.mean()
+        grad, out = _input_grad(D, real, y, augment, with_output=True)
+        pen = (0.5 * self.weight * self.every) * grad.square().sum(dim=1).mean()
+        if self.every > 1:  # its own phase: D's output biases get no gradient from it; + 0 * out gives them a zero
+            pen = pen + out.float().sum() * 0  # one, so a DDP-wrapped D all-reduces every parameter (as NVlabs')
+        return pen
 
     def __repr__(self) -> str:
         return f"r1(weight={self.weight}, every={self.every})"
