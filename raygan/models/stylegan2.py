@@ -24,7 +24,7 @@ from torch import nn
 
 from raygan.errors import ConfigError
 from raygan.models.architectures import ARCHITECTURES
-from raygan.models.layers import ClassHead, CHANNELS, require_labels
+from raygan.models.layers import CHANNELS, ClassHead, _options, require_labels
 from raygan.models.stylegan2_layers import (Conv2dLayer, FullyConnected, MinibatchStd, fir_filter, lrelu,
                                             modulated_conv2d, normalize_2nd_moment, upsample2d)
 
@@ -322,18 +322,6 @@ class Discriminator(nn.Module):
         return out, self.classifier(h).float()
 
 
-def _opts(role: str, cls: type, opts: Optional[Dict[str, Any]], fixed: set) -> Dict[str, Any]:
-    import inspect
-
-    opts = dict(opts or {})
-    allowed = sorted(p for p in inspect.signature(cls).parameters if p not in fixed)
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise ConfigError(f"architecture 'stylegan2': unknown {role} option(s) {', '.join(unknown)}; "
-                          f"valid: {', '.join(allowed)}")
-    return opts
-
-
 @ARCHITECTURES.register("stylegan2")
 def make(*, resolution: int, channels: int, z_dim: int, num_classes: int = 0, spectral_norm: bool = False,
          class_head: bool = False, g: Optional[Dict[str, Any]] = None,
@@ -351,9 +339,9 @@ def make(*, resolution: int, channels: int, z_dim: int, num_classes: int = 0, sp
         raise ConfigError(f"architecture 'stylegan2': z_dim must be >= 1 and num_classes >= 0 "
                           f"(got {z_dim}, {num_classes})")
     common = dict(resolution=resolution, channels=channels, num_classes=num_classes)
-    G = Generator(z_dim=z_dim, **common, **_opts("generator", Generator, g, set(common) | {"z_dim"}))
-    D = Discriminator(**common, class_head=class_head, **_opts("discriminator", Discriminator, d,
-                                                                 set(common) | {"class_head"}))
+    G = Generator(z_dim=z_dim, **common, **_options("stylegan2", "generator", Generator, g, set(common) | {"z_dim"}))
+    D = Discriminator(**common, class_head=class_head,
+                      **_options("stylegan2", "discriminator", Discriminator, d, set(common) | {"class_head"}))
     return G, D
 
 
