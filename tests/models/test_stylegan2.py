@@ -229,3 +229,24 @@ def test_bad_options_are_one_line_config_errors():
         build_models("stylegan2", resolution=32, channels=1, z_dim=8, g={"ngf": 8})
     with pytest.raises(ConfigError, match="spectral norm"):
         build_models("stylegan2", resolution=32, channels=1, z_dim=8, spectral_norm=True)
+
+
+def test_the_shared_sampling_functions_drive_the_real_stylegan2():
+    """raygan.tasks.generate.sampling (used by `raygan sample --trunc/--mix/--interp`) on this G."""
+    from raygan.tasks.generate.sampling import interpolation_grid, mixing_grid, sample_images
+
+    G, _ = tiny()
+    G.train()
+    G(torch.randn(16, 16))  # a non-zero w_avg
+    G.eval()
+    z = torch.randn(3, 16)
+    avg = G.synthesis(G.w_avg.view(1, 1, -1).repeat(1, G.num_ws, 1))
+    assert torch.allclose(sample_images(G, z, None, psi=0.0), avg.expand(3, -1, -1, -1), atol=1e-6)
+    assert torch.equal(sample_images(G, z, None), G(z))
+    grid = mixing_grid(G, z[:2], z[2:], None, None)
+    assert grid.shape == (6, 1, 32, 32)  # (2 + 1) x (1 + 1)
+    ws_r, ws_c = G.mapping(z[:2]), G.mapping(z[2:])
+    cell = torch.cat([ws_c[0, :4], ws_r[1, 4:]]).unsqueeze(0)  # row 1, column 0: the coarse half from the column
+    assert torch.allclose(grid[5], G.synthesis(cell)[0], atol=1e-6)
+    ends = interpolation_grid(G, z[:1], z[1:2], None, steps=3)
+    assert torch.allclose(ends[0], G(z[:1])[0], atol=1e-6) and torch.allclose(ends[2], G(z[1:2])[0], atol=1e-6)
