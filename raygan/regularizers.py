@@ -8,6 +8,7 @@ DDP-wrapped: it is only ever called, never looked into. Spectral norm is a model
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -27,12 +28,13 @@ def _positive(name: str, key: str, value: float, allow_zero: bool = True) -> flo
 
 
 def _input_grad(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor],
-                augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
-    """d sum(D(augment(x))) / dx, kept in the graph so the penalty trains D (double backward)."""
+                augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, with_output: bool = False):
+    """d sum(D(augment(x))) / dx, kept in the graph so the penalty trains D (double backward);
+    with `with_output` also D's output."""
     x = x.detach().requires_grad_(True)
     out = D(augment(x) if augment is not None else x, y)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return grad.flatten(1)
+    return (grad.flatten(1), out) if with_output else grad.flatten(1)
 
 
 class Regularizer:
@@ -94,8 +96,11 @@ class R1(Regularizer):
         self.every = every
 
     def penalty(self, D, real, fake, y=None, augment=None):
-        sq = _input_grad(D, real, y, augment).square().sum(dim=1)
-        return (0.5 * self.weight * self.every) * sq.mean()
+        grad, out = _input_grad(D, real, y, augment, with_output=True)
+        pen = (0.5 * self.weight * self.every) * grad.square().sum(dim=1).mean()
+        if self.every > 1:  # its own phase: D's output biases get no gradient from it; + 0 * out gives them a zero
+            pen = pen + out.float().sum() * 0  # one, so a DDP-wrapped D all-reduces every parameter (as NVlabs')
+        return pen
 
     def __repr__(self) -> str:
         return f"r1(weight={self.weight}, every={self.every})"
@@ -116,3 +121,51 @@ class WeightClip(Regularizer):
 
     def __repr__(self) -> str:
         return f"clip(value={self.value})"
+
+
+class PathLength:
+    """StyleGAN2's path-length regulariser, G's lazy phase ("Greg"; Karras et al. 2020, as
+    NVlabs' StyleGAN2Loss): for fakes from batch // batch_shrink latents and y ~ N(0, I) / sqrt(HW),
+    a = |J_w^T y| (averaged over the ws), a_mean <- lerp(a_mean, mean(a), decay), and the loss
+    weight * every * mean((a - a_mean)^2). `a_mean` is the state a checkpoint keeps. The options
+    come from a style-based generator's `path_length` (raygan.models.stylegan2: model.g.pl_*);
+    a generator without them, or with weight 0, has none."""
+
+    def __init__(self, weight: float = 2.0, every: int = 4, decay: float = 0.01, batch_shrink: int = 2):
+        self.weight, self.every, self.decay = float(weight), int(every), float(decay)
+        self.batch_shrink = int(batch_shrink)
+        self.pl_mean = torch.zeros(())
+
+    @classmethod
+    def for_generator(cls, G: nn.Module) -> Optional["PathLength"]:
+        opts = getattr(G, "path_length", None)
+        return cls(**opts) if opts and opts.get("weight", 0) > 0 else None
+
+    def batch(self, n: int) -> int:
+        return max(1, n // self.batch_shrink)
+
+    def lengths(self, img: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """|J_w^T y| per sample: the gradient of sum(img * noise) w.r.t. ws, kept in the graph."""
+        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        return grads.square().sum(dim=2).mean(dim=1).sqrt()
+
+    def penalty(self, G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The weighted loss on G(z, y) (G may be DDP-wrapped: it is only called, with return_ws)."""
+        img, ws = G(z, y, return_ws=True)
+        img = img.float()
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        lengths = self.lengths(img, ws, noise)
+        pl_mean = self.pl_mean.to(lengths.device).lerp(lengths.mean(), self.decay)
+        self.pl_mean = pl_mean.detach()
+        self.last_penalty = (lengths - pl_mean).square().mean().detach()
+        # img[:, 0, 0, 0] * 0: every G parameter gets a (zero) gradient, so DDP's all-reduce sees them all
+        return (img[:, 0, 0, 0] * 0 + (lengths - pl_mean).square() * (self.weight * self.every)).mean()
+
+    def state_dict(self) -> dict:
+        return {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pl_mean = state["pl_mean"].detach().clone().float()
+
+    def __repr__(self) -> str:
+        return f"path-length(weight={self.weight}, every={self.every}, decay={self.decay})"

@@ -25,7 +25,7 @@ class GeneratorDiscriminatorPair:
         from raygan.engine.ema import make_ema
         from raygan.engine.phases import adversarial_phases
         from raygan.losses import build_loss
-        from raygan.regularizers import REGULARIZERS
+        from raygan.regularizers import REGULARIZERS, PathLength
 
         cfg, ctx = self.cfg, self.ctx
         if ctx.channels_last:
@@ -36,8 +36,11 @@ class GeneratorDiscriminatorPair:
 
             G, D = convert_sync_bn(G), convert_sync_bn(D)
         self.regularizer = REGULARIZERS.build(cfg.regularizer.name, **cfg.regularizer.kwargs)
+        # G's regulariser, when its architecture brings one (StyleGAN2's path length: model.g.pl_*)
+        self.g_regularizer = PathLength.for_generator(G)
+        g_every = self.g_regularizer.every if self.g_regularizer is not None else 1
         # the adversarial step's phases: a lazy regulariser is its own phase, and corrects its net's optimiser
-        self.phase_list = adversarial_phases(d_reg_every=self.regularizer.every)
+        self.phase_list = adversarial_phases(d_reg_every=self.regularizer.every, g_reg_every=g_every)
         (g_lr, g_betas), (d_lr, d_betas) = self._hparams("G"), self._hparams("D")
         self.opt_g = make_optimizer(G.parameters(), g_lr, g_betas, self.device)
         self.opt_d = make_optimizer(D.parameters(), d_lr, d_betas, self.device)

@@ -25,7 +25,7 @@ def n_params(m):
 
 
 def test_registry_names():
-    assert ARCHITECTURES.names() == ["dcgan", "mlp", "resnet"]
+    assert ARCHITECTURES.names() == ["dcgan", "mlp", "resnet", "stylegan2"]
 
 
 @pytest.mark.parametrize(

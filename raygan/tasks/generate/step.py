@@ -34,6 +34,8 @@ from raygan.tasks.base import unwrap
 STATS = {"loss_d": "d_steps", "loss_g": "g_steps", "reg": "d_steps", "d_real": "d_steps", "d_fake": "d_steps"}
 #: with the AC-GAN term: D's class loss on reals and G's on its fakes (unweighted cross-entropies)
 CLASS_STATS = {"cls_d": "d_steps", "cls_g": "g_steps"}
+#: with a G regulariser (StyleGAN2's path length): its unweighted penalty and the running mean length
+G_REG_STATS = {"pl_penalty": "g_reg_steps", "pl_mean": "g_reg_steps"}
 
 
 class GANStep(PhaseOptimizers):
@@ -43,14 +45,16 @@ class GANStep(PhaseOptimizers):
                  G_ema: Optional[nn.Module] = None, ema_half_life_kimg: float = 0.0,
                  ema_rampup: Optional[float] = None, global_batch: int = 0,
                  augment: Optional[Callable] = None, class_weight: float = 0.0,
-                 phases: Optional[List[Phase]] = None):
+                 phases: Optional[List[Phase]] = None, g_regularizer=None):
         """`augment` (raygan.augment.DAugment, or any callable) is applied to every batch D sees;
         `diffaugment` is its older name. One with `observe`/`step` (ADA) is fed D's real logits.
         `class_weight` > 0 adds AC-GAN's term: D (built with a class head) gets class_weight *
         CE(class logits of the reals, their labels) and G the same on its fakes and their
         conditioning labels. D's head learns from real images only, so it is never taught G's
         mistakes (the original AC-GAN also trains it on fakes). `phases`: the task's phase list
-        (default: G main, D main, and a "Dreg" phase for a lazy regulariser)."""
+        (default: G main, D main, and a "Dreg" phase for a lazy regulariser). `g_regularizer`
+        (raygan.regularizers.PathLength, or None): its penalty is G's lazy "Greg" phase after G main
+        every `g_regularizer.every` G steps (in G main's terms when every is 1)."""
         self.G, self.D = G, D
         self.G_plain, self.D_plain = unwrap(G), unwrap(D)
         self.loss, self.reg = loss, regularizer
@@ -62,7 +66,9 @@ class GANStep(PhaseOptimizers):
         self.z_dim, self.num_classes = z_dim, num_classes
         self.device = device
         self.precision = Precision(amp, device)
-        phase_list = phases if phases is not None else adversarial_phases(d_reg_every=regularizer.every)
+        self.g_reg = g_regularizer
+        phase_list = phases if phases is not None else adversarial_phases(
+            d_reg_every=regularizer.every, g_reg_every=g_regularizer.every if g_regularizer is not None else 1)
         self.phases = Phases(phase_list, self.precision,
                              {"G": opt_g, "D": opt_d}, frozen={"G": [self.D_plain]})
         self.G_ema = G_ema
@@ -72,7 +78,8 @@ class GANStep(PhaseOptimizers):
         if self.class_weight and not num_classes:
             raise ValueError("the AC-GAN class term needs a conditional generator and discriminator")
         self._last_real: Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]] = None  # G's relativistic side
-        self.stats = StepStats({**STATS, **(CLASS_STATS if self.class_weight else {})}, device)
+        self.stats = StepStats({**STATS, **(CLASS_STATS if self.class_weight else {}),
+                                **(G_REG_STATS if self.g_reg is not None else {})}, device)
 
     # ------------------------------------------------------------------ helpers
     def sample_latents(self, n: int, generator: Optional[torch.Generator] = None,
@@ -174,6 +181,8 @@ class GANStep(PhaseOptimizers):
                 if cls is not None:
                     out["cls"] = cls
                     terms["cls"] = self.class_weight * cls
+            if self.g_reg is not None and self.g_reg.every == 1:  # a G regulariser run every step
+                terms["g_reg"] = self._g_penalty(n)
             return terms
 
         loss = self.phases.run("Gmain", main_terms)
@@ -181,6 +190,17 @@ class GANStep(PhaseOptimizers):
         if "cls" in out:
             self.stats.add("cls_g", out["cls"])
         self.stats.count("g_steps")
+        if self.g_reg is not None:  # lazy: its own float32 phase every `every` G steps (absent when every is 1)
+            self.phases.run("Greg", lambda: self._g_penalty(n))
+
+    def _g_penalty(self, n: int) -> torch.Tensor:
+        """G's regulariser on fresh latents (float32, through the possibly wrapped G); its statistics."""
+        z, y = self.sample_latents(self.g_reg.batch(n))
+        pen = self.g_reg.penalty(self.G, z, y)
+        self.stats.add("pl_penalty", self.g_reg.last_penalty)
+        self.stats.add("pl_mean", self.g_reg.pl_mean)
+        self.stats.count("g_reg_steps")
+        return pen
 
     def _real_logits(self) -> torch.Tensor:
         """D's logits on the last D step's reals, for a loss whose G side sees both (relativistic)."""

@@ -45,8 +45,12 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
 
     @classmethod
     def default_search_space(cls, cfg) -> str:
-        """A low-data run (`data.per_class`) searches its D augmentation (`lowdata`), not the architecture."""
-        return "lowdata" if cfg.data.per_class is not None else cls.search_space
+        """A low-data run (`data.per_class`) searches its D augmentation (`lowdata`), not the architecture; an
+        architecture that names a space (stylegan2) gets it."""
+        if cfg.data.per_class is not None:
+            return "lowdata"
+        # an architecture with its own knobs names its space (stylegan2)
+        return getattr(ARCHITECTURES.get(cfg.model.arch), "search_space", None) or cls.search_space
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -116,7 +120,8 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
                             num_classes=self.num_classes, device=self.device, amp=ctx.amp,
                             G_ema=self.G_ema, ema_half_life_kimg=cfg.ema.half_life_kimg,
                             ema_rampup=cfg.ema.rampup, global_batch=o.batch_size,
-                            class_weight=cfg.loss.ac_weight, phases=self.phase_list)
+                            class_weight=cfg.loss.ac_weight, phases=self.phase_list,
+                            g_regularizer=self.g_regularizer)
         self.stats = self.step.stats
         self.networks = {"G": self.G_plain, "D": self.D_plain, **({"G_ema": self.G_ema} if self.G_ema else {})}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
@@ -175,7 +180,10 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
 
     # ------------------------------------------------------------------ state
     def state(self) -> Dict[str, Any]:
-        st: Dict[str, Any] = {"sampler": self.sampler.state_dict(), "d_steps": self.step.d_steps}
+        st: Dict[str, Any] = {"sampler": self.sampler.state_dict(), "d_steps": self.step.d_steps,
+                              "g_steps": self.step.phases.counts["G"]}
+        if self.g_regularizer is not None:  # path length's running mean
+            st["g_regularizer"] = self.g_regularizer.state_dict()
         if self.augment is not None and self.augment.adaptive is not None:
             st["augment"] = self.augment.state_dict()  # ADA's p and accumulators
         if self.subset is not None:
@@ -192,6 +200,10 @@ class GenerateTask(GeneratorDiscriminatorPair, Task):
         check_data_hash(state, self.data)
         self.sampler.load_state_dict(state["sampler"])
         self.step.d_steps = int(state["d_steps"])
+        if "g_steps" in state:  # G's lazy phase runs on this clock (older checkpoints lack it)
+            self.step.phases.counts["G"] = int(state["g_steps"])
+        if self.g_regularizer is not None and "g_regularizer" in state:
+            self.g_regularizer.load_state_dict(state["g_regularizer"])
         if self.augment is not None and "augment" in state:
             self.augment.load_state_dict(state["augment"], rank=self.ctx.rank)
 
