@@ -83,7 +83,7 @@ def run_raygan(seconds, marks, score, log):
         t0 = time.perf_counter()
         while spent + (time.perf_counter() - t0) < mark:
             t.task.train_step(t.nimg)
-            t.nimg += t.batch
+            t.nimg += t.task.images_per_step()
         spent += time.perf_counter() - t0
         fid = score(t.task.eval_network())
         curve.append((spent, t.nimg / 1000, fid))
