@@ -23,13 +23,12 @@ torch.set_num_threads(1)
 from raygan.tasks import load_config
 try:
     from raygan.engine.loop import Trainer
-    new = True
-except ImportError:  # before the task seam
-    from raygan.engine.loop import Trainer
-    new = False
+except ImportError:  # a tree from before the loop moved into engine/
+    from raygan.trainer import Trainer
 cfg = load_config(None, None, ["model.g={ngf: 64}", "model.d={ndf: 64}", "model.z_dim=100", "optim.batch_size=64",
                                "loss.name=ns", "ema.half_life_kimg=0", "train.device=cpu", "tracking.enabled=false"])
 t = Trainer(cfg, None, evaluator=None)
+new = hasattr(t, "task")  # after the task seam
 def step():
     if new:
         t.task.train_step(t.nimg)
