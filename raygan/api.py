@@ -15,7 +15,7 @@ Every user mistake raises a `raygan.errors.RayganError` subclass with a one-line
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Union
 
 from raygan.config import Config
 from raygan.distributed.options import RayOptions
