@@ -95,3 +95,25 @@ if _DB_UTILS in sys.modules:
     _use_store_template(sys.modules[_DB_UTILS])
 else:
     sys.meta_path.insert(0, _StoreTemplateOnImport())
+
+
+# ---------------------------------------------------------------------------- two workers, one Ray at a time
+# The suite runs on two xdist workers (`-n 2 --dist loadgroup` in pyproject's addopts). Each test file
+# stays on one worker (its module fixtures, e.g. a trained model, are built once), and every file
+# that starts Ray, a Ray job or a raygan process that may start one is in a single group, so at most
+# one Ray cluster runs at a time: two on one host would contend for the 2 cores and could see each
+# other's actors (the cleaner that asks the State API whether a controller lives).
+TESTS = os.path.dirname(os.path.abspath(__file__))
+RAY_FILES = {"cli/test_cli_manners.py", "config/test_untrusted_input.py", "hosts/test_run_identity.py",
+             "metrics/test_metric_registry.py", "test_documented_commands.py", "test_refusals.py",
+             "tracking/test_runs.py", "hosts/test_killed_and_concurrent_runs.py", "hosts/test_stop_signals.py"}
+
+
+def xdist_group_of(path: str) -> str:
+    rel = os.path.relpath(path, TESTS).replace(os.sep, "/")
+    return "ray" if rel.startswith("distributed/") or rel in RAY_FILES else rel
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(str(item.fspath))))
