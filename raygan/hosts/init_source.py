@@ -90,9 +90,7 @@ def _record_run_id(store: RunStore) -> Optional[str]:
 
 
 def _from_model(tracking_uri: Optional[str], uri: str) -> InitWeights:
-    import torch
-
-    from raygan.tracking.models import SPEC_FILE, WEIGHTS_FILE, ModelLoadError, model_files, read_spec
+    from raygan.tracking.models import SPEC_FILE, ModelLoadError, model_files, read_spec, read_weights
     from raygan.tracking.store import resolve_tracking_uri
 
     tracking = resolve_tracking_uri(tracking_uri)
@@ -100,13 +98,7 @@ def _from_model(tracking_uri: Optional[str], uri: str) -> InitWeights:
         if not (folder / SPEC_FILE).is_file():
             raise ModelLoadError(f"--init-from {uri}: not a raygan model ({SPEC_FILE} missing)")
         spec = read_spec(folder / SPEC_FILE, uri)
-        try:
-            sd = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelLoadError(f"--init-from {uri}: {WEIGHTS_FILE} is not a plain tensor file, refused "
-                                 f"({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
-    if not isinstance(sd, dict):
-        raise ModelLoadError(f"--init-from {uri}: {WEIGHTS_FILE} does not hold a state dict")
+        sd = read_weights(folder, f"--init-from {uri}")
     init = InitWeights(uri, spec["config"], {"G": sd, "G_ema": sd}, dict(spec["model_spec"]), uri,
                        {"raygan.init_from": uri, "raygan.init_from_checkpoint": uri})
     run_id, run_dir = _model_run(uri, tracking)

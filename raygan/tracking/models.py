@@ -164,10 +164,23 @@ def read_spec(spec_file: Path, uri: str) -> Dict[str, Any]:
     return spec
 
 
-def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = None):
-    """(module in eval mode, spec) of a logged or registered raygan model; never unpickles."""
+def read_weights(folder: Path, label: str) -> dict:
+    """The state dict in a model folder's WEIGHTS_FILE, loaded without unpickling; `label` starts
+    each one-line error (`model URI`, `--init-from URI`)."""
     import torch
 
+    try:
+        sd = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelLoadError(f"{label}: {WEIGHTS_FILE} is not a plain tensor file, refused "
+                             f"({first_line(e)[:120]})") from None
+    if not isinstance(sd, dict):
+        raise ModelLoadError(f"{label}: {WEIGHTS_FILE} does not hold a state dict")
+    return sd
+
+
+def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = None):
+    """(module in eval mode, spec) of a logged or registered raygan model; never unpickles."""
     from raygan.tasks import build_config
     from raygan.errors import ConfigError
     from raygan.tasks.loading import build_exported
@@ -188,13 +201,7 @@ def load_model_uri(uri: str, tracking_uri: str, expect_task: Optional[str] = Non
             raise ModelLoadError(f"model {uri}: unknown format {spec.get('format')!r} (expected {FORMAT})")
         if expect_task is not None and cfg.task != expect_task:
             raise ModelLoadError(f"model {uri} is a '{cfg.task}' model; this command needs a '{expect_task}' model")
-        try:
-            sd = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ModelLoadError(f"model {uri}: {WEIGHTS_FILE} is not a plain tensor file, refused "
-                                 f"({first_line(e)[:120]})") from None
-    if not isinstance(sd, dict):
-        raise ModelLoadError(f"model {uri}: {WEIGHTS_FILE} does not hold a state dict")
+        sd = read_weights(folder, f"model {uri}")
     try:
         module = build_exported(cfg, spec["model_spec"], sd, uri)
     except RayganError as e:
