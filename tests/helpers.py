@@ -72,6 +72,28 @@ class StopAt(Reporter):
             raise Preempted
 
 
+def uninterrupted_and_resumed(cfg, root: Path):
+    """(a run straight through, a run preempted halfway then resumed from its checkpoint) of `cfg`
+    under `root`: what the exact-resume tests compare bit for bit. The resume starts where the
+    preempted run's checkpoint is."""
+    import pytest
+
+    from raygan.engine.checkpoint import list_checkpoints
+    from raygan.engine.loop import Trainer
+
+    one = Trainer(cfg, root / "one", evaluator=None)
+    one.run()
+    half = round(cfg.train.total_kimg * 500)
+    first = Trainer(cfg, root / "two", reporter=StopAt(half), evaluator=None)
+    with pytest.raises(Preempted):
+        first.run()
+    second = Trainer(cfg, root / "resumed", evaluator=None)
+    second.load(list_checkpoints(root / "two" / "checkpoints")[-1])
+    assert second.nimg == first.nimg == half
+    second.run()
+    return one, second
+
+
 @contextmanager
 def isolated_dir(tmp: Path):
     """For module-scoped fixtures: work in `tmp`, with its own raygan cache and no MLflow tracking

@@ -10,7 +10,7 @@ from raygan.engine.checkpoint import list_checkpoints
 from raygan.engine.loop import Trainer
 
 from conftest import HAS_FMNIST
-from helpers import Preempted, StopAt, assert_bitwise_equal, params
+from helpers import assert_bitwise_equal, params, uninterrupted_and_resumed
 
 TOTAL = 0.048  # 6 steps of 8 images
 TINY = ["data.name=digits", "data.resolution=32", "data.limit=64", "model.arch=stylegan2", "model.z_dim=8",
@@ -34,17 +34,8 @@ def state(tr):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    cfg = load_config(None, None, TINY)
     root = tmp_path_factory.mktemp("sg2")
-    one = Trainer(cfg, root / "one", evaluator=None)
-    one.run()
-    half = round(TOTAL * 500)
-    first = Trainer(cfg, root / "two", reporter=StopAt(half), evaluator=None)
-    with pytest.raises(Preempted):
-        first.run()
-    second = Trainer(cfg, root / "resumed", evaluator=None)
-    second.load(list_checkpoints(root / "two" / "checkpoints")[-1])
-    second.run()
+    one, second = uninterrupted_and_resumed(load_config(None, None, TINY), root)
     return one, second, root / "one"
 
 

@@ -21,14 +21,13 @@ from pydantic import BaseModel
 
 from raygan.config import load_config
 from raygan.config.schema import Config
-from raygan.engine.checkpoint import list_checkpoints
 from raygan.errors import ConfigError
 from raygan.metrics.registry import METRICS, applies_to
 from raygan.tasks import TASKS
 from raygan.engine.loop import Trainer
 
 from conftest import HAS_FMNIST
-from helpers import Preempted, StopAt, assert_bitwise_equal, params
+from helpers import assert_bitwise_equal, params, uninterrupted_and_resumed
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_NAMES = sorted(TASKS.names())
@@ -94,19 +93,8 @@ def runs(tmp_path_factory):
 
     def get(task):
         if task not in done:
-            total = TOTAL[task]
-            cfg = tiny(task, f"train.total_kimg={total}")
             root = tmp_path_factory.mktemp(task)
-            one = Trainer(cfg, root / "one", evaluator=None)
-            one.run()
-            half = round(total * 500)
-            first = Trainer(cfg, root / "two", reporter=StopAt(half), evaluator=None)
-            with pytest.raises(Preempted):
-                first.run()
-            second = Trainer(cfg, root / "resumed", evaluator=None)
-            second.load(list_checkpoints(root / "two" / "checkpoints")[-1])
-            assert second.nimg == first.nimg == half
-            second.run()
+            one, second = uninterrupted_and_resumed(tiny(task, f"train.total_kimg={TOTAL[task]}"), root)
             done[task] = (one, root / "one", second)
         return done[task]
 
