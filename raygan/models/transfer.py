@@ -10,6 +10,11 @@
   discriminator's class embedding starts at zero (kept fresh under spectral norm, which cannot
   normalise a zero matrix); AC-GAN's class head starts fresh. So the conditional G first draws
   exactly what the source drew, for every class, and D first scores exactly as the source did;
+* style-based (stylegan2): G's mapping keeps its fresh label embedding and its first layer gets the
+  source's z weights with zero label weights, rescaled for the wider input's equalised-lr gain, so
+  G first draws the source's image for every class; D's label mapping and its cmap-wide output
+  start fresh (a projection on a fresh mapped embedding has no exact equivalent of a scalar
+  output), its backbone is the source's;
 * anything else that differs is refused in one line naming the tensors (missing, extra, shape).
 
 FreezeD (Mo et al. 2020): `freeze_blocks(D, k)` stops the first k of D's blocks (input side)
@@ -17,6 +22,7 @@ from training. An architecture names its blocks as `D.blocks`, ordered input -> 
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List
 
 import torch
@@ -25,6 +31,8 @@ from torch.nn.utils import parametrize
 
 from raygan.errors import ConfigError
 from raygan.models.layers import ClassHead, ConditionalBatchNorm, LabelInput, Projection
+from raygan.models.stylegan2 import Discriminator as StyleDiscriminator
+from raygan.models.stylegan2 import MappingNetwork
 
 
 def _names(keys: List[str], show: int = 2) -> str:
@@ -43,6 +51,7 @@ def transfer_state(target: nn.Module, source: Dict[str, torch.Tensor], what: str
         if isinstance(s, torch.Tensor) and tuple(s.shape) == tuple(v.shape):
             new[k], _ = s, used.add(k)
     grown = False
+    gains: Dict[str, float] = {}  # equalised-lr layers whose input grew: the copied weights keep their effect
     for name, m in target.named_modules():
         pre = f"{name}." if name else ""
         if isinstance(m, ConditionalBatchNorm) and m.num_classes and f"{pre}gamma.weight" not in source:
@@ -61,6 +70,22 @@ def transfer_state(target: nn.Module, source: Dict[str, torch.Tensor], what: str
                     new[k] = own[k]
             if isinstance(m, Projection) and not parametrize.is_parametrized(m.embed):
                 new[f"{pre}embed.weight"] = torch.zeros_like(own[f"{pre}embed.weight"])
+        elif isinstance(m, MappingNetwork) and m.embed is not None and not any(
+                k.startswith(f"{pre}embed.") for k in source):
+            if m.z_dim:  # G's: z and the label embedding feed the first layer
+                for k in own:
+                    if k.startswith(f"{pre}embed."):
+                        new[k] = own[k]
+                grown = True
+                gains[f"{pre}fcs.0.weight"] = math.sqrt((m.z_dim + m.w_dim) / m.z_dim)
+            else:  # D's: the label alone -> cmap; nothing of the source's to start from
+                for k in own:
+                    if k.startswith(pre):
+                        new[k] = own[k]
+        elif isinstance(m, StyleDiscriminator) and m.mapping is not None and not any(
+                k.startswith(f"{pre}mapping.") for k in source):
+            new[f"{pre}out.weight"], new[f"{pre}out.bias"] = own[f"{pre}out.weight"], own[f"{pre}out.bias"]
+            used.update((f"{pre}out.weight", f"{pre}out.bias"))
     shapes = []
     for k, v in own.items():
         s = source.get(k)
@@ -70,7 +95,7 @@ def transfer_state(target: nn.Module, source: Dict[str, torch.Tensor], what: str
         if grown and differ is not None and len(differ) == 1 and s.shape[differ[0]] < v.shape[differ[0]]:
             # the layer reading [z, label]: z's weights from the source, the label's start at zero
             t = torch.zeros_like(v)
-            t.narrow(differ[0], 0, s.shape[differ[0]]).copy_(s)
+            t.narrow(differ[0], 0, s.shape[differ[0]]).copy_(s * gains.get(k, 1.0))
             new[k], _ = t, used.add(k)
         else:
             shapes.append(f"{k} {tuple(s.shape)} there, {tuple(v.shape)} here")

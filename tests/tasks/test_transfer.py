@@ -89,6 +89,37 @@ def test_unconditional_source_in_a_conditional_run_draws_the_same_images_for_eve
     assert all(p.grad.abs().sum() > 0 for n, p in G1.named_parameters() if "gamma" in n)
 
 
+SG2 = dict(z_dim=16, g=dict(w_dim=16, mapping_layers=2, fmaps=0.002, channel_max=8, mixing_prob=0.0),
+           d=dict(fmaps=0.002, channel_max=8, mbstd_group=2))
+
+
+def test_unconditional_stylegan2_in_a_conditional_run_draws_the_same_images_and_keeps_d_backbone():
+    torch.manual_seed(0)
+    G0, D0 = build_models("stylegan2", resolution=32, channels=1, **SG2)
+    with torch.no_grad():  # a "trained" source: every weight and the tracked w average away from init
+        for p in [*G0.parameters(), *D0.parameters()]:
+            p.add_(0.1 * torch.randn_like(p))
+        G0.mapping.w_avg.normal_()
+    G1, D1 = build_models("stylegan2", resolution=32, channels=1, num_classes=3, **SG2)
+    transfer_state(G1, G0.state_dict(), "G")
+    transfer_state(D1, D0.state_dict(), "D")
+    G0.eval(), G1.eval()
+    z, y = torch.randn(6, 16), torch.tensor([0, 1, 2, 2, 1, 0])
+    with torch.no_grad():
+        for psi in (1.0, 0.5):  # the same image for every class, truncated toward the source's w average too
+            want = G0(z, psi=psi, noise_mode="const")
+            assert torch.allclose(G1(z, y, psi=psi, noise_mode="const"), want, atol=1e-5)
+            assert torch.allclose(G1(z, (y + 1) % 3, psi=psi, noise_mode="const"), want, atol=1e-5)
+    d0, d1 = D0.state_dict(), D1.state_dict()
+    assert all(torch.equal(d1[k], d0[k]) for k in d0 if k.startswith(("blocks.", "conv.", "fc.")))
+    assert not torch.equal(d1["out.weight"][:1], d0["out.weight"])  # the cmap-wide head starts fresh
+    G1.train()
+    G1(z, y).square().mean().backward()  # the label's weights in the first mapping layer learn
+    assert G1.mapping.fcs[0].weight.grad[:, 16:].abs().sum() > 0
+    with pytest.raises(ConfigError, match="does not fit"):
+        transfer_state(G0, G1.state_dict(), "G")  # conditional -> unconditional: refused
+
+
 def test_conditional_run_from_the_source_starts_with_its_images(source):
     t = _trainer(tiny("model.conditional=true"), source)
     src = api.load(source)[0]
