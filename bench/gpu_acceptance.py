@@ -24,7 +24,9 @@ Rows (each: check, setting, result, ok/FAIL/skip, seconds):
 * preset: the two GPU presets (folder-dcgan-128, folder-resnet-256) at their own widths, batch,
   loss and DiffAugment: measured s/kimg, to set beside bench/preset_cost.py's estimate.
 * streamed data: a prepared dataset (raygan.data.prepare, when this tree has it) read by index
-  onto the device while training; "skip" with the reason when the module is missing.
+  onto the device while training, and the same steps with the images in memory: ok needs the
+  streamed img/s >= 0.9x the in-memory img/s on CUDA (the loader is not the bottleneck at 256 px);
+  "skip" with the reason when the module is missing.
 * exact resume: train 2N images straight vs N, checkpoint, then a fresh Trainer (same process)
   loads the checkpoint (weights, optimisers, scaler, every RNG) and resumes to 2N, with
   torch.use_deterministic_algorithms(True) and CUBLAS_WORKSPACE_CONFIG=:4096:8; compares every
