@@ -90,6 +90,39 @@ def part1(args, recipe, work):
     return {"rows": [dataclasses.asdict(r) for r in res.rows], "protocol": out.protocol, "gans": out.gans}
 
 
+def cell_scores(args, recipe, work, ks):
+    """How each cell's GAN follows its labels and covers its classes: GAN-test (the fmnist-cnn
+    extractor's classifier, trained on all 60k real images, on `--cell-samples` generated images,
+    balanced labels) and CAS (the recipe trained on those generated images alone, tested on the
+    real 10k test split); mean ± std over the seeds."""
+    import statistics
+
+    from raygan.data import load_dataset
+    from raygan.experiments.augment_run import generator_sampler, load_run_generator
+    from raygan.metrics.cas import balanced_labels, cas, generate
+    from raygan.metrics.extractors.base import build_extractor
+
+    ext = build_extractor("fmnist-cnn")
+    test = load_dataset("fashion-mnist", split="test", resolution=32)
+    rows, out = [], {}
+    for k in ks:
+        gt, cs = [], []
+        for s in range(args.seeds):
+            sample = generator_sampler(load_run_generator(work / "augment" / f"gan-K{k}-s{s}").module)
+            labels = balanced_labels(args.cell_samples, 10, "cpu")
+            fake = generate(sample, labels, 0, 500)
+            gt.append(float((ext(fake)["logits"].argmax(1) == labels).float().mean()))
+            cs.append(cas(sample, (test.images, test.labels), 10, args.cell_samples, recipe, 0)[0])
+        out[k] = {"gan_test": gt, "cas": cs}
+        ms = lambda v: f"{100 * statistics.mean(v):.1f} ± {100 * statistics.stdev(v) if len(v) > 1 else 0:.1f}"  # noqa
+        rows.append([k, ms(gt), " / ".join(f"{100 * v:.1f}" for v in gt), ms(cs)])
+    print()
+    print(f"the cells' generators: GAN-test (fmnist-cnn, trained on all real images) and CAS (recipe {recipe.steps} "
+          f"steps on {args.cell_samples} generated, tested on the real test split), % over {args.seeds} seeds")
+    print(table(["K/class", "GAN-test", "per seed", "CAS"], rows))
+    return out
+
+
 def part2(args, recipe, work):
     from raygan.tasks import build_config, load_config
     from raygan.experiments.augment_run import load_run_generator
@@ -143,7 +176,8 @@ def main():
     ap.add_argument("--cas-kimg", type=float, default=20.0)
     ap.add_argument("--cas-run-dir", default=None)
     ap.add_argument("--samples", type=int, default=10000)
-    ap.add_argument("--skip", default="", help="part1 and/or part2")
+    ap.add_argument("--skip", default="", help="part1, cells (its generators' GAN-test and CAS) and/or part2")
+    ap.add_argument("--cell-samples", type=int, default=5000, help="generated images per cell for GAN-test and CAS")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides for the GANs")
     ap.add_argument("--real-fraction", type=float, default=None,
@@ -166,6 +200,8 @@ def main():
     t0 = time.time()
     if "part1" not in args.skip:
         out["part1"] = part1(args, recipe, work)
+    if "part1" not in args.skip and "cells" not in args.skip:
+        out["cells"] = cell_scores(args, recipe, work, [int(k) for k in args.k.split(",")])
     if "part2" not in args.skip:
         out["part2"] = part2(args, recipe, work)
     print(f"\ntotal {time.time() - t0:.0f} s; runs kept in {work}")

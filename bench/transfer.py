@@ -13,7 +13,7 @@ FID (fmnist-cnn features, the domain extractor raygan ships) of `--samples` gene
 (the EMA generator) against the 1000 ankle-boot test images; mean ± std over `--seeds` seeds.
 Goal: fine-tuning >= 2x lower FID than scratch with ADA.
 
-    python bench/transfer.py [--pretrain-kimg 20] [--pretrain-per-class 2000] [--kimg 10] [--seeds 3]
+    python bench/transfer.py [--pretrain-kimg 40] [--pretrain-per-class 6000] [--kimg 10] [--seeds 3]
                              [--samples 1000] [--ngf 32] [--work-dir W]
 
 Data go through raygan's `folder` source (PNG files written once into the work dir), so the runs
@@ -84,8 +84,8 @@ def fid_to(reference_feats, G, n: int, extractor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pretrain-kimg", type=float, default=20)
-    ap.add_argument("--pretrain-per-class", type=int, default=2000)
+    ap.add_argument("--pretrain-kimg", type=float, default=40)
+    ap.add_argument("--pretrain-per-class", type=int, default=6000)
     ap.add_argument("--kimg", type=float, default=10)
     ap.add_argument("--shots", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=3)
