@@ -284,6 +284,19 @@ def read_all(ds: PreparedDataset, indices: List[int], resolution: Optional[int],
     return out
 
 
+def split_root(root: PathArg, split: str) -> PathArg:
+    """Where a split of the prepared dataset at `root` lives: "train" is `root` itself, any other
+    split the prepared dataset `root/<split>` (`raygan data prepare SRC --split test --out DIR/test`)."""
+    if split == "train":
+        return root
+    sub = None if root is None else f"{str(root).rstrip('/')}/{split}"
+    if not is_prepared(sub):
+        raise DataError(f"the prepared dataset {root} has no {split} split ({sub} is not a prepared dataset): "
+                        f"prepare one there (raygan data prepare SRC --split {split} --out {sub}) or set "
+                        "eval.reference_split: train")
+    return sub
+
+
 @SOURCES.register("prepared")
 def prepared(
     *, root: PathArg = None, split: str = "train", resolution: Optional[int] = None,
@@ -292,14 +305,7 @@ def prepared(
     """A prepared dataset (`raygan data prepare`) read into memory; `root` is its directory or URI.
     Its split "test" is the prepared dataset `root/test`, when one was written there
     (`raygan data prepare SRC --split test --out DIR/test`)."""
-    if split != "train":
-        sub = None if root is None else f"{str(root).rstrip('/')}/{split}"
-        if not is_prepared(sub):
-            raise DataError(f"the prepared dataset {root} has no {split} split ({sub} is not a prepared dataset): "
-                            f"prepare one there (raygan data prepare SRC --split {split} --out {sub}) or set "
-                            "eval.reference_split: train")
-        root = sub
-    ds = PreparedDataset.open(root)
+    ds = PreparedDataset.open(split_root(root, split))
     n = len(ds) if limit is None else min(limit, len(ds))
     return ImageDataset(images=read_all(ds, list(range(n)), resolution, channels),
                         labels=ds.labels[:n], num_classes=len(ds.class_names), class_names=ds.class_names,

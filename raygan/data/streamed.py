@@ -28,7 +28,7 @@ from typing import Any, List, Optional, Tuple, Union
 import torch
 
 from raygan.data.dataset import ImageDataset
-from raygan.data.prepared import PreparedDataset, is_prepared
+from raygan.data.prepared import PreparedDataset, is_prepared, split_root
 from raygan.data.sources import PathArg, load_dataset
 
 STREAM_THRESHOLD_BYTES = 1 << 30
@@ -48,6 +48,8 @@ class _Images:
     @property
     def shape(self) -> Tuple[int, int, int, int]:
         return (len(self.owner), *self.owner.image_shape)
+
+    dtype = torch.uint8
 
     @property
     def device(self) -> torch.device:
@@ -180,10 +182,10 @@ def fitted_bytes(ds: PreparedDataset, resolution: Optional[int], channels: Optio
 
 def load_training_data(name: str, *, root: PathArg = None, resolution: Optional[int] = None,
                        channels: Optional[int] = None, limit: Optional[int] = None, download: bool = False,
-                       stream: Optional[bool] = None) -> Union[ImageDataset, StreamedDataset]:
-    """A task's train split: a prepared dataset streamed or in memory (see the module doc); any other
-    source in memory (`load_dataset`). `name: folder` with a root that is a prepared dataset reads it
-    as one."""
+                       stream: Optional[bool] = None, split: str = "train") -> Union[ImageDataset, StreamedDataset]:
+    """A task's train split (or another `split`, e.g. a FID reference): a prepared dataset streamed or
+    in memory (see the module doc); any other source in memory (`load_dataset`). `name: folder` with
+    a root that is a prepared dataset reads it as one."""
     if name == "folder" and is_prepared(root):
         name = "prepared"
     if name != "prepared":
@@ -192,13 +194,13 @@ def load_training_data(name: str, *, root: PathArg = None, resolution: Optional[
 
             raise ConfigError(f"config: data.stream: only a prepared dataset streams (data.name: prepared); "
                               f"'{name}' is loaded into memory (raygan data prepare makes one from it)")
-        return load_dataset(name, root=root, split="train", resolution=resolution, channels=channels,
+        return load_dataset(name, root=root, split=split, resolution=resolution, channels=channels,
                             limit=limit, download=download)
-    ds = PreparedDataset.open(root)
+    ds = PreparedDataset.open(split_root(root, split))
     if stream is None:
         stream = fitted_bytes(ds, resolution, channels, limit) > STREAM_THRESHOLD_BYTES
     if not stream:
-        return load_dataset("prepared", root=root, split="train", resolution=resolution, channels=channels,
+        return load_dataset("prepared", root=root, split=split, resolution=resolution, channels=channels,
                             limit=limit)
     n = len(ds) if limit is None else min(limit, len(ds))
     return StreamedDataset(ds, resolution, channels, index=torch.arange(n))

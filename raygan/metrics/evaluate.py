@@ -64,11 +64,14 @@ def _hash_json(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def images_hash(images: torch.Tensor) -> str:
-    """sha256 (16 hex) of a uint8 image tensor's shape and bytes."""
-    a = np.ascontiguousarray(images.detach().cpu().numpy())
-    h = hashlib.sha256(str(tuple(a.shape)).encode())
-    h.update(a.tobytes())
+def images_hash(images: torch.Tensor, chunk: int = 1000) -> str:
+    """sha256 (16 hex) of a uint8 image tensor's shape and bytes. `images` may also be a view that
+    reads rows on demand (a streamed prepared dataset's `images`: `.shape` and slicing): it is
+    hashed `chunk` images at a time, to the same value as the whole tensor."""
+    shape = tuple(int(n) for n in images.shape)
+    h = hashlib.sha256(str(shape).encode())
+    for i in range(0, shape[0], chunk):
+        h.update(np.ascontiguousarray(images[i: i + chunk].detach().cpu().numpy()).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -99,7 +102,8 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def extract(images_uint8: torch.Tensor, extractor: Extractor, batch_size: int = 500) -> Tuple[FeatureStats, torch.Tensor]:
-    """Run the extractor over uint8 images in batches -> (FeatureStats(keep=True), logits (N, K))."""
+    """Run the extractor over uint8 images in batches -> (FeatureStats(keep=True), logits (N, K)).
+    `images_uint8` may be a view that reads its rows on demand (only one batch is then in memory)."""
     stats = FeatureStats(keep=True)
     logits = []
     for i in range(0, images_uint8.shape[0], batch_size):
@@ -120,7 +124,8 @@ def reference_stats(
     cache_dir: Optional[str] = None,
     batch_size: int = 500,
 ) -> ReferenceStats:
-    """Features and moments of reference images, cached as .npz under cache_dir by protocol."""
+    """Features and moments of reference images, cached as .npz under cache_dir by protocol.
+    `images_uint8`: a tensor, or a streamed prepared dataset's `images` (read a batch at a time)."""
     if images_uint8.dtype != torch.uint8:
         raise ValueError(f"reference images must be uint8, got {images_uint8.dtype}")
     proto = Protocol(

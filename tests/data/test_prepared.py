@@ -347,6 +347,27 @@ def test_a_test_split_is_the_prepared_dataset_under_test(tmp_path, capsys):
     assert len(PreparedDataset.open(str(tmp_path / "ds"))) == 1438
 
 
+def test_a_large_fid_reference_streams_to_the_same_statistics(tmp_path, monkeypatch):
+    """The evaluator's reference split, when large, is read a batch at a time: the same hash and
+    moments as the whole split in memory."""
+    import raygan.data.streamed as streamed
+    from raygan.metrics import build_extractor
+    from raygan.metrics.evaluate import images_hash, reference_stats
+
+    prepare("digits", str(tmp_path / "ds"), progress=False)
+    prepare("digits", str(tmp_path / "ds" / "test"), split="test", progress=False)
+    whole = load_training_data("prepared", root=str(tmp_path / "ds"), split="test", resolution=16)
+    monkeypatch.setattr(streamed, "STREAM_THRESHOLD_BYTES", 0)
+    ref = load_training_data("prepared", root=str(tmp_path / "ds"), split="test", resolution=16)
+    assert isinstance(ref, StreamedDataset) and type(whole).__name__ == "ImageDataset" and len(ref) == 359
+    assert images_hash(ref.images, chunk=97) == images_hash(whole.images)  # chunks hash as the whole tensor
+    ext = build_extractor("fmnist-cnn", weights="random")
+    a = reference_stats(ref.images, ext, "t", None, batch_size=50)
+    b = reference_stats(whole.images, ext, "t", None, batch_size=50)
+    assert a.protocol.as_dict() == b.protocol.as_dict()
+    assert np.allclose(a.mu, b.mu, atol=1e-6) and np.allclose(a.sigma, b.sigma, atol=1e-6)
+
+
 def test_repair_streams_a_prepared_dataset_bit_for_bit(digits_ds):
     from raygan.tasks import load_config
 

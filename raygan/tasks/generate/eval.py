@@ -72,17 +72,21 @@ class Evaluator:
     def _setup(self) -> None:
         if self._ref is not None:
             return
-        from raygan.data import load_dataset
+        from raygan.data.streamed import load_training_data
         from raygan.metrics import build_extractor, reference_stats
 
         e, d = self.cfg.eval, self.cfg.data
         weights = e.inception_weights if e.extractor == "inception" else None  # only Inception's
         self._extractor = build_extractor(e.extractor, weights=weights, device=self.device)
-        ref = load_dataset(d.name, root=d.root, split=e.reference_split, resolution=d.resolution,
-                           channels=self.channels or d.channels, download=d.download)
+        # a large prepared reference streams as training does: one batch of it in memory at a time
+        ref = load_training_data(d.name, root=d.root, split=e.reference_split, resolution=d.resolution,
+                                 channels=self.channels or d.channels, download=d.download)
         name = f"{d.name}:{e.reference_split}@{d.resolution}px"
-        self._ref = reference_stats(ref.images, self._extractor, name, str(cache_root() / "refstats"),
-                                    batch_size=e.batch_size)
+        try:
+            self._ref = reference_stats(ref.images, self._extractor, name, str(cache_root() / "refstats"),
+                                        batch_size=e.batch_size)
+        finally:
+            getattr(ref, "close", lambda: None)()
 
     def __call__(self, G: nn.Module, num_samples: int) -> Tuple[Dict[str, float], Dict[str, Any]]:
         values: Dict[str, float] = {}
