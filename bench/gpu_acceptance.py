@@ -21,8 +21,9 @@ Rows (each: check, setting, result, ok/FAIL/skip, seconds):
   default row's (below 1: channels_last is faster).
 * compile: torch.compile (mode default) of G and D, bf16, at 64 and 256 px; the first step's time
   (compilation) is reported separately from the steady img/s.
-* preset: the two GPU presets (folder-dcgan-128, folder-resnet-256) at their own widths, batch,
-  loss and DiffAugment: measured s/kimg, to set beside bench/preset_cost.py's estimate.
+* preset: the GPU presets (folder-dcgan-128, folder-resnet-256, folder-stylegan2-256) at their own
+  widths, batch, loss, regularisers and augmentation: measured s/kimg, to set beside
+  bench/preset_cost.py's estimate.
 * streamed data: a prepared dataset (raygan.data.prepare, when this tree has it) read by index
   onto the device while training, and the same steps with the images in memory: ok needs the
   streamed img/s >= 0.9x the in-memory img/s on CUDA (the loader is not the bottleneck at 256 px);
@@ -32,7 +33,8 @@ Rows (each: check, setting, result, ok/FAIL/skip, seconds):
   torch.use_deterministic_algorithms(True) and CUBLAS_WORKSPACE_CONFIG=:4096:8; compares every
   tensor of G, D and G_ema: max |difference| and whether bitwise. ok = bitwise (what CUDA gives
   with deterministic kernels on one card); any op that warned it is nondeterministic is named.
-  Run in fp32 and in fp16 (the grad scaler's state is resumed too).
+  Run in fp32 and in fp16 (the grad scaler's state is resumed too), and for the fmnist-stylegan2
+  preset (lazy R1 and path length inside each half, style mixing, noise inputs).
 
 Exit status: 0 when no row FAILs. `--json PATH` also writes the rows. `--budget-s` (default 450):
 a row that could end past it (each has a ceiling: 30 s a training row, 45 s a resume, 150 s a
@@ -90,14 +92,17 @@ def plan(cpu: bool):
         rows.append(("channels_last off", f"dcgan {res}px bf16", dict(arch="dcgan", res=res, amp="bf16",
                                                                       width=widths["dcgan", res], batch=32,
                                                                       channels_last=False)))
-    for preset in ("folder-dcgan-128", "folder-resnet-256"):
+    for preset in ("folder-dcgan-128", "folder-resnet-256", "folder-stylegan2-256"):
         rows.append(("preset", f"{preset} bf16", dict(preset=preset, steps=10)))
     resume = [("exact resume", f"dcgan 64px {amp}", dict(res=64, amp=amp, width=32, batch=32, tick_kimg=0.256))
               for amp in ("fp32", "fp16")]
+    # StyleGAN2's lazy phases (R1 every 16 D steps, path length every 4 G steps) both fall inside each half
+    resume.append(("exact resume", "fmnist-stylegan2 32px fp32",
+                   dict(res=32, amp="fp32", width=0, batch=0, tick_kimg=0.512, preset="fmnist-stylegan2")))
     compiled = [("compile", f"dcgan {res}px bf16", dict(arch="dcgan", res=res, amp="bf16",
                                                         width=widths["dcgan", res], batch=32, compile=True))
                 for res in (64, 256)]
-    return dev, rows, dict(res=64, width=32, batch=32), resume, compiled
+    return dev, rows, dict(res=256, width=32, batch=32), resume, compiled
 
 
 def env_row(cpu: bool) -> Row:
@@ -143,7 +148,7 @@ def main(argv=None) -> int:
     # does not start)
     jobs = [(c, s, train_row, kw, 30) for c, s, kw in trains]
     jobs += [(c, s, exact_resume, kw, 45) for c, s, kw in resumes]
-    jobs.append(("streamed data", f"dcgan {stream['res']}px", streamed, stream, 30))
+    jobs.append(("streamed data", f"dcgan {stream['res']}px", streamed, stream, 40))
     jobs += [(c, s, train_row, kw, COMPILE_S) for c, s, kw in compiled]
     base = {}  # setting -> img/s of the default (channels_last on, eager) rows, for the ratios
     for check, setting, fn, kw, longest in jobs:

@@ -151,8 +151,9 @@ def _tensors(trainer) -> Dict[str, torch.Tensor]:
 
 
 def exact_resume(check: str, setting: str, *, device: torch.device, work: Path, base: Dict[Any, float],
-                 res: int, amp: str, width: int, batch: int, tick_kimg: float) -> Row:
-    """2N images straight vs N + checkpoint + resume to 2N, deterministic kernels; bitwise = ok."""
+                 res: int, amp: str, width: int, batch: int, tick_kimg: float, preset: Optional[str] = None) -> Row:
+    """2N images straight vs N + checkpoint + resume to 2N, deterministic kernels; bitwise = ok.
+    `preset`: that preset's networks and recipe (its batch, AMP and regularisers) on digits."""
     from raygan.engine.checkpoint import list_checkpoints
     from raygan.engine.loop import Trainer
 
@@ -160,7 +161,7 @@ def exact_resume(check: str, setting: str, *, device: torch.device, work: Path, 
     half = 2 * tick_kimg  # two ticks, then two more
 
     def cfg(total: float):
-        return make_config(device, arch="dcgan", res=res, amp=amp, width=width, batch=batch,
+        return make_config(device, arch="dcgan", res=res, amp=amp, width=width, batch=batch, preset=preset,
                            extra=[f"train.total_kimg={total}", f"train.tick_kimg={tick_kimg}",
                                   "train.snapshot_ticks=1", "train.sample_ticks=1000", "train.eval_ticks=0"])
 
@@ -170,13 +171,13 @@ def exact_resume(check: str, setting: str, *, device: torch.device, work: Path, 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            one = Trainer(cfg(2 * half), work / f"resume-{amp}-one", device=device, evaluator=None)
+            one = Trainer(cfg(2 * half), work / f"resume-{amp}-{preset}-one", device=device, evaluator=None)
             one.run()
-            first = Trainer(cfg(half), work / f"resume-{amp}-two", device=device, evaluator=None)
+            first = Trainer(cfg(half), work / f"resume-{amp}-{preset}-two", device=device, evaluator=None)
             first.run()
             del first
-            ckpt = list_checkpoints(work / f"resume-{amp}-two" / "checkpoints")[-1]
-            second = Trainer(cfg(2 * half), work / f"resume-{amp}-two", device=device, evaluator=None)
+            ckpt = list_checkpoints(work / f"resume-{amp}-{preset}-two" / "checkpoints")[-1]
+            second = Trainer(cfg(2 * half), work / f"resume-{amp}-{preset}-two", device=device, evaluator=None)
             second.load(ckpt)
             resumed_at = second.nimg
             second.run()
