@@ -84,8 +84,9 @@ def test_the_gpu_plan_covers_what_the_issue_asks():
         assert ("channels_last off", f"dcgan {res}px bf16") in planned
         assert ("compile", f"dcgan {res}px bf16") in planned
     assert {("exact resume", "dcgan 64px fp32"), ("exact resume", "dcgan 64px fp16")} <= planned
-    assert {("preset", "folder-dcgan-128 bf16"), ("preset", "folder-resnet-256 bf16")} <= planned
-    assert dev == "cuda" and stream["res"] == 64 and all(kw["compile"] for _, _, kw in compiled)
+    assert {("preset", "folder-dcgan-128 bf16"), ("preset", "folder-resnet-256 bf16"),
+            ("preset", "folder-stylegan2-256 bf16"), ("exact resume", "fmnist-stylegan2 32px fp32")} <= planned
+    assert dev == "cuda" and stream["res"] == 256 and all(kw["compile"] for _, _, kw in compiled)
 
 
 def _python312_without_pydantic():
