@@ -1,7 +1,6 @@
 """Patch training: images of any size and the random crops a repair or translate step trains on.
 
-    from raygan.data.crops import load_patches
-    images = load_patches("folder", root="photos", split="train", max_side=1024, channels=3)
+    images = load_patches("folder", root="photos", split="train", max_side=1024, channels=3)  # patch_sources
     images.check(crop=128)                                    # DataError naming the smallest image
     batch = images.crops(idx, 128, generator)                 # uint8 (n, C, 128, 128)
 
@@ -10,13 +9,14 @@ fitted square) or a list of uint8 (C, H_i, W_i) tensors of different sizes (a fo
 each kept whole, its aspect kept). `crops(idx, size, generator)` is an operation on the images an
 index batch selects: each one a size x size window at a uniformly random position, the positions
 drawn from `generator` in one call (n x 2 uniforms: the same positions for the same generator state,
-so a checkpointed generator resumes the same crops). The same operation applies to images a
-prepared dataset reads for those indices (a list or a tensor).
+so a checkpointed generator resumes the same crops). The same operation (`crop_batch`) applies to
+the images a large prepared dataset streams for those indices (raygan.data.patch_stream: only
+the images of the batches in flight are in memory). Which images a source gives, and how they are
+read, is raygan.data.patch_sources.
 
-Folder images are read whole (no center square), grey or RGB as the folder source reads them, and
-scaled down so that their longer side is at most `max_side` (`data.resolution`; the resize rule of
-raygan.data.dataset: bilinear with antialias, rounded; never scaled up). Other sources load as
-`load_dataset` fits them (square, `max_side` px).
+`shrink(x, max_side)`: an image whole, scaled down so that its longer side is at most `max_side`
+(`data.resolution`; the resize rule of raygan.data.dataset: bilinear with antialias, rounded; never
+scaled up); `shrunk_size` says its size without the pixels.
 
 `center_crops(images, size)`: the fixed evaluation crop of each image (the same for every run).
 """
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raygan.data.dataset import fit_channels
 from raygan.errors import DataError
 
 Images = Union[torch.Tensor, List[torch.Tensor]]
@@ -45,6 +44,8 @@ class PatchImages:
     names: Optional[List[str]] = None  # file names (folder) for messages; None: "image i"
     name: str = ""  # a translate domain's name
     class_names: List[str] = field(default_factory=list)
+
+    content_hash: Optional[str] = None  # a prepared dataset's (checked at resume)
 
     def __len__(self) -> int:
         return len(self.images) if isinstance(self.images, list) else int(self.images.shape[0])
@@ -62,30 +63,42 @@ class PatchImages:
 
     def check(self, crop: int, where: str = "") -> "PatchImages":
         """DataError (one line) when an image is smaller than the crop, naming the valid crops."""
-        if isinstance(self.images, list):
-            sides = [min(x.shape[-2:]) for x in self.images]
-            i = int(np.argmin(sides))
-        else:
-            sides, i = [min(self.images.shape[-2:])], 0
-        if int(sides[i]) < crop:
+        i, side = self.smallest()
+        if side < crop:
             h, w = self.size(i)
             name = self.names[i] if self.names else f"the images of {where or 'the dataset'}"
             raise DataError(f"data.crop {crop} is larger than {name} ({w}x{h} px after data.resolution): "
-                            f"use data.crop 8..{int(sides[i])}, or leave out the smaller images")
+                            f"use data.crop 8..{side}, or leave out the smaller images")
         return self
+
+    def smallest(self) -> Tuple[int, int]:
+        """(index, shorter side) of the image with the shortest side (the first such one)."""
+        if isinstance(self.images, list):
+            sides = [min(x.shape[-2:]) for x in self.images]
+            i = int(np.argmin(sides))
+            return i, int(sides[i])
+        return 0, int(min(self.images.shape[-2:]))
 
     def crops(self, idx: torch.Tensor, size: int, generator: Optional[torch.Generator]) -> torch.Tensor:
         """uint8 (n, C, size, size): one random window of each image `idx` selects."""
-        idx = idx.tolist() if isinstance(idx, torch.Tensor) else list(idx)
-        u = torch.rand(len(idx), 2, generator=generator, dtype=torch.float64)
-        out = []
-        for k, i in enumerate(idx):
-            x = self.images[i]
-            h, w = x.shape[-2:]
-            top = min(int(u[k, 0] * (h - size + 1)), h - size)
-            left = min(int(u[k, 1] * (w - size + 1)), w - size)
-            out.append(x[..., top:top + size, left:left + size])
-        return torch.stack(out)
+        return crop_batch([self.images[i] for i in index_list(idx)], size, generator)
+
+
+def index_list(idx) -> List[int]:
+    return idx.tolist() if isinstance(idx, torch.Tensor) else [int(i) for i in idx]
+
+
+def crop_batch(images: Sequence[torch.Tensor], size: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """uint8 (n, C, size, size): one size x size window of each image, at positions from n x 2 uniforms
+    drawn from `generator` in one call."""
+    u = torch.rand(len(images), 2, generator=generator, dtype=torch.float64)
+    out = []
+    for k, x in enumerate(images):
+        h, w = x.shape[-2:]
+        top = min(int(u[k, 0] * (h - size + 1)), h - size)
+        left = min(int(u[k, 1] * (w - size + 1)), w - size)
+        out.append(x[..., top:top + size, left:left + size])
+    return torch.stack(out)
 
 
 def center_crops(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -97,83 +110,19 @@ def center_crops(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top:top + size, left:left + size]
 
 
-def _shrink(x: torch.Tensor, max_side: int) -> torch.Tensor:
+def shrunk_size(h: int, w: int, max_side: int) -> Tuple[int, int]:
+    """(H, W) of an h x w image once `shrink` has scaled it (its longer side at most max_side)."""
+    if max(h, w) <= max_side:
+        return int(h), int(w)
+    f = max_side / max(h, w)
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def shrink(x: torch.Tensor, max_side: int) -> torch.Tensor:
     """uint8 (C, H, W) with its longer side scaled down to max_side (aspect kept), else as is."""
     h, w = x.shape[-2:]
     if max(h, w) <= max_side:
         return x
-    f = max_side / max(h, w)
-    size = (max(1, round(h * f)), max(1, round(w * f)))
+    size = shrunk_size(h, w, max_side)
     y = F.interpolate(x[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)
     return y.round_().clamp_(0, 255).to(torch.uint8)[0]
-
-
-def read_whole(files: Sequence, channels: Optional[int], max_side: int) -> List[torch.Tensor]:
-    """Image files as uint8 (C, H, W) each, whole, longer side at most `max_side`."""
-    from raygan.data.folder import _read_image
-
-    mode = "L" if channels == 1 else "RGB"
-    out = []
-    for p in files:
-        a = _read_image(p, mode, square=False)
-        x = torch.from_numpy(np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1)))
-        out.append(_shrink(x, max_side))
-    return out
-
-
-def load_patches(name: str, *, root=None, split: str = "train", max_side: int, channels: Optional[int] = None,
-                 limit: Optional[int] = None, download: bool = False) -> PatchImages:
-    """The images of a source for patch training (see the module doc)."""
-    from raygan.data.prepared import is_prepared
-
-    if name == "prepared" or (name == "folder" and is_prepared(root)):
-        whole = _prepared_whole(root, split, channels, max_side, limit)
-        if whole is not None:
-            return whole
-        name = "prepared"
-    if name == "folder":
-        from raygan.data.folder import folder_files
-
-        files, labels, _, d = folder_files(root, split)
-        files, labels = files[:limit] if limit else files, labels[:limit] if limit else labels
-        imgs = read_whole(files, channels, max_side)
-        return PatchImages(imgs, torch.tensor(labels, dtype=torch.int64), [str(f.relative_to(d)) for f in files])
-    from raygan.data.sources import load_dataset
-
-    ds = load_dataset(name, root=root, split=split, resolution=max_side, channels=channels, limit=limit,
-                      download=download)
-    return PatchImages(fit_channels(ds.images, channels), ds.labels)
-
-
-def _prepared_whole(root, split: str, channels: Optional[int], max_side: int, limit: Optional[int]
-                    ) -> Optional[PatchImages]:
-    """A prepared dataset kept at native size (`raygan data prepare --native`) as whole images, like a
-    folder's (longer side at most `max_side`); None for a fitted one (it loads like any source)."""
-    from raygan.data.prepared import PreparedDataset
-
-    ds = PreparedDataset.open(root if split == "train" else f"{str(root).rstrip('/')}/{split}")
-    if ds.manifest["storage"] != "png":
-        return None
-    n = len(ds) if limit is None else min(limit, len(ds))
-    imgs = [_shrink(fit_channels(torch.from_numpy(np.array(ds.image(i)))[None], channels)[0], max_side)
-            for i in range(n)]
-    return PatchImages(imgs, ds.labels[:n], None, class_names=ds.class_names)
-
-
-def load_patch_domains(source: str, *, max_side: int, channels: Optional[int] = None, limit: Optional[int] = None,
-                       **kw) -> tuple:
-    """Domains (A, B) for patch training: a folder's {split}A/{split}B images whole (longer side at
-    most `max_side`), or two classes of a labelled source as `load_domains` fits them."""
-    from raygan.data.domains import FOLDER, domain_dirs, load_domains
-    from raygan.data.sources import _images_under
-
-    if source == FOLDER:
-        dirs = domain_dirs(kw.get("root"), kw.get("split", "train"))
-        out = []
-        for label, d in enumerate(dirs):
-            files = _images_under(d)[:limit] if limit else _images_under(d)
-            out.append(PatchImages(read_whole(files, channels, max_side), torch.full((len(files),), label),
-                                   [str(f.relative_to(d.parent)) for f in files], d.name, [x.name for x in dirs]))
-        return out[0], out[1]
-    a, b = load_domains(source, resolution=max_side, channels=channels, limit=limit, **kw)
-    return tuple(PatchImages(x.images, x.labels, None, x.name, list(x.class_names)) for x in (a, b))

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from raygan.data.crops import PatchImages, center_crops, load_patches
+from raygan.data.crops import PatchImages, center_crops
+from raygan.data.patch_sources import load_patches
 from raygan.errors import DataError
 
 skdata = pytest.importorskip("skimage.data")
@@ -69,7 +70,7 @@ def test_centre_crops_are_the_same_window_of_every_image():
 
 
 def test_folder_domains_for_patch_training_keep_each_photo_whole(tmp_path):
-    from raygan.data.crops import load_patch_domains
+    from raygan.data.patch_sources import load_patch_domains
 
     photos(tmp_path / "trainA", [(64, 48), (40, 56)])
     photos(tmp_path / "trainB", [(30, 90)])

@@ -406,13 +406,114 @@ def test_huge_images_are_skipped_as_bombs_and_listed(tmp_path, monkeypatch):
         {"warn.png": True, "bomb.png": True}
 
 
-def test_patch_training_reads_a_native_prepared_dataset_whole_like_the_folder(tmp_path, photos):
-    from raygan.data.crops import load_patches
+def test_patch_training_reads_a_small_native_prepared_dataset_whole_like_the_folder(tmp_path, photos):
+    from raygan.data.patch_sources import load_patches
 
     prepare(str(photos), str(tmp_path / "nat"), native=True, progress=False, workers=1)
-    ours = load_patches("prepared", root=str(tmp_path / "nat"), max_side=12, channels=3)
+    ours = load_patches("prepared", root=str(tmp_path / "nat"), max_side=12, channels=3)  # 13 kB: under 1 GiB
     theirs = load_patches("folder", root=str(photos), max_side=12, channels=3)
     assert isinstance(ours.images, list) and len(ours) == len(theirs) == 24
     assert {tuple(x.shape) for x in ours.images} == {(3, 12, 12), (3, 12, 11), (3, 12, 10)}  # not squared
     assert all(torch.equal(a, b) for a, b in zip(ours.images, theirs.images))
     assert torch.equal(ours.labels, theirs.labels)
+
+
+@pytest.fixture(scope="module")
+def native_ds(tmp_path_factory, photos):
+    """The photos (24 RGB images, 14 x 14..16 px) prepared at native size in shards of 7."""
+    out = tmp_path_factory.mktemp("nat") / "nat"
+    prepare(str(photos), str(out), native=True, shard_size=7, progress=False, workers=1)
+    return out
+
+
+def _count_decodes(monkeypatch):
+    reads = []
+    image = PreparedDataset.image
+    monkeypatch.setattr(PreparedDataset, "image", lambda self, i: (reads.append(i), image(self, i))[1])
+    return reads
+
+
+def test_streamed_patches_are_bit_identical_to_the_whole_read_ones_and_check_decodes_nothing(native_ds,
+                                                                                           monkeypatch):
+    import copy
+
+    from raygan.data.patch_sources import load_patches
+    from raygan.data.patch_stream import StreamedPatches
+
+    reads = _count_decodes(monkeypatch)
+    whole = load_patches("prepared", root=str(native_ds), max_side=11, channels=3, stream=False)
+    st = load_patches("prepared", root=str(native_ds), max_side=11, channels=3, stream=True)
+    assert isinstance(st, StreamedPatches) and isinstance(whole.images, list) and len(st) == len(whole) == 24
+    sizes = [tuple(x.shape[-2:]) for x in whole.images]  # decoded and shrunk, vs the height/width columns
+    assert [st.size(i) for i in range(24)] == sizes and set(sizes) == {(11, 11), (11, 10)}
+    assert torch.equal(st.labels, whole.labels) and st.channels == 3 and st.class_names == whole.class_names
+    assert st.content_hash == whole.content_hash == PreparedDataset.open(str(native_ds)).content_hash
+    del reads[:]
+    st.check(10)
+    with pytest.raises(DataError) as a:
+        st.check(11)
+    assert reads == []  # the sizes came from the height/width columns: nothing decoded
+    with pytest.raises(DataError) as b:
+        whole.check(11)
+    assert str(a.value) == str(b.value) and "(10x11 px after data.resolution): use data.crop 8..10" in str(a.value)
+    sampler, ga, gb = EpochSampler(24, 5, seed=4), torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    st.read_ahead(sampler, depth=2)
+    seen = []
+    for _ in range(7):  # past an epoch end (4 batches of 5)
+        idx = sampler.next()
+        seen += idx.tolist()
+        assert torch.equal(st.crops(idx, 9, gb), whole.crops(idx, 9, ga))
+    ahead = copy.copy(sampler)
+    coming = [i for _ in range(2) for i in ahead.next().tolist()]
+    assert set(reads) <= set(seen) | set(coming) and set(seen) <= set(reads)  # only the batches in flight
+    jump = torch.tensor([23, 0, 5])  # not the predicted batch (a resume): read at once
+    assert torch.equal(st.crops(jump, 8, gb), whole.crops(jump, 8, ga)) and torch.equal(ga.get_state(), gb.get_state())
+    st.close()
+
+
+def test_patch_size_threshold_picks_the_path_and_is_overridable(native_ds, digits_ds, monkeypatch):
+    import raygan.data.streamed as streamed
+    from raygan.data.patch_sources import load_patches
+    from raygan.data.patch_stream import StreamedPatches
+    from raygan.errors import ConfigError
+
+    def load(**kw):
+        return load_patches("prepared", root=str(native_ds), max_side=11, channels=3, **kw)
+
+    nbytes = 3 * sum(h * w for h, w in (load().size(i) for i in range(24)))  # C x H x W after max_side
+    monkeypatch.setattr(streamed, "STREAM_THRESHOLD_BYTES", nbytes)
+    assert isinstance(load().images, list)
+    monkeypatch.setattr(streamed, "STREAM_THRESHOLD_BYTES", nbytes - 1)
+    assert isinstance(load(), StreamedPatches) and isinstance(load(stream=False).images, list)
+    with pytest.raises(ConfigError, match="only a prepared dataset streams"):
+        load_patches("digits", max_side=28, stream=True)
+    # a fitted prepared dataset streams its fitted images the same way
+    mem = load_patches("prepared", root=str(digits_ds), max_side=16, limit=40, stream=False)
+    st = load_patches("prepared", root=str(digits_ds), max_side=16, limit=40, stream=True)
+    idx, g = torch.tensor([3, 39, 0, 3]), lambda: torch.Generator().manual_seed(1)
+    assert len(st) == 40 and st.size(7) == (16, 16) and torch.equal(st.crops(idx, 12, g()), mem.crops(idx, 12, g()))
+
+
+def test_repair_patch_training_streams_bit_for_bit_and_resumes_exactly(tmp_path, native_ds):
+    from helpers import uninterrupted_and_resumed
+    from raygan.data.patch_stream import StreamedPatches
+    from raygan.tasks import load_config
+
+    def repair(stream):
+        return load_config(None, None, [
+            "task=repair", "data.name=prepared", f"data.root={native_ds}", "data.resolution=12", "data.crop=8",
+            f"data.stream={stream}", "model.arch=unet", "model.g={ngf: 4}", "model.d={ndf: 4}", "loss.name=lsgan",
+            "optim.batch_size=6", "repair.degradations=noise:sigma=0.1..0.4", "repair.adv_warmup_kimg=0",
+            "ema.half_life_kimg=0", "augment.flip=true", "train.total_kimg=0.024", "train.tick_kimg=0.012",
+            "train.snapshot_ticks=1", "train.sample_ticks=100", "eval.metrics=[psnr]", "tracking.enabled=false"])
+
+    mem = Trainer(repair("false"), None, evaluator=None)
+    assert isinstance(mem.task.data.images, list)
+    mem.run()
+    one, resumed = uninterrupted_and_resumed(repair("true"), tmp_path)
+    assert isinstance(one.task.data, StreamedPatches) and isinstance(resumed.task.data, StreamedPatches)
+    assert one.task.data._sampler is one.task.sampler  # read ahead
+    for net in ("G_plain", "D_plain"):
+        assert_bitwise_equal(params(getattr(mem.task, net)), params(getattr(one.task, net)))
+        assert_bitwise_equal(params(getattr(one.task, net)), params(getattr(resumed.task, net)))
+    assert one.task.state()["data_hash"] == PreparedDataset.open(str(native_ds)).content_hash

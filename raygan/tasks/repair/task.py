@@ -29,7 +29,8 @@ from torch import nn
 
 from raygan.augment import flip_horizontal
 from raygan.config.schema import SEED_MAX, Float, Int, TaskOptions
-from raygan.data.crops import load_patches
+from raygan.data.patch_sources import load_patches
+from raygan.data.patch_stream import StreamedPatches
 from raygan.data.streamed import StreamedDataset, check_data_hash, load_training_data
 from raygan.data.sampler import EpochSampler
 from raygan.degradations import build_degradations
@@ -113,14 +114,15 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
             n, channels = len(self.data.labels), self.data.channels
         else:  # patches: images kept whole (longer side <= resolution), a random crop of each per step
             self.data = load_patches(d.name, root=d.root, split="train", max_side=d.resolution, channels=d.channels,
-                                     limit=d.limit, download=d.download).check(d.crop, d.name).to(self.device)
+                                     limit=d.limit, download=d.download, stream=d.stream
+                                     ).check(d.crop, d.name).to(self.device)
             n, channels = len(self.data), self.data.channels
         self.pipeline.check(d.train_size, channels)
         if ctx.batch * ctx.world > n:
             raise ConfigError(f"config: optim.batch_size {cfg.optim.batch_size} is larger than the "
                               f"dataset ({n} images)")
         self.sampler = EpochSampler(n, ctx.batch, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world)
-        if isinstance(self.data, StreamedDataset):  # a large prepared dataset: the next batches are read ahead
+        if isinstance(self.data, (StreamedDataset, StreamedPatches)):  # a large prepared dataset: read ahead
             self.data.read_ahead(self.sampler)
         self.deg_gen = torch.Generator().manual_seed(degradation_seed(cfg.seed, ctx.rank))
         self.spec = spec_from_pipeline(self.pipeline, channels)
@@ -189,7 +191,8 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
         if self.cfg.data.crop is None:
             x = self.data.images[idx.to(self.device)].float().div_(255.0)
         else:  # the crop of the clean (HR) image, positions from the checkpointed degradation stream
-            x = self.data.crops(idx, self.cfg.data.crop, self.deg_gen).float().div_(255.0)
+            x = self.data.crops(idx, self.cfg.data.crop, self.deg_gen).to(self.device, non_blocking=True)
+            x = x.float().div_(255.0)
         if self.cfg.augment.flip:
             x = flip_horizontal(x, generator=self.deg_gen)
         deg = self.pipeline.train(x, self.deg_gen)
@@ -261,7 +264,7 @@ class RepairTask(GeneratorDiscriminatorPair, Task):
     def state(self) -> Dict[str, Any]:
         st = {"sampler": self.sampler.state_dict(), "degradation_rng": self.deg_gen.get_state(),
               "d_steps": self.step.d_steps, "steps": self.steps}
-        if getattr(self.data, "content_hash", None) is not None:  # a prepared dataset (not patches)
+        if getattr(self.data, "content_hash", None) is not None:  # a prepared dataset (whole or patches)
             st["data_hash"] = self.data.content_hash
         return st
 

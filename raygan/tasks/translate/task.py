@@ -41,7 +41,8 @@ from torch import nn
 
 from raygan.augment import flip_horizontal
 from raygan.config.schema import Float, Int, TaskOptions
-from raygan.data.crops import center_crops, load_patch_domains
+from raygan.data.crops import center_crops
+from raygan.data.patch_sources import load_patch_domains
 from raygan.data.domains import FOLDER, KNOWN_CLASSES, load_domains, resolve_class
 from raygan.data.sampler import EpochSampler
 from raygan.engine import dist
