@@ -11,6 +11,9 @@ import raygan.tasks  # noqa: F401  registers every task (and its config section)
 torch.set_num_threads(int(os.environ.get("RAYGAN_TEST_THREADS", "1")))
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# Ray starts its workers at nice 15: beside other load (a shared CI runner) they then get almost no CPU
+# and fixed waits run out. Tests run them at the driver's priority (RayConfig worker_niceness).
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 HAS_FMNIST = os.path.isfile(os.path.join(FMNIST_DIR, "train-images-idx3-ubyte.gz"))
