@@ -34,6 +34,7 @@ import torch
 from raygan.data.crops import PatchImages, crop_batch, index_list, shrink, shrunk_size
 from raygan.data.dataset import fit_channels
 from raygan.data.prepared import PreparedDataset, split_root
+from raygan.data.streamed import upcoming
 from raygan.errors import DataError
 
 READ_THREADS = 4
@@ -152,11 +153,9 @@ class StreamedPatches(PatchImages):
     def _refill(self) -> None:
         if self._sampler is None or self.depth == 0:
             return
-        ahead = copy.copy(self._sampler)  # its state now is what comes next; the copy shares no mutable state
-        for k in range(self.depth):
-            rows = index_list(ahead.next())
-            if k >= len(self._queue):
-                self._queue.append((rows, self._submit(rows)))
+        for nxt in upcoming(self._sampler, self.depth)[len(self._queue):]:
+            rows = index_list(nxt)
+            self._queue.append((rows, self._submit(rows)))
 
     def batch(self, idx) -> List[torch.Tensor]:
         """The whole images `idx` selects: the predicted batch read ahead, or read now."""

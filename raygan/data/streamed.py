@@ -36,6 +36,13 @@ READ_THREADS = 4
 READ_AHEAD = 4  # batches in flight
 
 
+def upcoming(sampler, depth: int) -> List[torch.Tensor]:
+    """The next `depth` index batches `sampler` will give, without moving it (a copy's state is
+    what comes next; it shares no mutable state)."""
+    ahead = copy.copy(sampler)
+    return [ahead.next() for _ in range(depth)]
+
+
 class _Images:
     """`images[idx]` of a StreamedDataset: the fitted uint8 images at `idx`, on the dataset's device."""
 
@@ -135,12 +142,9 @@ class StreamedDataset:
     def _refill(self) -> None:
         if self._sampler is None or self.depth == 0:
             return
-        ahead = copy.copy(self._sampler)  # its state now is what comes next; the copy shares no mutable state
-        for k in range(self.depth):
-            nxt = ahead.next()
-            if k >= len(self._queue):
-                # the read runs in the pool; pool.map inside would deadlock a full pool, so read rows directly
-                self._queue.append((nxt, self._executor().submit(self._read_direct, nxt)))
+        for nxt in upcoming(self._sampler, self.depth)[len(self._queue):]:
+            # the read runs in the pool; pool.map inside would deadlock a full pool, so read rows directly
+            self._queue.append((nxt, self._executor().submit(self._read_direct, nxt)))
 
     def _read_direct(self, idx: torch.Tensor) -> torch.Tensor:
         rows = self.index[idx].tolist()
